@@ -1,0 +1,73 @@
+/* core: the small pieces every other directory shares.
+ *
+ * Error convention (DESIGN.md): a function that can fail returns 0 on success
+ * or a negative code, and writes one sentence a user can act on into a
+ * caller-owned buffer of at least CORE_ERR_LEN bytes. Library code never
+ * prints and never exits. core_errf() formats that sentence and returns -1 so
+ * a failure path is one line:  return core_errf(err, "cannot open %s: %s", p, strerror(errno));
+ *
+ * core depends on nothing else in tunery.
+ */
+#ifndef TUNERY_CORE_H
+#define TUNERY_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define CORE_ERR_LEN 512
+
+/* ---- errors (err.c) ---- */
+int core_errf(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Print "tunery: <msg>" to stderr for command front-ends (not library code). */
+void core_die_msg(const char *msg);
+
+/* ---- growable byte buffer (buf.c) ---- */
+typedef struct {
+    char *data;   /* always NUL-terminated when len > 0 or after buf_reserve */
+    size_t len;
+    size_t cap;
+} buf_t;
+int buf_reserve(buf_t *b, size_t extra);               /* 0 or -1 on OOM */
+int buf_append(buf_t *b, const void *p, size_t n);
+int buf_appends(buf_t *b, const char *s);
+int buf_printf(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void buf_free(buf_t *b);
+
+/* ---- files (fs.c) ---- */
+/* Read a whole file into a NUL-terminated malloc'd buffer. */
+int fs_read_all(const char *path, char **out, size_t *len, char *err);
+/* Write atomically: temp file in the same directory, fsync, rename, fsync dir.
+ * A crash leaves either the old file or the new one, never half of one. */
+int fs_write_atomic(const char *path, const void *data, size_t len, char *err);
+/* fsync the directory that holds path (after a rename into it). */
+int fs_fsync_dir_of(const char *path, char *err);
+int fs_mkdir_p(const char *path, int mode, char *err);
+/* Remove a directory tree (used for checkpoints and deleted models). */
+int fs_rm_rf(const char *path, char *err);
+int fs_exists(const char *path);
+
+/* ---- ids and randomness for ids (id.c) ---- */
+/* Writes prefix + n random [A-Za-z0-9] chars + NUL into out (size >= strlen(prefix)+n+1).
+ * Uses getrandom(2); ids are not reproducible and are not meant to be. */
+void id_random(char *out, const char *prefix, int n);
+
+/* ---- time (time.c) ---- */
+int64_t time_unix(void);        /* seconds since the epoch */
+double time_mono(void);         /* monotonic seconds, for measuring */
+/* "YYYY-MM-DD HH:MM:SS" in local time, as the OpenAI CLI prints events. */
+void time_fmt_local(int64_t t, char out[32]);
+/* "YYYY-MM-DD-HH-MM-SS" in UTC, as legacy fine-tuned model names carry. */
+void time_fmt_model(int64_t t, char out[32]);
+
+/* ---- hashing (sha256.c) ---- */
+void sha256(const void *data, size_t len, uint8_t out[32]);
+void sha256_hex(const void *data, size_t len, char out[65]);
+
+/* ---- where shipped data lives (paths.c) ---- */
+/* The directory holding tunery's shipped data (vocab, built-in models, examples):
+ * $TUNERY_SHARE if set, else <dir of the executable>/data, else the install
+ * prefix's share/tunery. Never NULL. */
+const char *core_share_dir(void);
+
+#endif

@@ -1,0 +1,39 @@
+/* paths.c: finds tunery's shipped data (data/ in the source tree, or an
+ * installed share directory), so the binary works from any working directory. */
+#include "core/core.h"
+#include <limits.h>
+#include <libgen.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+const char *core_share_dir(void)
+{
+    static char dir[PATH_MAX];
+    if (dir[0]) return dir;
+    const char *env = getenv("TUNERY_SHARE");
+    if (env && *env) {
+        snprintf(dir, sizeof dir, "%s", env);
+        return dir;
+    }
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        char *d = dirname(exe);
+        /* ./tunery and build/tunery both sit beside or below the repo's data/. */
+        const char *cands[] = {"%s/data", "%s/../data", "%s/../share/tunery"};
+        for (size_t i = 0; i < sizeof cands / sizeof *cands; i++) {
+            char p[PATH_MAX + 32];
+            snprintf(p, sizeof p, cands[i], d);
+            char probe[PATH_MAX + 64];
+            snprintf(probe, sizeof probe, "%s/README.md", p);
+            if (fs_exists(probe)) {
+                snprintf(dir, sizeof dir, "%s", p);
+                return dir;
+            }
+        }
+    }
+    snprintf(dir, sizeof dir, "/usr/local/share/tunery");
+    return dir;
+}
