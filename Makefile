@@ -2,6 +2,7 @@
 #   make            build ./tunery (-O3 -march=native, OpenMP)
 #   make test       install what is missing, build, run every test (unit + SDK end-to-end)
 #   make check      unit tests only (no installs)
+#   make integration  tests/*/integration.sh (SDK end-to-end, tokenizer parity, crash tests)
 #   make asan       unit tests under AddressSanitizer + UBSan
 #   make fuzz       build the libFuzzer targets in tests/fuzz (clang)
 #   make demo       install, build, and run the whole fine-tuning workflow end to end
@@ -23,7 +24,7 @@ OBJS     := $(SRCS:%.c=$(BUILD)/%.o)
 TEST_SRC := $(sort $(wildcard tests/*/test_*.c))
 TEST_BIN := $(TEST_SRC:%.c=$(BUILD)/%)
 
-.PHONY: all test check asan fuzz demo bench clean deps e2e
+.PHONY: all test check asan fuzz demo bench clean deps integration check-asan
 all: tunery
 
 tunery: $(BUILD)/tunery
@@ -50,12 +51,15 @@ deps:
 check: tunery $(TEST_BIN)
 	@tests/run.sh $(BUILD) $(TEST_BIN)
 
-e2e: tunery
-	@tests/e2e/run.sh
+# Integration suites: every tests/<dir>/integration.sh (SDK end-to-end, tokenizer
+# parity against tiktoken, kill -9 tests...). Each prints "<name>: N passed, N failed".
+INTEG := $(sort $(wildcard tests/*/integration.sh))
+integration: tunery
+	@tests/run-integration.sh $(INTEG)
 
 test: deps
 	@$(MAKE) --no-print-directory check
-	@$(MAKE) --no-print-directory e2e
+	@$(MAKE) --no-print-directory integration
 
 asan:
 	@$(MAKE) --no-print-directory BUILD=build-asan CC=gcc \

@@ -3,6 +3,7 @@
 # "N passed, N failed" line CI reads. Exit status is non-zero if any failed or crashed.
 # Usage: tests/run.sh BUILD_DIR test-binary...
 build="$1"; shift
+export TUNERY_SHARE="${TUNERY_SHARE:-$(pwd)/data}"
 passed=0; failed=0; crashed=0
 for t in "$@"; do
   out=$("$t" 2>&1); rc=$?

@@ -69,5 +69,13 @@ void sha256_hex(const void *data, size_t len, char out[65]);
  * $TUNERY_SHARE if set, else <dir of the executable>/data, else the install
  * prefix's share/tunery. Never NULL. */
 const char *core_share_dir(void);
+/* The server's data directory: $TUNERY_DATA, else ./tunery-data. */
+const char *core_data_dir(void);
+/* Where the model called name lives, written into out (PATH_MAX bytes):
+ * name itself if it is a directory with a config.json; else
+ * <data dir>/models/<name> if that exists (fine-tuned and imported models);
+ * else <share dir>/models/<name> (built-in base models). Returns -1 with err
+ * naming the places looked in when none exists. */
+int core_model_dir(const char *name, char *out, char *err);
 
 #endif

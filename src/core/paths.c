@@ -37,3 +37,30 @@ const char *core_share_dir(void)
     snprintf(dir, sizeof dir, "/usr/local/share/tunery");
     return dir;
 }
+
+const char *core_data_dir(void)
+{
+    const char *env = getenv("TUNERY_DATA");
+    return env && *env ? env : "./tunery-data";
+}
+
+int core_model_dir(const char *name, char *out, char *err)
+{
+    char probe[PATH_MAX + 32];
+    if (!name || !*name) return core_errf(err, "no model name given");
+    snprintf(probe, sizeof probe, "%s/config.json", name);
+    if (strchr(name, '/') || fs_exists(probe)) {
+        if (!fs_exists(probe)) return core_errf(err, "model directory %s has no config.json", name);
+        snprintf(out, PATH_MAX, "%s", name);
+        return 0;
+    }
+    if (strstr(name, "..")) return core_errf(err, "invalid model name '%s'", name);
+    snprintf(out, PATH_MAX, "%s/models/%s", core_data_dir(), name);
+    snprintf(probe, sizeof probe, "%s/config.json", out);
+    if (fs_exists(probe)) return 0;
+    snprintf(out, PATH_MAX, "%s/models/%s", core_share_dir(), name);
+    snprintf(probe, sizeof probe, "%s/config.json", out);
+    if (fs_exists(probe)) return 0;
+    return core_errf(err, "model '%s' not found (looked in %s/models and %s/models); "
+                     "give a model directory, or run 'tunery models list'", name, core_data_dir(), core_share_dir());
+}

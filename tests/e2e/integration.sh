@@ -6,7 +6,7 @@ set -e
 cd "$(dirname "$0")"
 if [ ! -f package.json ]; then
   echo "e2e: no SDK tests yet"
-  echo "e2e tests: 0 passed, 0 failed"
+  echo "e2e: 0 passed, 0 failed"
   exit 0
 fi
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; then
