@@ -5,6 +5,7 @@
  *   serve, keys, bench serve   server/      api, tools          cli/
  *   train                      train/       generate, bench generate, bench train  nn/
  *   tokenize, bench tokenize   tok/         worker              sched/
+ *   bench finetune             train/
  *   models                     nn/ (model directories: import, export, list) */
 #ifndef TUNERY_CMDS_H
 #define TUNERY_CMDS_H
@@ -23,4 +24,5 @@ CMD_DECL(cmd_bench_train);
 CMD_DECL(cmd_bench_generate);
 CMD_DECL(cmd_bench_tokenize);
 CMD_DECL(cmd_bench_serve);
+CMD_DECL(cmd_bench_finetune);
 #endif

@@ -73,6 +73,16 @@ typedef struct {
     int stopped;                  /* 1 if should_stop ended it early */
 } train_result_t;
 
+/* Check a fine-tune data file without training, as upload validation does:
+ * every line valid JSON with a non-empty string "prompt"+"completion" (or a
+ * valid "messages" list). Fills n_examples and *is_chat, and for a bad file
+ * returns -1 with err naming the first bad line ("line 12: ..."). Streams
+ * the file: bounded memory for any size. */
+int train_check_file(const char *path, int *n_examples, int *is_chat, char *err);
+/* Tokens the file trains on per epoch (r50k; prompt + completion + end
+ * token, as train_run counts them), streamed; -1 with err on a bad file. */
+long long train_count_tokens(const char *path, char *err);
+
 /* Run one fine-tune. Returns 0, or -1 with err saying what went wrong (for a
  * bad data file: the line number and the problem). */
 int train_run(const train_opts_t *o, const train_hooks_t *h, train_result_t *res, char *err);
