@@ -151,8 +151,162 @@ void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dou
 const char *nn_cpu_describe(void);
 
 /* ======================================================================
- * Inference (infer.c, sample.c): KV cache, prefill/decode, sampling.
+ * Inference (infer.c, sample.c, generate.c): KV cache, prefill/decode,
+ * sampling, and the completion request engine behind `tunery generate`,
+ * /v1/completions and /v1/chat/completions.
+ *
+ * The split with tok/ (nn must not depend on it): requests carry prompts as
+ * token ids (the caller encodes strings with tok_encode) and a piece
+ * function that returns the bytes of one token (wrap tok_piece). Everything
+ * text-level that needs the model's output (stop strings across token
+ * boundaries, echo, text_offset, UTF-8-safe streaming) happens here on those
+ * bytes. Logprobs come back as token ids; the caller turns them into strings
+ * with tok_piece. A gpt2_t is only read: many gen_complete calls may run on
+ * one model at once, each with its own KV cache.
  * ====================================================================== */
-/* (owned by infer.c / sample.c; declared here when written) */
+
+/* ---- KV cache and forward (infer.c) ---- */
+typedef struct infer infer_t;
+/* A KV cache for n_seq sequences of up to max_T positions each (max_T <=
+ * config.max_seq_len; 0 means the full context), plus scratch, in one
+ * allocation. The model must outlive it. */
+int infer_create(infer_t **out, const gpt2_t *m, int n_seq, int max_T, char *err);
+void infer_free(infer_t *s);
+int infer_pos(const infer_t *s, int seq);           /* tokens in seq's cache */
+void infer_reset(infer_t *s, int seq);               /* forget seq's tokens */
+void infer_copy_seq(infer_t *s, int dst, int src);   /* dst := src (a shared prompt) */
+/* Append tokens[0..T) to sequence seq (causal attention over its cache).
+ * logits receives the (real-vocabulary, V) logits of the last position, or
+ * of every position (T, V) when all_positions; NULL skips them. */
+int infer_prefill(infer_t *s, int seq, const int *tokens, int T, float *logits, int all_positions, char *err);
+/* One step of n sequences at once: seqs[i] gets tokens[i]; logits (n, V). */
+int infer_decode(infer_t *s, const int *seqs, const int *tokens, int n, float *logits, char *err);
+
+/* ---- logits processing and sampling (sample.c): pure functions ---- */
+/* splitmix64-seeded xoshiro-style generator; one per choice so that n
+ * choices are reproducible for a seed whatever the batching. */
+typedef struct { uint64_t s[4]; } sample_rng_t;
+void sample_rng_init(sample_rng_t *r, uint64_t seed, uint64_t stream);
+double sample_rng_uniform(sample_rng_t *r);          /* [0, 1) */
+/* out[i] = log softmax(logits)[i] (double accumulation); out may be logits. */
+void sample_log_softmax(float *out, const float *logits, int V);
+/* The k largest values of x (ids and values, descending, ties by lower id). */
+void sample_top_k(const float *x, int V, int k, int *ids, float *vals);
+/* OpenAI's penalties: logit[j] -= count[j] * frequency + (count[j] > 0) * presence,
+ * count = occurrences of j among the tokens generated so far. */
+void sample_penalize(float *logits, int V, const int *counts, float presence, float frequency);
+/* logit[ids[i]] += bias[i]; a bias of -100 or less bans the token outright. */
+void sample_bias(float *logits, int V, const int *ids, const float *bias, int n);
+/* Pick a token from processed logits: temperature 0 = argmax (lowest id on
+ * ties); else softmax(logits / temperature) restricted to the smallest set of
+ * most likely tokens whose mass reaches top_p. logits is used as scratch. */
+int sample_pick(float *logits, int V, float temperature, float top_p, sample_rng_t *rng);
+/* Length of the longest prefix of s[0..n) that does not end inside an
+ * incomplete UTF-8 sequence (invalid bytes count as complete: they never
+ * become valid by waiting). */
+size_t sample_utf8_ready(const char *s, size_t n);
+/* Earliest position p >= from where one of the stops (each non-empty) starts
+ * in text[0..len), or -1. */
+long sample_stop_find(const char *text, size_t len, size_t from, const char *const *stops, int n_stop);
+/* Length of the longest suffix of text[0..len) that is a proper prefix of a
+ * stop: text that must be held back while streaming. */
+size_t sample_stop_holdback(const char *text, size_t len, const char *const *stops, int n_stop);
+
+/* ---- the completion request engine (generate.c) ---- */
+#define GEN_MAX_N 128          /* n and best_of */
+#define GEN_MAX_STOP 4
+#define GEN_MAX_LOGPROBS 5
+#define GEN_MAX_TOKENS_REST (-1) /* max_tokens: the rest of the context */
+#define GEN_EINVAL (-2)        /* the request is invalid: HTTP 400, see res->err_param */
+#define GEN_ECANCEL (-3)       /* the stream callback asked to stop */
+
+/* The bytes of token id (not NUL-terminated), NULL if id is out of range.
+ * For tok/: static const char *f(void *t, int id, size_t *n) { return tok_piece(t, id, n); } */
+typedef const char *(*gen_piece_fn)(void *ctx, int id, size_t *len);
+
+/* Every legacy completions parameter. gen_request_init sets OpenAI's
+ * defaults, so a JSON null means "leave the field alone". */
+typedef struct {
+    const int *const *prompts;  /* n_prompts token-id arrays; n_prompts == 0 = the */
+    const int *prompt_lens;     /* default prompt, <|endoftext|> (eot_id) */
+    int n_prompts;
+    int max_tokens;             /* default 16; GEN_MAX_TOKENS_REST; 0 allowed with echo */
+    float temperature;          /* 0..2, default 1; 0 = greedy */
+    float top_p;                /* (0, 1], default 1 */
+    int n;                      /* 1..128, default 1 */
+    int best_of;                /* n..128; 0 = n. Candidates ranked by mean logprob */
+    int logprobs;               /* -1 = null; 0..5 */
+    int echo;                   /* prompt text (and its logprobs) before the completion */
+    int stream;                 /* call the stream callback; refused with best_of > n */
+    const char *const *stop;    /* n_stop NUL-terminated strings, at most 4 */
+    int n_stop;
+    float presence_penalty;     /* -2..2 */
+    float frequency_penalty;    /* -2..2 */
+    const int *logit_bias_ids;  /* n_logit_bias token ids and biases in -100..100 */
+    const float *logit_bias;
+    int n_logit_bias;
+    int has_seed;
+    uint64_t seed;
+    const char *suffix;         /* non-empty = refused (insertion is not supported) */
+    int eot_id;                 /* generating it ends a choice with "stop"; -1 = none */
+    gen_piece_fn piece;         /* required */
+    void *piece_ctx;
+} gen_request_t;
+
+typedef struct {
+    int index;                  /* prompt_index * n + j, OpenAI's order */
+    char *text;                 /* NUL-terminated; the echoed prompt first */
+    size_t text_len;
+    const char *finish_reason;  /* "stop" (stop string or eot) or "length" */
+    /* When logprobs >= 0: one entry per token of text (echo: prompt tokens first). */
+    int n_tokens;
+    int *tokens;
+    float *token_logprobs;      /* NAN = JSON null (the first echoed prompt token) */
+    size_t *text_offset;        /* byte offset in text where each token starts */
+    int n_top;                  /* = logprobs */
+    int *top_ids;               /* (n_tokens, n_top); a row of -1 = null */
+    float *top_logprobs;        /* (n_tokens, n_top) */
+    int completion_tokens;      /* tokens generated for this choice */
+    double mean_logprob;        /* mean logprob of the generated tokens (best_of's rank) */
+} gen_choice_t;
+
+typedef struct {
+    gen_choice_t *choices;      /* n_prompts * n, by index */
+    int n_choices;
+    int prompt_tokens, completion_tokens, total_tokens; /* usage (best_of candidates count) */
+    const char *err_param;      /* on GEN_EINVAL: the parameter at fault, for error.param */
+} gen_result_t;
+
+/* One streamed piece of one choice. text is whole UTF-8 characters and never
+ * part of a stop string; the last chunk of a choice has finish_reason set
+ * (text may be empty). The tokens are those whose text starts in this piece. */
+typedef struct {
+    int index;
+    const char *text;
+    size_t text_len;
+    const char *finish_reason;  /* NULL until the choice ends */
+    int n_tokens;
+    const int *tokens;
+    const float *token_logprobs;
+    const size_t *text_offset;  /* offsets into the whole choice text */
+    int n_top;
+    const int *top_ids;
+    const float *top_logprobs;
+} gen_chunk_t;
+/* Return non-zero to stop generating (client went away): gen_complete then
+ * returns GEN_ECANCEL. */
+typedef int (*gen_stream_fn)(void *ctx, const gen_chunk_t *chunk);
+
+void gen_request_init(gen_request_t *req);
+/* Validate against the model: returns 0, or GEN_EINVAL with *param naming
+ * the offending parameter ("temperature", "n", "logprobs", "prompt", ...)
+ * and err a sentence saying the allowed range. */
+int gen_request_check(const gen_request_t *req, const gpt2_config_t *cfg, const char **param, char *err);
+/* Run a request. res is filled (free with gen_result_free, also after an
+ * error). cb may be NULL; with req->stream it receives every piece as it is
+ * produced. Returns 0, GEN_EINVAL, GEN_ECANCEL, or -1 (out of memory...). */
+int gen_complete(const gpt2_t *m, const gen_request_t *req, gen_result_t *res,
+                 gen_stream_fn cb, void *cb_ctx, char *err);
+void gen_result_free(gen_result_t *res);
 
 #endif
