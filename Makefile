@@ -30,8 +30,10 @@ all: tunery
 tunery: $(BUILD)/tunery
 	@cp $< $@
 
+# --whole-archive: subcommands are reached only through weak references in
+# main.c (src/cmds.h), which would not pull their objects out of the archive.
 $(BUILD)/tunery: $(BUILD)/src/main.o $(BUILD)/libtunery.a
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(CFLAGS) -o $@ $(BUILD)/src/main.o -Wl,--whole-archive $(BUILD)/libtunery.a -Wl,--no-whole-archive $(LDLIBS)
 
 $(BUILD)/libtunery.a: $(OBJS)
 	@rm -f $@

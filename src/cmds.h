@@ -5,7 +5,7 @@
  *   serve, keys, bench serve   server/      api, tools          cli/
  *   train                      train/       generate, bench generate, bench train  nn/
  *   tokenize, bench tokenize   tok/         worker              sched/
- *   bench finetune             train/
+ *   bench finetune, pretrain   train/
  *   models                     nn/ (model directories: import, export, list) */
 #ifndef TUNERY_CMDS_H
 #define TUNERY_CMDS_H
@@ -19,6 +19,7 @@ CMD_DECL(cmd_tokenize);
 CMD_DECL(cmd_models);
 CMD_DECL(cmd_keys);
 CMD_DECL(cmd_worker);
+CMD_DECL(cmd_pretrain);
 /* `tunery bench <what>` is dispatched by cmd_bench (src/main.c) to these: */
 CMD_DECL(cmd_bench_train);
 CMD_DECL(cmd_bench_generate);

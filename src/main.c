@@ -22,6 +22,7 @@ static const command_t commands[] = {
     {"models",   cmd_models,   "models   list | import DIR --name N | export N --format gguf|safetensors"},
     {"keys",     cmd_keys,     "keys     create --org NAME | list | revoke KEY-ID"},
     {"bench",    cmd_bench_dispatch,    "bench    train | generate | tokenize | serve   (prints one JSON line per figure)"},
+    {"pretrain", cmd_pretrain, "pretrain --corpus F --valid F --out DIR [--config L,NH,C,T]   build a base model from plain text"},
     {"worker",   cmd_worker,   "worker   JOB-ID   (run by serve: trains one job)"},
 };
 #define NCOMMANDS (sizeof commands / sizeof *commands)
