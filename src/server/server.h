@@ -1,0 +1,209 @@
+/* server: the OpenAI-compatible HTTP API of `tunery serve`, on libmicrohttpd.
+ *
+ * Every endpoint lives under /v1 and answers JSON with Content-Type
+ * application/json (errors and unknown routes too), an x-request-id header,
+ * and OpenAI's error body {"error":{"message","type","param","code"}}. The
+ * resources are one file each (files.c, fine_tunes.c, models.c,
+ * completions.c); http.c owns the connection life cycle (bodies, limits,
+ * replies), router.c the route table and percent-decoding, multipart.c the
+ * streaming upload parser, sse.c the event streams, auth.c the keys.
+ *
+ * Threading: one thread per connection. Event streams and completions block
+ * their connection for seconds to hours; with a thread per connection that
+ * never stalls another client, and an idle server has no extra threads.
+ *
+ * The first section is the public face (cmd_serve.c, bench_serve.c and tests
+ * use it); the second is shared by the files of this directory only.
+ */
+#ifndef TUNERY_SERVER_H
+#define TUNERY_SERVER_H
+
+#include "core/core.h"
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* ---- public ---- */
+typedef struct {
+    const char *host;            /* "127.0.0.1" */
+    int port;                    /* 0 = pick a free port (see server_port) */
+    const char *data_dir;        /* NULL = core_data_dir() */
+    int max_concurrent_jobs;     /* scheduler: jobs trained at once (default 1) */
+    uint64_t upload_limit;       /* bytes of one request body (default 1 GiB) */
+    int ping_ms;                 /* SSE keep-alive interval (default 15000) */
+    int no_scheduler;            /* tests: serve without training jobs */
+    size_t model_cache_bytes;    /* loaded models kept in memory (default 2 GiB) */
+} server_opts_t;
+
+typedef struct server server_t;
+
+/* Open the store, start the scheduler and listen. On a fresh store an org
+ * "personal" and one key are created; *initial_key (if not NULL) receives a
+ * malloc'd copy of that key or NULL when the store already had keys. */
+int server_start(server_t **out, const server_opts_t *o, char **initial_key, char *err);
+int server_port(const server_t *s);
+void server_stop(server_t *s);
+
+/* ---- internal to src/server ---- */
+#ifdef TUNERY_SERVER_INTERNAL
+#include <jansson.h>
+
+struct MHD_Connection;
+struct store;
+struct store_blob;
+typedef struct req req_t;
+
+typedef enum { BODY_NONE = 0, BODY_JSON, BODY_MULTIPART } body_kind_t;
+typedef int (*route_fn)(req_t *r);
+typedef struct {
+    const char *method;
+    const char *pattern;  /* "/v1/files/{}/content": each {} is one decoded path segment */
+    route_fn fn;
+    body_kind_t body;
+} route_t;
+
+#define ROUTE_MAX_PARAMS 2
+#define ROUTE_PARAM_LEN 512
+
+/* router.c */
+/* Percent-decode n bytes of in into out (NUL-terminated); plus_space maps '+'
+ * to ' ' as Python's quote_plus encodes. -1 if out is too small or a %XX is
+ * malformed or decodes to NUL. */
+int url_decode(const char *in, size_t n, char *out, size_t outlen, int plus_space);
+/* Find the route for method + raw path. 0 and params filled; -1 if no path
+ * matches; -2 if the path matches but not the method (*allowed gets e.g. "GET"). */
+int router_match(const char *method, const char *path, const route_t **out,
+                 char params[ROUTE_MAX_PARAMS][ROUTE_PARAM_LEN], int *nparams);
+extern const route_t server_routes[];
+/* One pattern against a path (url.c): 0 and params filled on a match. */
+int router_match_pattern(const char *pattern, const char *path,
+                         char params[ROUTE_MAX_PARAMS][ROUTE_PARAM_LEN], int *nparams);
+
+/* errors.c: OpenAI's error body, all four keys, null where not given. */
+json_t *server_error_json(const char *message, const char *type, const char *param, const char *code);
+
+/* multipart.c */
+typedef struct multipart multipart_t;
+typedef struct {
+    void *ctx;
+    /* filename NULL when the part has none; return non-zero to refuse */
+    int (*part_begin)(void *ctx, const char *name, const char *filename, const char *content_type);
+    int (*part_data)(void *ctx, const char *data, size_t n);
+    int (*part_end)(void *ctx);
+} multipart_cb_t;
+int multipart_boundary(const char *content_type, char *out, size_t outlen);
+multipart_t *multipart_new(const char *boundary, const multipart_cb_t *cb);
+/* Feed any number of bytes; -1 with err on malformed input or a refused part. */
+int multipart_feed(multipart_t *m, const char *data, size_t n, char *err);
+/* At the end of the body: -1 unless the closing boundary was seen. */
+int multipart_finish(multipart_t *m, char *err);
+int multipart_nparts(const multipart_t *m);
+void multipart_free(multipart_t *m);
+
+/* The upload in progress for POST /v1/files (files.c fills it through the
+ * multipart callbacks; http.c drives them). */
+typedef struct {
+    char purpose[64];
+    int has_purpose, has_file, nfiles;
+    char filename[1024];
+    struct store_blob *blob; /* the file part's bytes, NULL when none */
+    int in_file, in_purpose;
+    int failed;
+} upload_t;
+int files_upload_begin(req_t *r);       /* called once the headers are in */
+void files_upload_abort(req_t *r);      /* removes the temp blob */
+extern const multipart_cb_t files_multipart_cb;
+
+struct req {
+    struct server *srv;
+    struct MHD_Connection *conn;
+    const route_t *route;
+    char method[16];
+    char path[1024];
+    char params[ROUTE_MAX_PARAMS][ROUTE_PARAM_LEN];
+    int nparams;
+    char request_id[40];
+    /* auth */
+    char org_id[64];
+    char org_name[128];
+    /* body */
+    uint64_t limit, received;
+    buf_t raw;
+    json_t *body;            /* parsed JSON body or NULL */
+    multipart_t *mp;
+    upload_t up;
+    int replied;
+    void *qstrs;             /* http.c: decoded query strings to free */
+};
+
+struct server {
+    struct MHD_Daemon *daemon;
+    struct store *store;
+    server_opts_t opts;
+    char data_dir[4096];
+    int port;
+    void *sched;              /* sched handle (sched.h) */
+    void *models;             /* completions.c: model cache */
+    volatile int stopping;
+};
+
+/* http.c: the daemon (server.c starts and stops it). */
+int http_listen(struct server *s, char *err);
+void http_stop(struct server *s);
+
+/* http.c: replies. Each queues the response at once and returns 0 (or -1 if
+ * the connection is gone). Every reply gets x-request-id. */
+int http_reply_json(req_t *r, int status, json_t *body);      /* steals body */
+int http_reply_error(req_t *r, int status, const char *type, const char *param,
+                     const char *code, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+int http_reply_bytes(req_t *r, int status, const char *content_type, const void *data, size_t len);
+int http_reply_file(req_t *r, const char *content_type, const char *path);
+/* A streamed body: reader fills buf with up to max bytes and returns the
+ * count, 0 to be called again, or -1 at the end of the stream. It may block
+ * (one thread per connection). done_cb frees cls when the connection ends. */
+int http_reply_stream(req_t *r, const char *content_type,
+                      ssize_t (*reader)(void *cls, uint64_t pos, char *buf, size_t max),
+                      void *cls, void (*done_cb)(void *cls));
+/* A decoded query-string argument ('+' as space); NULL if absent. The string
+ * lives until the request ends. */
+const char *http_query(req_t *r, const char *key);
+const char *http_header(req_t *r, const char *name);
+
+/* Shorthands for the usual errors. */
+#define HTTP_400(r, param, ...) http_reply_error(r, 400, "invalid_request_error", param, NULL, __VA_ARGS__)
+#define HTTP_404(r, param, ...) http_reply_error(r, 404, "invalid_request_error", param, NULL, __VA_ARGS__)
+#define HTTP_500(r, ...) http_reply_error(r, 500, "server_error", NULL, NULL, __VA_ARGS__)
+
+/* json helpers (errors.c) for request validation: each replies 400 naming
+ * the parameter and returns -1 when the value is present, non-null and of
+ * the wrong type; a missing or null value leaves *out unchanged, returns 0. */
+int json_opt_int(req_t *r, json_t *body, const char *key, long long min, long long max, long long *out, int *given);
+int json_opt_num(req_t *r, json_t *body, const char *key, double min, double max, double *out, int *given);
+int json_opt_bool(req_t *r, json_t *body, const char *key, int *out, int *given);
+int json_opt_str(req_t *r, json_t *body, const char *key, const char **out);
+/* 400 for any key of body not in the NULL-terminated list. */
+int json_check_known(req_t *r, json_t *body, const char *const *known);
+
+/* auth.c: fill r->org_id / org_name from Authorization; 0, or -1 after replying 401. */
+int auth_request(req_t *r);
+
+/* Route handlers (one file per resource). */
+int files_create(req_t *r);
+int files_list(req_t *r);
+int files_get(req_t *r);
+int files_delete(req_t *r);
+int files_content(req_t *r);
+int fine_tunes_create(req_t *r);
+int fine_tunes_list(req_t *r);
+int fine_tunes_get(req_t *r);
+int fine_tunes_cancel(req_t *r);
+int fine_tunes_delete(req_t *r);
+int fine_tunes_events(req_t *r);
+int models_list(req_t *r);
+int models_get(req_t *r);
+int models_delete(req_t *r);
+int completions_create(req_t *r);
+int completions_engine(req_t *r);
+#endif
+
+#endif
