@@ -100,6 +100,68 @@ void gpt2_zero_grad(gpt2_t *m);
  * 1 / (sum of w over all micro-batches of the step), which makes the
  * accumulated gradient that of the weighted mean over the whole batch. */
 void gpt2_backward(gpt2_t *m, float grad_scale);
+/* After gpt2_forward with targets == NULL: the logits (B, T, Vp), row stride
+ * Vp, of which columns [0, V) are meaningful. With targets the buffer holds
+ * the loss gradient instead, so this returns NULL. */
+const float *gpt2_logits(const gpt2_t *m);
+/* Bytes held by the training state (activations, activation-gradient scratch,
+ * AdamW m and v) and, separately, what params + grads take: for the memory
+ * line of `tunery bench train`. */
+size_t gpt2_train_bytes(const gpt2_t *m);
+/* FLOPs of one training step (forward + backward, multiply-add = 2) at B, T,
+ * counted from the shapes: every matmul, attention's causal QK^T and AV (and
+ * their backward, including the recomputed scores), the LM head. */
+double gpt2_step_flops(const gpt2_config_t *c, int B, int T);
+
+/* Where the time of a step goes, for `tunery bench train`. Off by default
+ * (a few clock reads per layer when on); seconds accumulate until reset. */
+typedef struct {
+    int enabled;
+    double matmul, attention, layernorm, gelu, lmhead_matmul, crossentropy, other, adamw;
+} nn_profile_t;
+extern nn_profile_t nn_profile;
+
+/* ---- safetensors (safetensors.c) ----
+ * The reader checks everything before anything is trusted: the header length
+ * against the file size, the header is a JSON object, each tensor has a known
+ * dtype, a shape whose byte count matches its data_offsets, offsets inside the
+ * data area, and no two tensors overlap. A failure is a sentence in err. */
+enum { ST_F32, ST_F16, ST_BF16, ST_F64, ST_I64, ST_I32, ST_I16, ST_I8, ST_U8, ST_BOOL };
+#define ST_MAX_DIMS 8
+typedef struct {
+    char *name;
+    int dtype;                  /* ST_* */
+    int ndim;
+    int64_t shape[ST_MAX_DIMS];
+    size_t nelem;
+    const uint8_t *data;        /* into the file's data area (maybe unaligned) */
+    size_t nbytes;
+} st_tensor_t;
+typedef struct {
+    st_tensor_t *tensors;       /* sorted by data offset */
+    int n;
+    void *map;                  /* st_file_open's mmap, or NULL */
+    size_t map_len;
+} st_file_t;
+/* Parse a safetensors image in memory (buf must outlive f). */
+int st_file_parse(st_file_t *f, const void *buf, size_t len, char *err);
+/* mmap path read-only and parse it. */
+int st_file_open(st_file_t *f, const char *path, char *err);
+void st_file_close(st_file_t *f);
+const st_tensor_t *st_tensor_find(const st_file_t *f, const char *name);
+/* Convert a float tensor (F32, F16, BF16, F64) to fp32; -1 for other dtypes. */
+int st_tensor_to_f32(const st_tensor_t *t, float *out);
+size_t st_dtype_size(int dtype);
+const char *st_dtype_name(int dtype);
+/* A safetensors writer that streams: declare tensors (fp32 only), then write
+ * each one's data in declaration order; the file appears atomically at
+ * st_writer_close (temp file, fsync, rename). */
+typedef struct st_writer st_writer_t;
+int st_writer_open(st_writer_t **w, const char *path, const char *const *names,
+                   const int64_t *const *shapes, const int *ndims, int n, char *err);
+int st_writer_write(st_writer_t *w, const float *data, size_t nelem, char *err);
+int st_writer_close(st_writer_t *w, char *err);   /* commits; frees w */
+void st_writer_abort(st_writer_t *w);             /* removes the temp file; frees w */
 
 /* ======================================================================
  * Optimizer and schedules (adamw.c)
@@ -134,6 +196,49 @@ void encoder_forward(float *out, const int *inp, const float *wte, const float *
 void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight, const float *bias, int N, int C);
 void gelu_forward(float *out, const float *inp, int N);
 void residual_forward(float *out, const float *a, const float *b, int N);
+/* Backward kernels. dweight/dbias and the embedding grads ACCUMULATE, summed
+ * in a fixed order whatever the thread count (bit-reproducible steps). */
+void encoder_backward(float *dwte, float *dwpe, const float *dout, const int *inp, int B, int T, int C);
+/* dinp += ..., dweight += ..., dbias += ... */
+void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                        const float *weight, const float *mean, const float *rstd, int N, int C);
+/* dinp = gelu'(inp) * dout (dinp may alias dout). */
+void gelu_backward(float *dinp, const float *inp, const float *dout, int N);
+/* Causal multi-head attention over qkv (B, T, 3C) = [q | k | v], heads of
+ * C/NH channels: out (B, T, C), lse (B, NH, T) = log-sum-exp of each query's
+ * scaled scores, kept instead of the (T, T) probabilities, which backward
+ * recomputes (memory O(T) per head, not O(T^2)). */
+void attention_forward(float *out, float *lse, const float *qkv, int B, int T, int C, int NH);
+/* dqkv = gradient of the loss w.r.t. qkv (overwritten), given dout (B, T, C)
+ * and the forward's qkv, out and lse. */
+void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out,
+                        const float *lse, int B, int T, int C, int NH);
+/* Fused softmax + cross-entropy over N rows of logits (row stride Vp, real
+ * vocabulary V), in place: each row becomes w_i * (softmax - onehot(target))
+ * on [0, V) and 0 on [V, Vp), the loss gradient before grad_scale; a row with
+ * w_i == 0 or target < 0 becomes all zeros. losses[i] = unweighted
+ * cross-entropy (0 when target < 0; losses required), argmax[i] over [0, V). w NULL = all 1.
+ * Returns sum_i w_i * losses[i] (double); *wsum receives sum_i w_i. */
+double crossentropy_forward(float *logits, float *losses, int *argmax, const int *targets,
+                            const float *w, int N, int V, int Vp, double *wsum);
+/* exp(x) to ~1 ulp, branch-free so that loops around it vectorise. */
+static inline float nn_expf(float x)
+{
+    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+    float t = x * 1.44269504088896341f + 12582912.0f;   /* round(x / ln 2) in the low bits */
+    float n = t - 12582912.0f;
+    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    union { float f; int32_t i; } s;
+    s.i = ((int32_t)n + 127) << 23;
+    return p * s.f;
+}
 
 /* ======================================================================
  * Matrix multiply (matmul.c): the dispatcher. out (N, OC) = inp (N, C) @ weight^T + bias,
@@ -149,6 +254,13 @@ void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dou
 /* What the CPU reports and which kernel was picked, for bench output: e.g.
  * "Intel Xeon (Sapphire Rapids) avx512f avx512_bf16 amx_bf16; matmul=onednn-fp32". */
 const char *nn_cpu_describe(void);
+/* Precision of matmul compute. FP32 is the default (parity tests need 1e-4).
+ * BF16 rounds both operands to bf16 and accumulates in fp32 into fp32 outputs
+ * (master weights stay fp32); used only where the CPU has AVX512_BF16/AMX.
+ * The environment variable TUNERY_MATMUL=bf16 (or fp32) sets the initial value. */
+typedef enum { NN_PREC_FP32 = 0, NN_PREC_BF16 = 1 } nn_prec_t;
+void nn_matmul_set_precision(nn_prec_t prec);
+nn_prec_t nn_matmul_get_precision(void);
 
 /* ======================================================================
  * Inference (infer.c, sample.c, generate.c): KV cache, prefill/decode,
