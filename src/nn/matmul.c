@@ -12,6 +12,7 @@
  */
 #include "nn/matmul_impl.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -134,20 +135,128 @@ void matmul_backward_portable(float *dinp, float *dweight, float *dbias, const f
 /* dispatcher                                                               */
 /* ---------------------------------------------------------------------- */
 
+static int mm_prec = -1;   /* -1: not read from the environment yet */
+
+nn_prec_t nn_matmul_get_precision(void)
+{
+    if (mm_prec < 0) {
+        const char *e = getenv("TUNERY_MATMUL");
+        mm_prec = (e && strcmp(e, "bf16") == 0 && (nn_cpu()->avx512_bf16 || nn_cpu()->amx_bf16))
+                      ? NN_PREC_BF16 : NN_PREC_FP32;
+    }
+    return (nn_prec_t)mm_prec;
+}
+
+void nn_matmul_set_precision(nn_prec_t prec)
+{
+    mm_prec = prec == NN_PREC_BF16 ? NN_PREC_BF16 : NN_PREC_FP32;
+}
+
+/* Path names, for bench output and test messages. */
+const char *mm_path_name(mm_path_t path)
+{
+    static const char *names[MM_NPATHS] = {"auto", "portable", "onednn", "avx512"};
+    return path >= 0 && path < MM_NPATHS ? names[path] : "?";
+}
+
+/* TUNERY_MATMUL=portable forces the portable kernels (for comparisons and
+ * for machines where a library path misbehaves). */
+static int mm_force_portable(void)
+{
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("TUNERY_MATMUL");
+        v = e && strcmp(e, "portable") == 0;
+    }
+    return v;
+}
+
 const char *nn_matmul_describe(void)
 {
-    return "portable";
+    static char d[96];
+    if (mm_force_portable() || !mm_onednn_available()) return "portable";
+    snprintf(d, sizeof d, "onednn-%s%s", nn_matmul_get_precision() == NN_PREC_BF16 ? "bf16" : "fp32",
+             nn_cpu()->avx512f ? " (avx512 gemv for N<=8)" : "");
+    return d;
+}
+
+/* The rule, from measurements on a 2-core Sapphire Rapids-class VM (see
+ * docs/bench.md): oneDNN fp32 reaches 75-85% of the FMA peak at every
+ * GPT-2 training shape (N = 256, 1024), so it takes everything with N > 8.
+ * At N <= 8 (decode) the product is bound by reading the weights, and our
+ * GEMV streams them once at close to the measured read bandwidth. bf16 goes
+ * to oneDNN (AMX or AVX512_BF16) at every N. */
+int mm_forward_path(mm_path_t path, nn_prec_t prec, float *out, const float *inp, const float *weight,
+                    const float *bias, int N, int C, int OC)
+{
+    if (path == MM_AUTO) {
+        if (mm_force_portable()) path = MM_PORTABLE;
+        else if (prec == NN_PREC_FP32 && N <= MM_GEMV_MAX_N &&
+                 mm_avx512_gemv(out, inp, weight, bias, N, C, OC) == 0)
+            return 0;
+        else if (mm_onednn_gemm(prec, out, inp, weight, bias, N, C, OC, C, 1, 1, C, 0) == 0)
+            return 0;
+        else path = MM_PORTABLE;
+    }
+    switch (path) {
+    case MM_PORTABLE:
+        if (prec != NN_PREC_FP32) return -1;
+        matmul_forward_portable(out, inp, weight, bias, N, C, OC);
+        return 0;
+    case MM_ONEDNN:
+        return mm_onednn_gemm(prec, out, inp, weight, bias, N, C, OC, C, 1, 1, C, 0);
+    case MM_AVX512:
+        return prec == NN_PREC_FP32 ? mm_avx512_gemv(out, inp, weight, bias, N, C, OC) : -1;
+    default:
+        return -1;
+    }
+}
+
+static void mm_dbias(float *dbias, const float *dout, int N, int OC)
+{
+    #pragma omp parallel for schedule(static)
+    for (int o = 0; o < OC; o++) {
+        float s = 0.0f;
+        for (int n = 0; n < N; n++) s += dout[(size_t)n * OC + o];
+        dbias[o] += s;
+    }
+}
+
+int mm_backward_path(mm_path_t path, nn_prec_t prec, float *dinp, float *dweight, float *dbias,
+                     const float *dout, const float *inp, const float *weight, int N, int C, int OC)
+{
+    if (path == MM_AUTO) path = mm_force_portable() ? MM_PORTABLE : MM_ONEDNN;
+    if (path == MM_PORTABLE) {
+        if (prec != NN_PREC_FP32) return -1;
+        matmul_backward_portable(dinp, dweight, dbias, dout, inp, weight, N, C, OC);
+        return 0;
+    }
+    if (path != MM_ONEDNN) return -1;
+    /* Once a product has started accumulating there is no going back, so a
+     * product oneDNN refuses in bf16 is retried in fp32, then portable. */
+    /* dinp (N, C) += dout (N, OC) @ weight (OC, C) */
+    if (dinp && mm_onednn_gemm(prec, dinp, dout, weight, NULL, N, OC, C, OC, 1, C, 1, 1) != 0 &&
+        (prec == NN_PREC_FP32 || mm_onednn_gemm(NN_PREC_FP32, dinp, dout, weight, NULL, N, OC, C, OC, 1, C, 1, 1) != 0))
+        matmul_backward_portable(dinp, NULL, NULL, dout, inp, weight, N, C, OC);
+    /* dweight (OC, C) += dout^T (OC, N) @ inp (N, C) */
+    if (dweight && mm_onednn_gemm(prec, dweight, dout, inp, NULL, OC, N, C, 1, OC, C, 1, 1) != 0 &&
+        (prec == NN_PREC_FP32 || mm_onednn_gemm(NN_PREC_FP32, dweight, dout, inp, NULL, OC, N, C, 1, OC, C, 1, 1) != 0))
+        matmul_backward_portable(NULL, dweight, NULL, dout, inp, weight, N, C, OC);
+    if (dbias) mm_dbias(dbias, dout, N, OC);
+    return 0;
 }
 
 void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC)
 {
     if (N <= 0 || OC <= 0) return;
-    matmul_forward_portable(out, inp, weight, bias, N, C, OC);
+    if (mm_forward_path(MM_AUTO, nn_matmul_get_precision(), out, inp, weight, bias, N, C, OC) != 0)
+        matmul_forward_portable(out, inp, weight, bias, N, C, OC);
 }
 
 void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                      const float *weight, int N, int C, int OC)
 {
     if (N <= 0 || OC <= 0 || C <= 0) return;
-    matmul_backward_portable(dinp, dweight, dbias, dout, inp, weight, N, C, OC);
+    if (mm_backward_path(MM_AUTO, nn_matmul_get_precision(), dinp, dweight, dbias, dout, inp, weight, N, C, OC) != 0)
+        matmul_backward_portable(dinp, dweight, dbias, dout, inp, weight, N, C, OC);
 }

@@ -24,4 +24,25 @@ void matmul_forward_portable(float *out, const float *inp, const float *weight, 
 void matmul_backward_portable(float *dinp, float *dweight, float *dbias, const float *dout,
                               const float *inp, const float *weight, int N, int C, int OC);
 
+/* oneDNN path (matmul_onednn.c). dst (m, n) [+]= src (m, k) @ wei (k, n) [+ bias]
+ * with element strides (sm, sk), (wk, wn); dst dense. 0, or -1 = not possible here. */
+int mm_onednn_available(void);
+int mm_onednn_gemm(int prec, float *dst, const float *src, const float *wei, const float *bias,
+                   int64_t m, int64_t k, int64_t n, int64_t sm, int64_t sk, int64_t wk, int64_t wn,
+                   int accumulate);
+
+/* Own AVX-512 kernels (matmul_avx512.c); -1 when the CPU or shape does not fit. */
+#define MM_GEMV_MAX_N 8
+int mm_avx512_gemv(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC);
+
+/* The paths the dispatcher chooses between. MM_AUTO is the measured rule in
+ * matmul.c; the others force one path (tests, benchmarks, peak.c) and return
+ * -1 when that path cannot run here (no oneDNN, no AVX-512, shape not handled). */
+typedef enum { MM_AUTO = 0, MM_PORTABLE, MM_ONEDNN, MM_AVX512, MM_NPATHS } mm_path_t;
+const char *mm_path_name(mm_path_t path);
+int mm_forward_path(mm_path_t path, nn_prec_t prec, float *out, const float *inp, const float *weight,
+                    const float *bias, int N, int C, int OC);
+int mm_backward_path(mm_path_t path, nn_prec_t prec, float *dinp, float *dweight, float *dbias,
+                     const float *dout, const float *inp, const float *weight, int N, int C, int OC);
+
 #endif

@@ -262,6 +262,16 @@ typedef enum { NN_PREC_FP32 = 0, NN_PREC_BF16 = 1 } nn_prec_t;
 void nn_matmul_set_precision(nn_prec_t prec);
 nn_prec_t nn_matmul_get_precision(void);
 
+/* Measured peaks of this machine (peak.c), each measured once per process
+ * and cached, so bench output can say "achieved / peak". */
+/* FMA throughput in GFLOP/s over all OpenMP threads (a register-only loop). */
+double nn_peak_fma_gflops(void);
+/* Best fp32 GFLOP/s among the matmul paths for out (N, OC) = inp (N, C) @ W^T. */
+double nn_peak_sgemm_gflops(int N, int C, int OC);
+/* Streaming read bandwidth from DRAM in GB/s, all threads (a 2 GiB buffer,
+ * or 4x the reported L3 if larger). Takes ~2 s the first time. */
+double nn_read_bandwidth_gbs(void);
+
 /* ======================================================================
  * Inference (infer.c, sample.c, generate.c): KV cache, prefill/decode,
  * sampling, and the completion request engine behind `tunery generate`,

@@ -115,6 +115,27 @@ static void run_backward(bwd_fn f, double tol)
             check_backward(f, shapes[i][0], shapes[i][1], shapes[i][2], mask, tol);
 }
 
+/* Paths forced through mm_*_path, so each one is compared with the naive
+ * loop on its own (the dispatcher's choice would hide a broken path). */
+static mm_path_t cur_path;
+static nn_prec_t cur_prec;
+static int path_ok;
+static void fwd_path(float *out, const float *inp, const float *w, const float *b, int N, int C, int OC)
+{
+    if (mm_forward_path(cur_path, cur_prec, out, inp, w, b, N, C, OC) != 0) {
+        path_ok = 0;
+        matmul_forward_portable(out, inp, w, b, N, C, OC);
+    }
+}
+static void bwd_path(float *di, float *dw, float *db, const float *dout, const float *inp, const float *w,
+                     int N, int C, int OC)
+{
+    if (mm_backward_path(cur_path, cur_prec, di, dw, db, dout, inp, w, N, C, OC) != 0) {
+        path_ok = 0;
+        matmul_backward_portable(di, dw, db, dout, inp, w, N, C, OC);
+    }
+}
+
 /* fp32 with fp32 accumulation over C <= 3072 terms in [-1,1]: 1e-4 relative
  * (to |x|+1) is loose enough for any summation order, tight enough to catch
  * a wrong index. */
@@ -122,6 +143,105 @@ static void test_portable_forward(void) { run_forward(matmul_forward_portable, 1
 static void test_portable_backward(void) { run_backward(matmul_backward_portable, 1e-4); }
 static void test_dispatch_forward(void) { run_forward(matmul_forward, 1e-4); }
 static void test_dispatch_backward(void) { run_backward(matmul_backward, 1e-4); }
+
+static void test_onednn_fp32(void)
+{
+    if (!mm_onednn_available()) { fprintf(stderr, "  (oneDNN unavailable: skipped)\n"); return; }
+    cur_path = MM_ONEDNN; cur_prec = NN_PREC_FP32; path_ok = 1;
+    run_forward(fwd_path, 1e-4);
+    run_backward(bwd_path, 1e-4);
+    CHECK(path_ok);
+}
+
+static void test_avx512_gemv(void)
+{
+    cur_path = MM_AVX512; cur_prec = NN_PREC_FP32; path_ok = 1;
+    for (int N = 1; N <= MM_GEMV_MAX_N; N++) {
+        check_forward(fwd_path, N, 96, 291, 1, 1e-4);
+        check_forward(fwd_path, N, 17, 5, 0, 1e-4);
+        check_forward(fwd_path, N, 3072, 33, 1, 1e-4);
+    }
+    if (nn_cpu()->avx512f) CHECK(path_ok);
+    /* too many rows for a GEMV: must refuse, not compute something */
+    float x[9 * 4] = {0}, w[4] = {0}, o[9] = {0};
+    CHECK(mm_forward_path(MM_AVX512, NN_PREC_FP32, o, x, w, NULL, 9, 4, 1) != 0);
+}
+
+/* bf16 keeps 8 significant bits: each operand is off by up to 2^-9
+ * relatively, so a dot product is off by ~2^-8 of the magnitude of its terms.
+ * Stated bound: relative Frobenius error <= 1e-2 against the exact product
+ * (about 3x what rounding alone gives, so a wrong index still fails by far). */
+static double frob_err(const float *a, const double *b, size_t n)
+{
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) { num += (a[i] - b[i]) * (a[i] - b[i]); den += b[i] * b[i]; }
+    return sqrt(num / (den > 0 ? den : 1));
+}
+
+static void check_bf16(int N, int C, int OC)
+{
+    float *inp = rand_buf((size_t)N * C), *w = rand_buf((size_t)OC * C), *b = rand_buf(OC);
+    float *out = rand_buf((size_t)N * OC), *dout = rand_buf((size_t)N * OC);
+    float *di = calloc((size_t)N * C, sizeof(float)), *dw = calloc((size_t)OC * C, sizeof(float));
+    double *r = malloc((size_t)N * OC * sizeof(double)), *rdi = malloc((size_t)N * C * sizeof(double));
+    double *rdw = malloc((size_t)OC * C * sizeof(double));
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < OC; o++) {
+            double s = b[o];
+            for (int c = 0; c < C; c++) s += (double)inp[(size_t)n * C + c] * w[(size_t)o * C + c];
+            r[(size_t)n * OC + o] = s;
+        }
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++) {
+            double s = 0;
+            for (int o = 0; o < OC; o++) s += (double)dout[(size_t)n * OC + o] * w[(size_t)o * C + c];
+            rdi[(size_t)n * C + c] = s;
+        }
+    for (int o = 0; o < OC; o++)
+        for (int c = 0; c < C; c++) {
+            double s = 0;
+            for (int n = 0; n < N; n++) s += (double)dout[(size_t)n * OC + o] * inp[(size_t)n * C + c];
+            rdw[(size_t)o * C + c] = s;
+        }
+    nn_matmul_set_precision(NN_PREC_BF16);
+    matmul_forward(out, inp, w, b, N, C, OC);
+    matmul_backward(di, dw, NULL, dout, inp, w, N, C, OC);
+    nn_matmul_set_precision(NN_PREC_FP32);
+    double e1 = frob_err(out, r, (size_t)N * OC), e2 = frob_err(di, rdi, (size_t)N * C);
+    double e3 = frob_err(dw, rdw, (size_t)OC * C);
+    CHECKF(e1 <= 1e-2, "bf16 forward N=%d C=%d OC=%d: rel err %.3g", N, C, OC, e1);
+    CHECKF(e2 <= 1e-2, "bf16 dinp N=%d C=%d OC=%d: rel err %.3g", N, C, OC, e2);
+    CHECKF(e3 <= 1e-2, "bf16 dweight N=%d C=%d OC=%d: rel err %.3g", N, C, OC, e3);
+    /* and it really ran in bf16: fp32 would be ~1e-7 off */
+    CHECKF(e1 > 1e-5, "bf16 forward N=%d C=%d OC=%d looks like fp32 (rel err %.3g)", N, C, OC, e1);
+    free(inp); free(w); free(b); free(out); free(dout); free(di); free(dw); free(r); free(rdi); free(rdw);
+}
+
+static void test_bf16(void)
+{
+    if (!mm_onednn_available() || !(nn_cpu()->avx512_bf16 || nn_cpu()->amx_bf16)) {
+        fprintf(stderr, "  (no bf16 on this CPU: skipped)\n");
+        return;
+    }
+    CHECK(nn_matmul_get_precision() == NN_PREC_FP32 || getenv("TUNERY_MATMUL") != NULL);
+    check_bf16(37, 96, 291);
+    check_bf16(64, 768, 130);
+    check_bf16(3, 3072, 65);
+    CHECK(nn_matmul_get_precision() == NN_PREC_FP32);
+}
+
+/* The peaks are measurements, so only their sanity is testable: positive,
+ * and no fp32 GEMM beats the FMA loop (10% slack for a shared machine). The
+ * bandwidth figure needs a 2 GiB buffer and is left to `tunery bench`. */
+static void test_peaks(void)
+{
+    double fma = nn_peak_fma_gflops();
+    CHECKF(fma > 1.0, "FMA peak %.1f GFLOP/s", fma);
+    CHECK(nn_peak_fma_gflops() == fma);  /* cached */
+    double g = nn_peak_sgemm_gflops(64, 256, 192);
+    CHECKF(g > 0.1 && g < fma * 1.1, "sgemm %.1f vs FMA peak %.1f GFLOP/s", g, fma);
+    CHECK(nn_peak_sgemm_gflops(0, 256, 192) == 0);
+}
 
 static void test_describe(void)
 {
@@ -135,6 +255,10 @@ int main(void)
     RUN(test_portable_backward);
     RUN(test_dispatch_forward);
     RUN(test_dispatch_backward);
+    RUN(test_onednn_fp32);
+    RUN(test_avx512_gemv);
+    RUN(test_bf16);
+    RUN(test_peaks);
     RUN(test_describe);
     return test_summary();
 }

@@ -1,0 +1,196 @@
+/* matmul_onednn.c: the oneDNN (libdnnl 2.6) GEMM path, fp32 and bf16.
+ *
+ * oneDNN's matmul primitive carries JIT kernels for AVX-512, AVX512_BF16 and
+ * AMX, chosen for the CPU it runs on. Creating a primitive JIT-compiles code
+ * (milliseconds), so primitives are created once per shape/stride/precision
+ * and kept in a small table for the life of the process; the engine's shapes
+ * are few (a dozen per model). Transposes are expressed as strides, never as
+ * copies: oneDNN packs operands internally anyway.
+ *
+ * bf16 mode converts both operands to bf16 (round to nearest even) into
+ * per-thread scratch buffers and accumulates in fp32 into an fp32 output, so
+ * the engine keeps fp32 master weights and fp32 activations.
+ */
+#include "nn/matmul_impl.h"
+
+#include <dnnl.h>
+#include <immintrin.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    int64_t m, k, n, sm, sk, wk, wn;   /* shape and strides of src (m,k) and wei (k,n) */
+    int bias, accumulate, prec;
+    dnnl_primitive_t prim;
+} onednn_entry_t;
+
+#define ONEDNN_CACHE 96
+static onednn_entry_t onednn_cache[ONEDNN_CACHE];
+static int onednn_ncache;
+static pthread_mutex_t onednn_mu = PTHREAD_MUTEX_INITIALIZER;
+static dnnl_engine_t onednn_engine;
+static dnnl_stream_t onednn_stream;
+static int onednn_state; /* 0 untried, 1 ready, -1 unavailable */
+
+static int onednn_init_locked(void)
+{
+    if (onednn_state) return onednn_state;
+    if (dnnl_engine_create(&onednn_engine, dnnl_cpu, 0) != dnnl_success ||
+        dnnl_stream_create(&onednn_stream, onednn_engine, dnnl_stream_default_flags) != dnnl_success)
+        onednn_state = -1;
+    else
+        onednn_state = 1;
+    return onednn_state;
+}
+
+int mm_onednn_available(void)
+{
+    pthread_mutex_lock(&onednn_mu);
+    int s = onednn_init_locked();
+    pthread_mutex_unlock(&onednn_mu);
+    return s == 1;
+}
+
+static dnnl_primitive_t onednn_get(const onednn_entry_t *key)
+{
+    dnnl_primitive_t prim = NULL;
+    pthread_mutex_lock(&onednn_mu);
+    if (onednn_init_locked() != 1) goto out;
+    for (int i = 0; i < onednn_ncache; i++) {
+        onednn_entry_t *e = &onednn_cache[i];
+        if (e->m == key->m && e->k == key->k && e->n == key->n && e->sm == key->sm && e->sk == key->sk &&
+            e->wk == key->wk && e->wn == key->wn && e->bias == key->bias &&
+            e->accumulate == key->accumulate && e->prec == key->prec) {
+            prim = e->prim;
+            goto out;
+        }
+    }
+    if (onednn_ncache == ONEDNN_CACHE) goto out;  /* table full: caller falls back */
+    dnnl_data_type_t in_t = key->prec == NN_PREC_BF16 ? dnnl_bf16 : dnnl_f32;
+    dnnl_memory_desc_t src_md, wei_md, dst_md, bias_md;
+    dnnl_dims_t sd = {key->m, key->k}, ss = {key->sm, key->sk};
+    dnnl_dims_t wd = {key->k, key->n}, ws = {key->wk, key->wn};
+    dnnl_dims_t dd = {key->m, key->n}, ds = {key->n, 1};
+    dnnl_dims_t bd = {1, key->n}, bs = {key->n, 1};
+    if (dnnl_memory_desc_init_by_strides(&src_md, 2, sd, in_t, ss) != dnnl_success ||
+        dnnl_memory_desc_init_by_strides(&wei_md, 2, wd, in_t, ws) != dnnl_success ||
+        dnnl_memory_desc_init_by_strides(&dst_md, 2, dd, dnnl_f32, ds) != dnnl_success ||
+        dnnl_memory_desc_init_by_strides(&bias_md, 2, bd, dnnl_f32, bs) != dnnl_success)
+        goto out;
+    dnnl_matmul_desc_t desc;
+    if (dnnl_matmul_desc_init(&desc, &src_md, &wei_md, key->bias ? &bias_md : NULL, &dst_md) != dnnl_success)
+        goto out;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_post_ops_t po = NULL;
+    dnnl_primitive_attr_create(&attr);
+    if (key->accumulate) {
+        dnnl_post_ops_create(&po);
+        dnnl_post_ops_append_sum(po, 1.0f);
+        dnnl_primitive_attr_set_post_ops(attr, po);
+    }
+    dnnl_primitive_desc_t pd = NULL;
+    if (dnnl_primitive_desc_create(&pd, &desc, attr, onednn_engine, NULL) == dnnl_success) {
+        if (dnnl_primitive_create(&prim, pd) != dnnl_success) prim = NULL;
+        dnnl_primitive_desc_destroy(pd);
+    }
+    if (po) dnnl_post_ops_destroy(po);
+    dnnl_primitive_attr_destroy(attr);
+    if (prim) {
+        onednn_cache[onednn_ncache] = *key;
+        onednn_cache[onednn_ncache].prim = prim;
+        onednn_ncache++;
+    }
+out:
+    pthread_mutex_unlock(&onednn_mu);
+    return prim;
+}
+
+/* fp32 -> bf16, round to nearest even, for a (rows, cols) matrix with row
+ * stride ld (elements), written densely with the same logical strides. */
+static void bf16_convert(uint16_t *dst, const float *src, size_t n)
+{
+    size_t i = 0;
+#if defined(__AVX512BF16__)
+    if (nn_cpu()->avx512_bf16) {
+        #pragma omp parallel for schedule(static)
+        for (size_t j = 0; j < n / 32; j++) {
+            __m512 a = _mm512_loadu_ps(src + 32 * j), b = _mm512_loadu_ps(src + 32 * j + 16);
+            __m512bh r = _mm512_cvtne2ps_pbh(b, a);
+            _mm512_storeu_si512((void *)(dst + 32 * j), (__m512i)r);
+        }
+        i = n / 32 * 32;
+    }
+#endif
+    for (; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, src + i, 4);
+        if ((u & 0x7fffffff) > 0x7f800000) { dst[i] = (uint16_t)((u >> 16) | 0x40); continue; } /* NaN */
+        u += 0x7fff + ((u >> 16) & 1);
+        dst[i] = (uint16_t)(u >> 16);
+    }
+}
+
+/* Scratch for bf16 operands, grown as needed, one pair per process: matmul
+ * calls come from one thread at a time (the engine's OpenMP lives inside). */
+static uint16_t *bf16_buf[2];
+static size_t bf16_cap[2];
+static pthread_mutex_t bf16_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static uint16_t *bf16_scratch(int which, size_t n)
+{
+    if (bf16_cap[which] < n) {
+        free(bf16_buf[which]);
+        bf16_buf[which] = aligned_alloc(64, (n * 2 + 63) / 64 * 64);
+        bf16_cap[which] = bf16_buf[which] ? n : 0;
+    }
+    return bf16_buf[which];
+}
+
+/* dst (m, n) [+]= src (m, k) @ wei (k, n) [+ bias (n)], with element strides
+ * (sm, sk) for src and (wk, wn) for wei; dst is dense row-major. The spans
+ * src_len / wei_len (elements covered by the strided matrices) are converted
+ * whole in bf16 mode. Returns 0, or -1 if oneDNN cannot do it (caller falls back). */
+int mm_onednn_gemm(int prec, float *dst, const float *src, const float *wei, const float *bias,
+                   int64_t m, int64_t k, int64_t n, int64_t sm, int64_t sk, int64_t wk, int64_t wn,
+                   int accumulate)
+{
+    onednn_entry_t key = {m, k, n, sm, sk, wk, wn, bias != NULL, accumulate, prec, NULL};
+    dnnl_primitive_t prim = onednn_get(&key);
+    if (!prim) return -1;
+    const void *s = src, *w = wei;
+    int locked = 0;
+    if (prec == NN_PREC_BF16) {
+        size_t src_len = (size_t)((m - 1) * sm + (k - 1) * sk + 1);
+        size_t wei_len = (size_t)((k - 1) * wk + (n - 1) * wn + 1);
+        pthread_mutex_lock(&bf16_mu);
+        locked = 1;
+        uint16_t *sb = bf16_scratch(0, src_len), *wb = bf16_scratch(1, wei_len);
+        if (!sb || !wb) { pthread_mutex_unlock(&bf16_mu); return -1; }
+        bf16_convert(sb, src, src_len);
+        bf16_convert(wb, wei, wei_len);
+        s = sb;
+        w = wb;
+    }
+    const_dnnl_primitive_desc_t pd;
+    dnnl_primitive_get_primitive_desc(prim, &pd);
+    dnnl_memory_t ms, mw, md, mb = NULL;
+    dnnl_memory_create(&ms, dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0), onednn_engine, (void *)s);
+    dnnl_memory_create(&mw, dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0), onednn_engine, (void *)w);
+    dnnl_memory_create(&md, dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0), onednn_engine, dst);
+    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_DST, md}};
+    int nargs = 3;
+    if (bias) {
+        dnnl_memory_create(&mb, dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 1), onednn_engine,
+                           (void *)bias);
+        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, mb};
+    }
+    dnnl_status_t st = dnnl_primitive_execute(prim, onednn_stream, nargs, args);
+    if (st == dnnl_success) st = dnnl_stream_wait(onednn_stream);
+    dnnl_memory_destroy(ms);
+    dnnl_memory_destroy(mw);
+    dnnl_memory_destroy(md);
+    if (mb) dnnl_memory_destroy(mb);
+    if (locked) pthread_mutex_unlock(&bf16_mu);
+    return st == dnnl_success ? 0 : -1;
+}
