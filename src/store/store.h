@@ -346,7 +346,8 @@ int store_model_add(store_t *s, store_model_t *m, char *err);
 int store_model_get(store_t *s, const char *org_id, const char *id, store_model_t *out, char *err);
 /* One org's fine-tuned models (not deleted), oldest first. free() the array. */
 int store_model_list(store_t *s, const char *org_id, store_model_t **out, int *n, char *err);
-/* Mark deleted and remove its directory. Base models are not in this table:
+/* Delete the row and remove its directory (only if it lies under
+ * DATA/models). Base models are not in this table:
  * for them this is STORE_ENOTFOUND and the server answers 400/403. */
 int store_model_delete(store_t *s, const char *org_id, const char *id, char *err);
 

@@ -1,0 +1,49 @@
+/* store_int.h: what the store_*.c files share and the rest of tunery must
+ * not see (the sqlite handle, statement helpers, the migration entry point
+ * the migration tests drive). */
+#ifndef TUNERY_STORE_INT_H
+#define TUNERY_STORE_INT_H
+
+#include "store/store.h"
+#include <sqlite3.h>
+
+struct store {
+    sqlite3 *db;
+    char dir[STORE_PATH_LEN];
+};
+
+/* Current schema version (PRAGMA user_version). */
+#define STORE_SCHEMA_VERSION 2
+
+/* Run migrations from the database's user_version up to target. */
+int store_db_migrate(sqlite3 *db, int target, char *err);
+
+/* Prepare sql; on failure fill err with sqlite's message. */
+int store_prep(store_t *s, const char *sql, sqlite3_stmt **st, char *err);
+/* Run a statement with no result rows; finalizes it. 0 or -1. */
+int store_done(store_t *s, sqlite3_stmt *st, char *err);
+/* Exec sql text with no parameters. */
+int store_exec(store_t *s, const char *sql, char *err);
+int store_sqlerr(store_t *s, char *err, const char *what);
+
+void store_bind_str(sqlite3_stmt *st, int i, const char *v);   /* NULL -> "" */
+void store_bind_nullable(sqlite3_stmt *st, int i, const char *v); /* NULL -> SQL NULL */
+void store_bind_real(sqlite3_stmt *st, int i, double v);       /* NaN -> NULL */
+void store_col_str(sqlite3_stmt *st, int i, char *out, size_t len);
+char *store_col_dup(sqlite3_stmt *st, int i);                   /* NULL for SQL NULL */
+double store_col_real(sqlite3_stmt *st, int i);                 /* NULL -> NaN */
+
+/* Copy with truncation, always NUL-terminated. */
+void store_copy(char *dst, size_t len, const char *src);
+
+/* Grow *arr (of elem bytes) to hold at least n+1 items. 0 or -1. */
+int store_grow(void **arr, int *cap, int n, size_t elem);
+
+/* Common page tail: fills limit+1 fetch size; after the loop, trims to
+ * limit and sets *has_more. */
+int store_page_limit(const store_page_t *pg);
+
+/* Touch DATA/events.tick so store_event_watch fds wake. */
+void store_tick(store_t *s);
+
+#endif
