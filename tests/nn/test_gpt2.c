@@ -1,0 +1,418 @@
+/* test_gpt2.c: the GPT-2 training engine against PyTorch (float64 reference,
+ * fixtures from scripts/gen_nn_fixtures.py in tests/nn/fixtures/).
+ *
+ * Tolerances (fp32 engine vs float64 truth):
+ *   loss                  max relative error <= 1e-4
+ *   logits                max |error| / max |logit| <= 1e-4
+ *   gradients             max |error| / max |grad of that tensor| <= 1e-3
+ *   params after 3 AdamW steps (clipping, weight decay)  max |error| <= 1e-5
+ * Plus: gradient accumulation over micro-batches equals the full batch,
+ * save -> load gives bit-identical logits, an HF-layout directory (fp32 and
+ * bf16) gives the reference logits, optimizer state round-trips exactly.
+ */
+#include "nn/nn.h"
+#include "test.h"
+
+#include <stdlib.h>
+#include <unistd.h>
+
+#define FIX "tests/nn/fixtures"
+
+static const char *pnames[GPT2_NUM_PARAM_TENSORS] = {
+    "wte", "wpe", "ln1w", "ln1b", "qkvw", "qkvb", "attprojw", "attprojb",
+    "ln2w", "ln2b", "fcw", "fcb", "fcprojw", "fcprojb", "lnfw", "lnfb"};
+/* (offset, scale) per tensor: the FILL table of gen_nn_fixtures.py */
+static const double pfill[GPT2_NUM_PARAM_TENSORS][2] = {
+    {0.0, 0.1}, {0.0, 0.05}, {1.0, 0.1}, {0.0, 0.05}, {0.0, 0.08}, {0.0, 0.02}, {0.0, 0.08}, {0.0, 0.02},
+    {1.0, 0.1}, {0.0, 0.05}, {0.0, 0.08}, {0.0, 0.02}, {0.0, 0.04}, {0.0, 0.02}, {1.0, 0.1}, {0.0, 0.05}};
+
+/* fixture_fill() of gen_nn_fixtures.py, bit for bit */
+static void fixture_fill(float *x, size_t n, uint64_t seed, uint64_t ti, double off, double scale)
+{
+    uint64_t base = (seed << 32) + (ti << 48);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t z = base + (i + 1) * 0x9E3779B97F4A7C15ull;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        z ^= z >> 31;
+        double u = (double)(z >> 40) / 16777216.0;
+        x[i] = (float)(off + scale * (2.0 * u - 1.0));
+    }
+}
+
+static float *param_ptr(gpt2_t *m, float *mem, int idx)
+{
+    for (int i = 0; i < idx; i++) mem += m->param_sizes[i];
+    return mem;
+}
+
+static void fill_params(gpt2_t *m, uint64_t seed)
+{
+    memset(m->params_memory, 0, m->num_parameters * sizeof(float));
+    for (int i = 0; i < GPT2_NUM_PARAM_TENSORS; i++) {
+        size_t n = i == 0 ? (size_t)m->config.vocab_size * m->config.channels : m->param_sizes[i];
+        fixture_fill(param_ptr(m, m->params_memory, i), n, seed, (uint64_t)i, pfill[i][0], pfill[i][1]);
+    }
+}
+
+typedef struct {
+    st_file_t f;
+    int L, NH, C, V, maxT, B, T, seed;
+    const int *inputs, *targets;
+    const float *weights;
+    int ok;
+} fixture_t;
+
+static const st_tensor_t *need(fixture_t *fx, const char *name)
+{
+    const st_tensor_t *t = st_tensor_find(&fx->f, name);
+    CHECKF(t != NULL, "fixture tensor %s missing", name);
+    return t;
+}
+
+static int fixture_open(fixture_t *fx, const char *file, gpt2_t *m)
+{
+    char err[CORE_ERR_LEN], path[256];
+    memset(fx, 0, sizeof *fx);
+    snprintf(path, sizeof path, FIX "/%s", file);
+    int rc = st_file_open(&fx->f, path, err);
+    CHECKF(rc == 0, "%s", err);
+    if (rc) return -1;
+    const int *c = (const int *)need(fx, "config")->data;
+    fx->L = c[0]; fx->NH = c[1]; fx->C = c[2]; fx->V = c[3]; fx->maxT = c[4]; fx->B = c[5]; fx->T = c[6]; fx->seed = c[7];
+    fx->inputs = (const int *)need(fx, "inputs")->data;
+    fx->targets = (const int *)need(fx, "targets")->data;
+    fx->weights = (const float *)need(fx, "weights")->data;
+    gpt2_config_t cfg = {.max_seq_len = fx->maxT, .vocab_size = fx->V, .num_layers = fx->L, .num_heads = fx->NH,
+                         .channels = fx->C};
+    rc = gpt2_create(m, &cfg, err);
+    CHECKF(rc == 0, "%s", err);
+    if (rc) { st_file_close(&fx->f); return -1; }
+    fill_params(m, (uint64_t)fx->seed);
+    return 0;
+}
+
+static double weight_sum(const fixture_t *fx, int row0, int rows)
+{
+    double s = 0.0;
+    for (int i = row0 * fx->T; i < (row0 + rows) * fx->T; i++)
+        if (fx->targets[i] >= 0) s += fx->weights[i];
+    return s;
+}
+
+/* max |ours[idx] - ref| / max |ref| over a fixture's (possibly sampled) tensor */
+static double compare_sampled(fixture_t *fx, const char *prefix, const char *name, const float *ours, double *maxabs_err)
+{
+    char key[64], ikey[64];
+    snprintf(key, sizeof key, "%s.%s", prefix, name);
+    snprintf(ikey, sizeof ikey, "%s_idx.%s", prefix, name);
+    const st_tensor_t *ref = need(fx, key), *idx = st_tensor_find(&fx->f, ikey);
+    if (!ref) return 1e30;
+    const float *r = (const float *)ref->data;
+    const int *ix = idx ? (const int *)idx->data : NULL;
+    double maxref = 0.0, maxerr = 0.0;
+    for (size_t i = 0; i < ref->nelem; i++) {
+        double o = ours[ix ? (size_t)ix[i] : i];
+        maxref = fmax(maxref, fabs(r[i]));
+        maxerr = fmax(maxerr, fabs(o - r[i]));
+    }
+    if (maxabs_err) *maxabs_err = maxerr;
+    return maxref > 0 ? maxerr / maxref : maxerr;
+}
+
+static void parity(const char *file)
+{
+    fixture_t fx;
+    gpt2_t m;
+    if (fixture_open(&fx, file, &m)) return;
+    int B = fx.B, T = fx.T, Vp = m.config.padded_vocab_size;
+
+    /* logits (sampled columns) and argmax */
+    CHECK(gpt2_forward(&m, fx.inputs, NULL, NULL, B, T) == 0.0f);
+    const float *lg = gpt2_logits(&m);
+    CHECK(lg != NULL);
+    const st_tensor_t *cols = need(&fx, "logit_cols"), *rl = need(&fx, "logits");
+    if (lg && cols && rl) {
+        const int *cj = (const int *)cols->data;
+        const float *r = (const float *)rl->data;
+        double maxref = 0, maxerr = 0;
+        for (int i = 0; i < B * T; i++)
+            for (size_t j = 0; j < cols->nelem; j++) {
+                double ref = r[i * cols->nelem + j];
+                maxref = fmax(maxref, fabs(ref));
+                maxerr = fmax(maxerr, fabs(lg[(size_t)i * Vp + cj[j]] - ref));
+            }
+        CHECKF(maxerr / maxref <= 1e-4, "%s logits: relative error %.3g", file, maxerr / maxref);
+    }
+
+    /* loss, argmax, gradients */
+    gpt2_zero_grad(&m);
+    float loss = gpt2_forward(&m, fx.inputs, fx.targets, fx.weights, B, T);
+    float ref_loss = *(const float *)need(&fx, "loss")->data;
+    CHECKF(fabs(loss - ref_loss) / fabs(ref_loss) <= 1e-4, "%s loss %.8g vs %.8g", file, loss, ref_loss);
+    const int *am = (const int *)need(&fx, "argmax")->data;
+    const float *gap = (const float *)need(&fx, "argmax_gap")->data;
+    for (int i = 0; i < B * T; i++)
+        if (gap[i] > 1e-3f) CHECKF(m.out_argmax[i] == am[i], "%s argmax[%d] %d vs %d", file, i, m.out_argmax[i], am[i]);
+    gpt2_backward(&m, (float)(1.0 / weight_sum(&fx, 0, B)));
+    for (int p = 0; p < GPT2_NUM_PARAM_TENSORS; p++) {
+        double rel = compare_sampled(&fx, "grad", pnames[p], param_ptr(&m, m.grads_memory, p), NULL);
+        CHECKF(rel <= 1e-3, "%s grad %s: relative error %.3g", file, pnames[p], rel);
+    }
+    /* padded vocabulary rows and unused positions get no gradient */
+    double pad = 0;
+    for (size_t i = (size_t)fx.V * fx.C; i < m.param_sizes[0]; i++) pad = fmax(pad, fabs(m.grads.wte[i]));
+    for (size_t i = (size_t)T * fx.C; i < m.param_sizes[1]; i++) pad = fmax(pad, fabs(m.grads.wpe[i]));
+    CHECK(pad == 0.0);
+
+    /* 3 AdamW steps with clipping on the same batch */
+    const float *a = (const float *)need(&fx, "adam")->data;
+    const float *sl = (const float *)need(&fx, "step_losses")->data, *sn = (const float *)need(&fx, "step_norms")->data;
+    adamw_config_t opt = {.lr = a[0], .beta1 = a[1], .beta2 = a[2], .eps = a[3], .weight_decay = a[4]};
+    fill_params(&m, (uint64_t)fx.seed);
+    for (int step = 1; step <= 3; step++) {
+        float l = gpt2_forward(&m, fx.inputs, fx.targets, fx.weights, B, T);
+        gpt2_zero_grad(&m);
+        gpt2_backward(&m, (float)(1.0 / weight_sum(&fx, 0, B)));
+        float norm = gpt2_clip_grad_norm(&m, a[5]);
+        gpt2_update(&m, &opt, step);
+        CHECKF(fabs(l - sl[step - 1]) <= 1e-4 * fabs(sl[step - 1]), "%s step %d loss %.8g vs %.8g", file, step, l, sl[step - 1]);
+        CHECKF(fabs(norm - sn[step - 1]) <= 1e-3 * fabs(sn[step - 1]), "%s step %d norm %.8g vs %.8g", file, step, norm, sn[step - 1]);
+    }
+    for (int p = 0; p < GPT2_NUM_PARAM_TENSORS; p++) {
+        double abs_err = 0;
+        compare_sampled(&fx, "after", pnames[p], param_ptr(&m, m.params_memory, p), &abs_err);
+        CHECKF(abs_err <= 1e-5, "%s params after AdamW %s: max abs error %.3g", file, pnames[p], abs_err);
+    }
+    gpt2_free(&m);
+    st_file_close(&fx.f);
+}
+
+static void test_parity_tiny50k(void) { parity("gpt2_tiny50k.safetensors"); }
+static void test_parity_odd(void) { parity("gpt2_odd.safetensors"); }
+
+/* Gradient accumulation over micro-batches (rows 0 | 1..B-1) with
+ * grad_scale = 1 / total weight equals one full-batch backward. */
+static void test_grad_accumulation(void)
+{
+    fixture_t fx;
+    gpt2_t m;
+    if (fixture_open(&fx, "gpt2_odd.safetensors", &m)) return;
+    int B = fx.B, T = fx.T;
+    double wsum = weight_sum(&fx, 0, B);
+    gpt2_zero_grad(&m);
+    float full_loss = gpt2_forward(&m, fx.inputs, fx.targets, fx.weights, B, T);
+    gpt2_backward(&m, (float)(1.0 / wsum));
+    float *full = malloc(m.num_parameters * sizeof(float));
+    memcpy(full, m.grads_memory, m.num_parameters * sizeof(float));
+
+    gpt2_zero_grad(&m);
+    double lsum = 0;
+    int rows[2][2] = {{0, 1}, {1, B - 1}};
+    for (int k = 0; k < 2; k++) {
+        int r0 = rows[k][0], nr = rows[k][1];
+        float l = gpt2_forward(&m, fx.inputs + r0 * T, fx.targets + r0 * T, fx.weights + r0 * T, nr, T);
+        lsum += l * weight_sum(&fx, r0, nr);
+        gpt2_backward(&m, (float)(1.0 / wsum));
+    }
+    CHECK_NEAR(lsum / wsum, full_loss, 1e-5 * full_loss);
+    double maxg = 0, maxerr = 0;
+    for (size_t i = 0; i < m.num_parameters; i++) {
+        maxg = fmax(maxg, fabs(full[i]));
+        maxerr = fmax(maxerr, fabs(full[i] - m.grads_memory[i]));
+    }
+    CHECKF(maxerr <= 1e-5 * maxg, "accumulated grads differ: %.3g (max %.3g)", maxerr, maxg);
+    free(full);
+    gpt2_free(&m);
+    st_file_close(&fx.f);
+}
+
+/* Weights 0 for all positions: loss 0, no gradient, no NaN. */
+static void test_zero_weights(void)
+{
+    fixture_t fx;
+    gpt2_t m;
+    if (fixture_open(&fx, "gpt2_odd.safetensors", &m)) return;
+    int n = fx.B * fx.T;
+    float *w = calloc(n, sizeof(float));
+    gpt2_zero_grad(&m);
+    CHECK(gpt2_forward(&m, fx.inputs, fx.targets, w, fx.B, fx.T) == 0.0f);
+    gpt2_backward(&m, 1.0f);
+    double mx = 0;
+    for (size_t i = 0; i < m.num_parameters; i++) mx = fmax(mx, fabs(m.grads_memory[i]));
+    CHECK(mx == 0.0);
+    int bad[1] = {fx.V};
+    CHECK(isnan(gpt2_forward(&m, bad, NULL, NULL, 1, 1)));
+    CHECK(isnan(gpt2_forward(&m, fx.inputs, NULL, NULL, 1, fx.maxT + 1)));
+    free(w);
+    gpt2_free(&m);
+    st_file_close(&fx.f);
+}
+
+static void tmpdir_make(char *out, size_t n)
+{
+    snprintf(out, n, "/tmp/tunery-test-gpt2-XXXXXX");
+    CHECK(mkdtemp(out) != NULL);
+}
+
+static void test_save_load_roundtrip(void)
+{
+    fixture_t fx;
+    gpt2_t m, m2;
+    char err[CORE_ERR_LEN], dir[64];
+    if (fixture_open(&fx, "gpt2_odd.safetensors", &m)) return;
+    int BT = fx.B * fx.T, Vp = m.config.padded_vocab_size;
+    tmpdir_make(dir, sizeof dir);
+    int rc = gpt2_save(&m, dir, err);
+    CHECKF(rc == 0, "%s", err);
+    rc = gpt2_load(&m2, dir, err);
+    CHECKF(rc == 0, "%s", err);
+    if (!rc) {
+        CHECK(memcmp(m.params_memory, m2.params_memory, m.num_parameters * sizeof(float)) == 0);
+        gpt2_forward(&m, fx.inputs, NULL, NULL, fx.B, fx.T);
+        gpt2_forward(&m2, fx.inputs, NULL, NULL, fx.B, fx.T);
+        CHECK(memcmp(gpt2_logits(&m), gpt2_logits(&m2), (size_t)BT * Vp * sizeof(float)) == 0);
+        gpt2_free(&m2);
+    }
+    char path[128];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    char *cfg = NULL;
+    size_t len;
+    if (fs_read_all(path, &cfg, &len, err) == 0) {
+        CHECK(strstr(cfg, "\"GPT2LMHeadModel\"") && strstr(cfg, "\"gelu_new\"") && strstr(cfg, "\"n_layer\": 3"));
+        free(cfg);
+    }
+    /* a file cut short is a clean error */
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    CHECK(truncate(path, 1000) == 0);
+    CHECK(gpt2_load(&m2, dir, err) < 0 && strstr(err, "model.safetensors"));
+    fs_rm_rf(dir, err);
+    gpt2_free(&m);
+    st_file_close(&fx.f);
+}
+
+static void hf_dir(const char *dir, const char *key, double tol)
+{
+    gpt2_t m;
+    char err[CORE_ERR_LEN];
+    st_file_t f;
+    int rc = gpt2_load(&m, dir, err);
+    CHECKF(rc == 0, "%s", err);
+    if (rc) return;
+    if (st_file_open(&f, FIX "/hf_tiny_expected.safetensors", err)) { CHECKF(0, "%s", err); gpt2_free(&m); return; }
+    const st_tensor_t *in = st_tensor_find(&f, "inputs"), *lg = st_tensor_find(&f, key);
+    CHECK(in && lg && in->ndim == 2 && lg->ndim == 3);
+    if (in && lg) {
+        int B = (int)in->shape[0], T = (int)in->shape[1], V = m.config.vocab_size, Vp = m.config.padded_vocab_size;
+        CHECK(V == lg->shape[2]);
+        gpt2_forward(&m, (const int *)in->data, NULL, NULL, B, T);
+        const float *ours = gpt2_logits(&m), *ref = (const float *)lg->data;
+        double maxref = 0, maxerr = 0;
+        for (int i = 0; i < B * T; i++)
+            for (int j = 0; j < V; j++) {
+                maxref = fmax(maxref, fabs(ref[(size_t)i * V + j]));
+                maxerr = fmax(maxerr, fabs(ours[(size_t)i * Vp + j] - ref[(size_t)i * V + j]));
+            }
+        CHECKF(maxerr / maxref <= tol, "%s logits relative error %.3g", dir, maxerr / maxref);
+    }
+    st_file_close(&f);
+    gpt2_free(&m);
+}
+
+static void test_hf_directory(void)
+{
+    hf_dir(FIX "/hf_tiny", "logits", 1e-4);
+    hf_dir(FIX "/hf_tiny_bf16", "logits_bf16", 1e-4);
+    gpt2_t m;
+    char err[CORE_ERR_LEN];
+    CHECK(gpt2_load(&m, FIX "/does-not-exist", err) < 0 && strstr(err, "config.json"));
+}
+
+static void test_optim_state_roundtrip(void)
+{
+    fixture_t fx, fx2;
+    gpt2_t m, m2;
+    char err[CORE_ERR_LEN], dir[64], path[128];
+    if (fixture_open(&fx, "gpt2_odd.safetensors", &m)) return;
+    if (fixture_open(&fx2, "gpt2_odd.safetensors", &m2)) return;
+    st_file_close(&fx2.f);
+    adamw_config_t opt = {.lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.1f};
+    tmpdir_make(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/optim.bin", dir);
+    CHECK(gpt2_optim_save(&m, path, err) < 0);  /* nothing yet */
+    gpt2_zero_grad(&m);
+    gpt2_forward(&m, fx.inputs, fx.targets, fx.weights, fx.B, fx.T);
+    gpt2_backward(&m, 0.01f);
+    gpt2_update(&m, &opt, 1);
+    int rc = gpt2_optim_save(&m, path, err);
+    CHECKF(rc == 0, "%s", err);
+    memcpy(m2.params_memory, m.params_memory, m.num_parameters * sizeof(float));
+    rc = gpt2_optim_load(&m2, path, err);
+    CHECKF(rc == 0, "%s", err);
+    /* the same second step on both gives the same bits */
+    gpt2_t *ms[2] = {&m, &m2};
+    for (int k = 0; k < 2; k++) {
+        gpt2_zero_grad(ms[k]);
+        gpt2_forward(ms[k], fx.inputs, fx.targets, fx.weights, fx.B, fx.T);
+        gpt2_backward(ms[k], 0.01f);
+        gpt2_update(ms[k], &opt, 2);
+    }
+    CHECK(memcmp(m.params_memory, m2.params_memory, m.num_parameters * sizeof(float)) == 0);
+    CHECK(truncate(path, 100) == 0);
+    CHECK(gpt2_optim_load(&m2, path, err) < 0 && strstr(err, "truncated"));
+    fs_rm_rf(dir, err);
+    gpt2_free(&m);
+    gpt2_free(&m2);
+    st_file_close(&fx.f);
+}
+
+static void test_lr_schedules(void)
+{
+    lr_schedule_t s = {LR_COSINE, 1.0f, 0.1f, 10, 110};
+    CHECK_NEAR(lr_at(&s, 1), 0.1, 1e-6);
+    CHECK_NEAR(lr_at(&s, 10), 1.0, 1e-6);
+    CHECK_NEAR(lr_at(&s, 60), 0.55, 1e-6);
+    CHECK_NEAR(lr_at(&s, 110), 0.1, 1e-6);
+    CHECK_NEAR(lr_at(&s, 500), 0.1, 1e-6);
+    s.kind = LR_LINEAR;
+    CHECK_NEAR(lr_at(&s, 35), 1.0 - 0.9 * 0.25, 1e-6);
+    s.kind = LR_CONSTANT;
+    CHECK_NEAR(lr_at(&s, 80), 1.0, 1e-6);
+    s.warmup_steps = 0;
+    CHECK_NEAR(lr_at(&s, 1), 1.0, 1e-6);
+}
+
+static void test_random_init(void)
+{
+    gpt2_config_t cfg = {.max_seq_len = 8, .vocab_size = 300, .num_layers = 2, .num_heads = 2, .channels = 16};
+    gpt2_t a, b;
+    char err[CORE_ERR_LEN];
+    CHECK(gpt2_create(&a, &cfg, err) == 0 && gpt2_create(&b, &cfg, err) == 0);
+    CHECK(a.config.padded_vocab_size == 384);
+    gpt2_init_random(&a, 42);
+    gpt2_init_random(&b, 42);
+    CHECK(memcmp(a.params_memory, b.params_memory, a.num_parameters * sizeof(float)) == 0);
+    double s2 = 0;
+    for (int i = 0; i < 300 * 16; i++) s2 += a.params.wte[i] * a.params.wte[i];
+    CHECK_NEAR(sqrt(s2 / (300 * 16)), 0.02, 0.002);
+    CHECK(a.params.wte[300 * 16] == 0.0f && a.params.ln1w[0] == 1.0f && a.params.qkvb[0] == 0.0f);
+    gpt2_free(&a);
+    gpt2_free(&b);
+    cfg.num_heads = 3;
+    CHECK(gpt2_create(&a, &cfg, err) < 0 && strstr(err, "heads"));
+    gpt2_free(&a); /* safe after a failed create */
+}
+
+int main(void)
+{
+    RUN(test_parity_tiny50k);
+    RUN(test_parity_odd);
+    RUN(test_grad_accumulation);
+    RUN(test_zero_weights);
+    RUN(test_save_load_roundtrip);
+    RUN(test_hf_directory);
+    RUN(test_optim_state_roundtrip);
+    RUN(test_lr_schedules);
+    RUN(test_random_init);
+    return test_summary();
+}
