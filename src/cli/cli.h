@@ -143,20 +143,39 @@ void cli_flags_usage(FILE *f, const char *cmd, const char *summary,
                      const cli_flag_t *flags, int nflags);
 
 /* ---- prepare_data (prepare_data.c, prepare_read.c) ---- */
+/* A table as pandas would hold it after read_*(dtype=str).fillna(""):
+ * named columns, every cell a string. Strings live in an arena of big blocks
+ * so a 500 MB file costs about 500 MB plus a few pointers per row. */
+typedef struct pd_block pd_block_t;
 typedef struct {
-    char **cols;            /* column names in order of first appearance */
+    char **cols;            /* column names, in order of first appearance */
     int ncols;
-    char ***cells;          /* cells[row][col], "" for missing; NULL for NaN */
+    char ***cells;          /* cells[row][col] for col < rowlen[row]; else "" */
+    int *rowlen;
     size_t nrows, cap;
+    pd_block_t *arena;
 } pd_table_t;
 
-/* Read .jsonl .json .csv .tsv .txt as pandas' read_* would (cells as
- * strings, NaN as ""). fmt_msg/necessary get the notes the original prints
- * for non-JSONL inputs (may be left empty). Returns 0, or -1 with err holding
- * the original's error message. */
+/* The cell, "" when the row has no such column. */
+const char *pd_cell(const pd_table_t *t, size_t row, int col);
+
+/* Read .jsonl .json .csv .tsv .txt as the original's read_any_format did.
+ * fmt_msg/necessary get the notes it prints for non-JSONL inputs (left ""
+ * when there are none). Returns 0, or -1 with err holding the message the
+ * original printed as "ERROR in read_any_format validator: <err>". */
 int pd_read_any(const char *fname, pd_table_t *t, char *fmt_msg, size_t fmt_cap,
                 char *necessary, size_t nec_cap, char *err);
+/* Same, from memory, with the format given by a file name (fuzzing, tests). */
+int pd_read_mem(const char *fname, const char *data, size_t len, pd_table_t *t,
+                char *fmt_msg, size_t fmt_cap, char *necessary, size_t nec_cap, char *err);
 void pd_table_free(pd_table_t *t);
+/* A string kept as long as the table (remediations make new strings). */
+char *pd_strndup(pd_table_t *t, const char *s, size_t n);
+
+/* One JSON object on one line into (keys, values) as strings; the fast path
+ * of JSONL reading. Returns the number of pairs, or -1 if the line is not a
+ * JSON object. Strings are unescaped into the table's arena. */
+int pd_parse_json_line(pd_table_t *t, const char *s, size_t n, char **keys, char **vals, int max);
 
 /* The whole `tools fine_tunes.prepare_data` flow on an already opened
  * input/output pair, so that tests can drive it with scripted answers.

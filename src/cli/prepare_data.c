@@ -1,0 +1,884 @@
+/* prepare_data.c: `tunery tools fine_tunes.prepare_data -f FILE [-q]`.
+ *
+ * The offline data checker of the fine-tuning guide, re-done without pandas:
+ * the same 15 validators in the same order with the same thresholds and
+ * messages (contract §2.7), the same interactive "[Recommended] … [Y/n]"
+ * questions (-q answers Y), the same output files and the same suggested
+ * command, `openai` → `tunery`. The train/validation split draws exactly the
+ * rows pandas' df.sample(random_state=42) drew: numpy's legacy MT19937
+ * permutation is reproduced bit for bit (pd_permutation).
+ *
+ * Deliberate differences, all on paths where the original crashed or did
+ * something it did not mean: the long-example removal drops the rows it
+ * names (pandas dropped by label after earlier removals shifted positions),
+ * answering at end-of-input counts as the default "Y", and the time
+ * estimate uses 16 bytes per row plus the index for pandas' memory_usage.
+ */
+#include "cli/cli.h"
+#include <stdlib.h>
+#include <string.h>
+#include <stdarg.h>
+#include <utf8proc.h>
+
+/* ---- the data frame after the column checks: two string columns ---- */
+typedef struct {
+    char **p, **c;
+    size_t n;
+    int reindexed;   /* rows were dropped: pandas' index is no longer a RangeIndex */
+} df_t;
+
+typedef enum { OPT_NONE, OPT_DEDUP, OPT_LONG, OPT_LOWER_P, OPT_LOWER_C, OPT_ADD_P_SUFFIX,
+               OPT_RM_P_PREFIX, OPT_RM_C_PREFIX, OPT_ADD_C_SUFFIX, OPT_SPACE_START } opt_kind_t;
+
+typedef struct {
+    const char *name;
+    buf_t immediate;       /* empty: none */
+    char *necessary;       /* NULL: none */
+    char *optional;        /* NULL: none */
+    opt_kind_t kind;
+    char *arg;             /* suffix to add / prefix removed */
+    size_t arg_chars;
+    int ws;
+    buf_t long_rows;       /* the rows the long-example check named, as printed */
+} rem_t;
+
+typedef struct {
+    FILE *in, *out, *errf;
+    int quiet;
+    pd_table_t *t;
+    df_t df;
+    rem_t rems[20];
+    int nrem;
+} pd_ctx_t;
+
+/* ---- small string helpers ---- */
+
+static size_t u8_len(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++) n += ((unsigned char)*s & 0xC0) != 0x80;
+    return n;
+}
+
+/* Byte offset of the k-th character (or the end). */
+static size_t u8_offset(const char *s, size_t k)
+{
+    size_t i = 0;
+    for (; s[i] && k; k--) { i++; while (((unsigned char)s[i] & 0xC0) == 0x80) i++; }
+    return i;
+}
+
+static char *nl_escaped(const char *s)
+{
+    buf_t b = {0};
+    buf_reserve(&b, 1);
+    for (; *s; s++) *s == '\n' ? buf_appends(&b, "\\n") : buf_append(&b, s, 1);
+    return b.data;
+}
+
+static void list_repr(buf_t *b, const size_t *idx, size_t n)
+{
+    buf_appends(b, "[");
+    for (size_t i = 0; i < n; i++) buf_printf(b, i ? ", %zu" : "%zu", idx[i]);
+    buf_appends(b, "]");
+}
+
+/* ---- hashing, for nunique and duplicates ---- */
+
+static uint64_t hash_str(const char *s, uint64_t h)
+{
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
+    return h;
+}
+
+/* Rows whose (a[i], b ? b[i] : -) was already seen get dup[i] = 1; returns
+ * the number of distinct keys. */
+static size_t hash_unique(char **a, char **b, size_t n, unsigned char *dup)
+{
+    size_t cap = 16;
+    while (cap < 2 * n + 16) cap <<= 1;
+    size_t *slot = calloc(cap, sizeof *slot), uniq = 0;
+    if (!slot) return n;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t h = hash_str(a[i], 0xcbf29ce484222325ULL);
+        if (b) h = hash_str(b[i], h * 31 + 7);
+        size_t k = (size_t)(h ^ (h >> 29)) & (cap - 1);
+        int seen = 0;
+        for (; slot[k]; k = (k + 1) & (cap - 1)) {
+            size_t j = slot[k] - 1;
+            if (!strcmp(a[j], a[i]) && (!b || !strcmp(b[j], b[i]))) { seen = 1; break; }
+        }
+        if (dup) dup[i] = (unsigned char)seen;
+        if (!seen) { slot[k] = i + 1; uniq++; }
+    }
+    free(slot);
+    return uniq;
+}
+
+typedef enum { TASK_OPEN, TASK_CLASS, TASK_COND } task_t;
+
+static task_t infer_task(const df_t *d)
+{
+    int any = 0;
+    for (size_t i = 0; i < d->n && !any; i++) any = d->p[i][0] != 0;
+    if (!any) return TASK_OPEN;
+    if ((double)hash_unique(d->c, NULL, d->n, NULL) < (double)d->n / 3) return TASK_CLASS;
+    return TASK_COND;
+}
+
+/* Longest common prefix/suffix of every row, whole characters only. */
+static char *common_xfix(char **col, size_t n, int suffix)
+{
+    if (!n) return strdup("");
+    size_t L = strlen(col[0]);
+    for (size_t i = 1; i < n && L; i++) {
+        size_t li = strlen(col[i]), k = 0, m = L < li ? L : li;
+        if (suffix) while (k < m && col[0][strlen(col[0]) - 1 - k] == col[i][li - 1 - k]) k++;
+        else while (k < m && col[0][k] == col[i][k]) k++;
+        L = k;
+    }
+    const char *s = col[0];
+    size_t len = strlen(s);
+    if (suffix) {
+        size_t start = len - L;
+        while (start < len && ((unsigned char)s[start] & 0xC0) == 0x80) start++;
+        return strdup(s + start);
+    }
+    while (L && L < len && ((unsigned char)s[L] & 0xC0) == 0x80) L--;
+    return strndup(s, L);
+}
+
+static int all_equal(char **col, size_t n, const char *v)
+{
+    for (size_t i = 0; i < n; i++) if (strcmp(col[i], v)) return 0;
+    return 1;
+}
+
+/* ---- remediations ---- */
+
+static rem_t *rem_new(pd_ctx_t *x, const char *name)
+{
+    rem_t *r = &x->rems[x->nrem++];
+    memset(r, 0, sizeof *r);
+    r->name = name;
+    return r;
+}
+
+static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
+static char *fmt(const char *f, ...)
+{
+    va_list ap;
+    va_start(ap, f);
+    char *s = NULL;
+    if (vasprintf(&s, f, ap) < 0) s = NULL;
+    va_end(ap);
+    return s;
+}
+
+static void df_keep(df_t *d, const unsigned char *drop)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < d->n; i++) {
+        if (drop[i]) { d->reindexed = 1; continue; }
+        d->p[k] = d->p[i];
+        d->c[k++] = d->c[i];
+    }
+    d->n = k;
+}
+
+static size_t long_rows(const df_t *d, size_t *idx)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < d->n; i++)
+        if (u8_len(d->p[i]) + u8_len(d->c[i]) > 10000) idx[k++] = i;
+    return k;
+}
+
+static char *lower_utf8(pd_table_t *t, const char *s)
+{
+    buf_t b = {0};
+    buf_reserve(&b, strlen(s) + 1);
+    const utf8proc_uint8_t *p = (const utf8proc_uint8_t *)s;
+    while (*p) {
+        utf8proc_int32_t c;
+        utf8proc_ssize_t n = utf8proc_iterate(p, -1, &c);
+        if (n <= 0) { buf_append(&b, p, 1); p++; continue; }
+        utf8proc_uint8_t enc[4];
+        buf_append(&b, enc, (size_t)utf8proc_encode_char(utf8proc_tolower(c), enc));
+        p += n;
+    }
+    char *r = pd_strndup(t, b.data ? b.data : "", b.len);
+    buf_free(&b);
+    return r;
+}
+
+static char *concat(pd_table_t *t, const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    char *r = pd_strndup(t, a, la + lb);
+    if (r) memcpy(r + la, b, lb + 1);
+    return r;
+}
+
+static void apply_optional(pd_ctx_t *x, rem_t *r)
+{
+    df_t *d = &x->df;
+    size_t n = d->n;
+    switch (r->kind) {
+    case OPT_NONE: break;
+    case OPT_DEDUP: {
+        unsigned char *dup = calloc(n + 1, 1);
+        hash_unique(d->p, d->c, n, dup);
+        df_keep(d, dup);
+        free(dup);
+        break;
+    }
+    case OPT_LONG: {
+        size_t *idx = malloc((n + 1) * sizeof *idx), k = long_rows(d, idx);
+        buf_t now = {0};
+        list_repr(&now, idx, k);
+        if (strcmp(now.data, r->long_rows.data))
+            fprintf(x->out, "The indices of the long examples has changed as a result of a previously applied "
+                            "recommendation.\nThe %zu long examples to be dropped are now at the following indices: %s\n",
+                    k, now.data);
+        unsigned char *drop = calloc(n + 1, 1);
+        for (size_t i = 0; i < k; i++) drop[idx[i]] = 1;
+        df_keep(d, drop);
+        free(drop);
+        free(idx);
+        buf_free(&now);
+        break;
+    }
+    case OPT_LOWER_P: for (size_t i = 0; i < n; i++) d->p[i] = lower_utf8(x->t, d->p[i]); break;
+    case OPT_LOWER_C: for (size_t i = 0; i < n; i++) d->c[i] = lower_utf8(x->t, d->c[i]); break;
+    case OPT_ADD_P_SUFFIX: for (size_t i = 0; i < n; i++) d->p[i] = concat(x->t, d->p[i], r->arg); break;
+    case OPT_ADD_C_SUFFIX: for (size_t i = 0; i < n; i++) d->c[i] = concat(x->t, d->c[i], r->arg); break;
+    case OPT_RM_P_PREFIX: for (size_t i = 0; i < n; i++) d->p[i] += u8_offset(d->p[i], r->arg_chars); break;
+    case OPT_RM_C_PREFIX:
+        for (size_t i = 0; i < n; i++) {
+            d->c[i] += u8_offset(d->c[i], r->arg_chars);
+            if (r->ws) d->c[i] = concat(x->t, " ", d->c[i]);
+        }
+        break;
+    case OPT_SPACE_START:
+        for (size_t i = 0; i < n; i++) if (d->c[i][0] != ' ') d->c[i] = concat(x->t, " ", d->c[i]);
+        break;
+    }
+}
+
+/* ---- the 15 validators ---- */
+
+static void v_num_examples(pd_ctx_t *x, size_t n)
+{
+    rem_t *r = rem_new(x, "num_examples");
+    buf_printf(&r->immediate, "\n- Your file contains %zu prompt-completion pairs%s", n,
+               n >= 100 ? "" : ". In general, we recommend having at least a few hundred examples. We've found that "
+                               "performance tends to linearly increase for every doubling of the number of examples");
+}
+
+static int v_necessary_column(pd_ctx_t *x, const char *col, char *err)
+{
+    rem_t *r = rem_new(x, "necessary_column");
+    pd_table_t *t = x->t;
+    for (int i = 0; i < t->ncols; i++) if (!strcmp(t->cols[i], col)) return 0;
+    for (int i = 0; i < t->ncols; i++) {
+        if (strcasecmp(t->cols[i], col)) continue;
+        buf_printf(&r->immediate, "\n- The `%s` column/key should be lowercase", col);
+        r->necessary = fmt("Lower case column name to `%s`", col);
+        t->cols[i] = pd_strndup(t, col, strlen(col));
+        return 0;
+    }
+    return core_errf(err, "`%s` column/key is missing. Please make sure you name your columns/keys appropriately, then retry", col);
+}
+
+static void v_additional_column(pd_ctx_t *x)
+{
+    rem_t *r = rem_new(x, "additional_column");
+    pd_table_t *t = x->t;
+    if (t->ncols <= 2) return;
+    buf_t list = {0}, warn = {0};
+    buf_appends(&list, "[");
+    int k = 0;
+    for (int i = 0; i < t->ncols; i++) {
+        if (!strcmp(t->cols[i], "prompt") || !strcmp(t->cols[i], "completion")) continue;
+        if (k++) buf_appends(&list, ", ");
+        cli_py_repr_str(t->cols[i], &list);
+        /* the original's check matches the column itself, so it always warns */
+        buf_printf(&warn, "\n  WARNING: Some of the additional columns/keys contain `%s` in their name. These will be "
+                          "ignored, and the column/key `%s` will be used instead. This could also result from a "
+                          "duplicate column/key in the provided file.", t->cols[i], t->cols[i]);
+    }
+    buf_appends(&list, "]");
+    buf_printf(&r->immediate, "\n- The input file should contain exactly two columns/keys per row. Additional "
+                              "columns/keys present are: %s%s", list.data, warn.data ? warn.data : "");
+    r->necessary = fmt("Remove additional columns/keys: %s", list.data);
+    buf_free(&list);
+    buf_free(&warn);
+}
+
+static void v_non_empty(pd_ctx_t *x)
+{
+    rem_t *r = rem_new(x, "empty_completion");
+    df_t *d = &x->df;
+    size_t *idx = malloc((d->n + 1) * sizeof *idx), k = 0;
+    unsigned char *drop = calloc(d->n + 1, 1);
+    for (size_t i = 0; i < d->n; i++) if (!d->c[i][0]) { idx[k++] = i; drop[i] = 1; }
+    if (k) {
+        buf_appends(&r->immediate, "\n- `completion` column/key should not contain empty strings. These are rows: ");
+        list_repr(&r->immediate, idx, k);
+        r->necessary = fmt("Remove %zu rows with empty completions", k);
+        df_keep(d, drop);
+    }
+    free(idx);
+    free(drop);
+}
+
+static void v_format_inferrer(pd_ctx_t *x)
+{
+    rem_t *r = rem_new(x, "num_examples");
+    if (infer_task(&x->df) == TASK_CLASS)
+        buf_printf(&r->immediate, "\n- Based on your data it seems like you're trying to fine-tune a model for classification\n"
+                                  "- For classification, we recommend you try one of the faster and cheaper models, such as `ada`\n"
+                                  "- For classification, you can estimate the expected model performance by keeping a held out "
+                                  "dataset, which is not used for training");
+}
+
+static void v_duplicated(pd_ctx_t *x)
+{
+    rem_t *r = rem_new(x, "duplicated_rows");
+    df_t *d = &x->df;
+    unsigned char *dup = calloc(d->n + 1, 1);
+    hash_unique(d->p, d->c, d->n, dup);
+    size_t *idx = malloc((d->n + 1) * sizeof *idx), k = 0;
+    for (size_t i = 0; i < d->n; i++) if (dup[i]) idx[k++] = i;
+    if (k) {
+        buf_printf(&r->immediate, "\n- There are %zu duplicated prompt-completion sets. These are rows: ", k);
+        list_repr(&r->immediate, idx, k);
+        r->optional = fmt("Remove %zu duplicate rows", k);
+        r->kind = OPT_DEDUP;
+    }
+    free(idx);
+    free(dup);
+}
+
+static void v_long(pd_ctx_t *x)
+{
+    rem_t *r = rem_new(x, "long_examples");
+    df_t *d = &x->df;
+    if (infer_task(d) == TASK_OPEN) return;
+    size_t *idx = malloc((d->n + 1) * sizeof *idx), k = long_rows(d, idx);
+    if (k) {
+        list_repr(&r->long_rows, idx, k);
+        buf_printf(&r->immediate, "\n- There are %zu examples that are very long. These are rows: %s\nFor conditional "
+                                  "generation, and for classification the examples shouldn't be longer than 2048 tokens.",
+                   k, r->long_rows.data);
+        r->optional = fmt("Remove %zu long examples", k);
+        r->kind = OPT_LONG;
+    }
+    free(idx);
+}
+
+static void v_lower_case(pd_ctx_t *x, int completion)
+{
+    df_t *d = &x->df;
+    char **col = completion ? d->c : d->p;
+    const char *name = completion ? "completion" : "prompt";
+    size_t up = 0, lo = 0;
+    for (size_t i = 0; i < d->n; i++) {
+        const unsigned char *p = (const unsigned char *)col[i];
+        while (*p) {
+            if (*p < 0x80) { up += *p >= 'A' && *p <= 'Z'; lo += *p >= 'a' && *p <= 'z'; p++; continue; }
+            utf8proc_int32_t c;
+            utf8proc_ssize_t n = utf8proc_iterate(p, -1, &c);
+            if (n <= 0) { p++; continue; }
+            utf8proc_category_t cat = utf8proc_category(c);
+            up += cat == UTF8PROC_CATEGORY_LU;
+            lo += cat == UTF8PROC_CATEGORY_LL;
+            p += n;
+        }
+    }
+    if (up * 2 <= lo) return;   /* the original returns no remediation at all here */
+    rem_t *r = rem_new(x, "lower_case");
+    buf_printf(&r->immediate, "\n- More than a third of your `%s` column/key is uppercase. Uppercase %ss tends to perform "
+                              "worse than a mixture of case encountered in normal language. We recommend to lower case the "
+                              "data if that makes sense in your domain. See https://platform.openai.com/docs/guides/"
+                              "fine-tuning/preparing-your-dataset for more details", name, name);
+    r->optional = fmt("Lowercase all your data in column/key `%s`", name);
+    r->kind = completion ? OPT_LOWER_C : OPT_LOWER_P;
+}
+
+static int contains_before_suffix(char **col, size_t n, const char *sfx)
+{
+    size_t chars = u8_len(sfx);
+    for (size_t i = 0; i < n; i++) {
+        size_t len = u8_len(col[i]);
+        size_t cut = len > chars ? u8_offset(col[i], len - chars) : 0;
+        char *head = strndup(col[i], cut);
+        int hit = strstr(head, sfx) != NULL;
+        free(head);
+        if (hit) return 1;
+    }
+    return 0;
+}
+
+static int any_contains(char **col, size_t n, const char *s)
+{
+    for (size_t i = 0; i < n; i++) if (strstr(col[i], s)) return 1;
+    return 0;
+}
+
+static int v_prompt_suffix(pd_ctx_t *x, char *err)
+{
+    df_t *d = &x->df;
+    static const char *opts[] = {" ->", "\n\n###\n\n", "\n\n===\n\n", "\n\n---\n\n", "\n\n===>\n\n", "\n\n--->\n\n"};
+    const char *sug = "\n\n### =>\n\n";
+    for (size_t i = 0; i < sizeof opts / sizeof *opts; i++) {
+        if (i == 0 && any_contains(d->p, d->n, "\n")) continue;
+        if (any_contains(d->p, d->n, opts[i])) continue;
+        sug = opts[i];
+        break;
+    }
+    if (infer_task(d) == TASK_OPEN) { rem_new(x, "common_suffix"); return 0; }
+    char *sfx = common_xfix(d->p, d->n, 1), *disp_sug = nl_escaped(sug);
+    if (all_equal(d->p, d->n, sfx)) {
+        rem_new(x, "common_suffix");
+        core_errf(err, "All prompts are identical: `%s`\nConsider leaving the prompts blank if you want to do open-ended "
+                       "generation, otherwise ensure prompts are different", sfx);
+        free(sfx); free(disp_sug);
+        return -1;
+    }
+    rem_t *r = rem_new(x, "common_completion_suffix");
+    if (*sfx) {
+        char *disp = nl_escaped(sfx);
+        buf_printf(&r->immediate, "\n- All prompts end with suffix `%s`", disp);
+        if (u8_len(sfx) > 10)
+            buf_printf(&r->immediate, ". This suffix seems very long. Consider replacing with a shorter suffix, such as `%s`", disp_sug);
+        if (contains_before_suffix(d->p, d->n, sfx))
+            buf_printf(&r->immediate, "\n  WARNING: Some of your prompts contain the suffix `%s` more than once. We strongly "
+                                      "suggest that you review your prompts and add a unique suffix", sfx);
+        free(disp);
+    } else {
+        buf_appends(&r->immediate, "\n- Your data does not contain a common separator at the end of your prompts. Having a "
+                                   "separator string appended to the end of the prompt makes it clearer to the fine-tuned "
+                                   "model where the completion should begin. See https://platform.openai.com/docs/guides/"
+                                   "fine-tuning/preparing-your-dataset for more detail and examples. If you intend to do "
+                                   "open-ended generation, then you should leave the prompts empty");
+        r->optional = fmt("Add a suffix separator `%s` to all prompts", disp_sug);
+        r->kind = OPT_ADD_P_SUFFIX;
+        r->arg = strdup(sug);
+    }
+    free(sfx);
+    free(disp_sug);
+    return 0;
+}
+
+static void v_prompt_prefix(pd_ctx_t *x)
+{
+    df_t *d = &x->df;
+    char *pfx = common_xfix(d->p, d->n, 0);
+    if (!*pfx || all_equal(d->p, d->n, pfx)) { rem_new(x, "common_prefix"); free(pfx); return; }
+    rem_t *r = rem_new(x, "common_prompt_prefix");
+    buf_printf(&r->immediate, "\n- All prompts start with prefix `%s`", pfx);
+    if (u8_len(pfx) > 12) {
+        buf_appends(&r->immediate, ". Fine-tuning doesn't require the instruction specifying the task, or a few-shot "
+                                   "example scenario. Most of the time you should only add the input data into the "
+                                   "prompt, and the desired output into the completion");
+        r->optional = fmt("Remove prefix `%s` from all prompts", pfx);
+        r->kind = OPT_RM_P_PREFIX;
+        r->arg_chars = u8_len(pfx);
+    }
+    free(pfx);
+}
+
+static void v_completion_prefix(pd_ctx_t *x)
+{
+    df_t *d = &x->df;
+    char *pfx = common_xfix(d->c, d->n, 0);
+    if (u8_len(pfx) < 5 || all_equal(d->c, d->n, pfx)) { rem_new(x, "common_prefix"); free(pfx); return; }
+    rem_t *r = rem_new(x, "common_completion_prefix");
+    buf_printf(&r->immediate, "\n- All completions start with prefix `%s`. Most of the time you should only add the "
+                              "output data into the completion, without any prefix", pfx);
+    r->optional = fmt("Remove prefix `%s` from all completions", pfx);
+    r->kind = OPT_RM_C_PREFIX;
+    r->arg_chars = u8_len(pfx);
+    r->ws = pfx[0] == ' ';
+    free(pfx);
+}
+
+static int v_completion_suffix(pd_ctx_t *x, char *err)
+{
+    df_t *d = &x->df;
+    task_t task = infer_task(d);
+    if (task == TASK_OPEN || task == TASK_CLASS) { rem_new(x, "common_suffix"); return 0; }
+    char *sfx = common_xfix(d->c, d->n, 1);
+    if (all_equal(d->c, d->n, sfx)) {
+        rem_new(x, "common_suffix");
+        core_errf(err, "All completions are identical: `%s`\nEnsure completions are different, otherwise the model "
+                       "will just repeat `%s`", sfx, sfx);
+        free(sfx);
+        return -1;
+    }
+    static const char *opts[] = {"\n", ".", " END", "***", "+++", "&&&", "$$$", "@@@", "%%%"};
+    const char *sug = " [END]";
+    for (size_t i = 0; i < sizeof opts / sizeof *opts; i++)
+        if (!any_contains(d->c, d->n, opts[i])) { sug = opts[i]; break; }
+    char *disp_sug = nl_escaped(sug);
+    rem_t *r = rem_new(x, "common_completion_suffix");
+    if (*sfx) {
+        char *disp = nl_escaped(sfx);
+        buf_printf(&r->immediate, "\n- All completions end with suffix `%s`", disp);
+        if (u8_len(sfx) > 10)
+            buf_printf(&r->immediate, ". This suffix seems very long. Consider replacing with a shorter suffix, such as `%s`", disp_sug);
+        if (contains_before_suffix(d->c, d->n, sfx))
+            buf_printf(&r->immediate, "\n  WARNING: Some of your completions contain the suffix `%s` more than once. We "
+                                      "suggest that you review your completions and add a unique ending", sfx);
+        free(disp);
+    } else {
+        buf_appends(&r->immediate, "\n- Your data does not contain a common ending at the end of your completions. Having "
+                                   "a common ending string appended to the end of the completion makes it clearer to the "
+                                   "fine-tuned model where the completion should end. See https://platform.openai.com/docs/"
+                                   "guides/fine-tuning/preparing-your-dataset for more detail and examples.");
+        r->optional = fmt("Add a suffix ending `%s` to all completions", disp_sug);
+        r->kind = OPT_ADD_C_SUFFIX;
+        r->arg = strdup(sug);
+    }
+    free(sfx);
+    free(disp_sug);
+    return 0;
+}
+
+static void v_space_start(pd_ctx_t *x)
+{
+    df_t *d = &x->df;
+    rem_t *r = rem_new(x, "completion_space_start");
+    int same = d->n > 0;
+    for (size_t i = 1; i < d->n && same; i++) {
+        size_t a = u8_offset(d->c[0], 1), b = u8_offset(d->c[i], 1);
+        same = a == b && !memcmp(d->c[0], d->c[i], a);
+    }
+    if (same && d->c[0][0] == ' ') return;
+    buf_appends(&r->immediate, "\n- The completion should start with a whitespace character (` `). This tends to produce "
+                               "better results due to the tokenization we use. See https://platform.openai.com/docs/guides/"
+                               "fine-tuning/preparing-your-dataset for more details");
+    r->optional = strdup("Add a whitespace character to the beginning of the completion");
+    r->kind = OPT_SPACE_START;
+}
+
+/* ---- the flow ---- */
+
+static int ask(pd_ctx_t *x, const char *text)
+{
+    fputs(text, x->out);
+    if (x->quiet) { fputs("Y\n", x->out); return 1; }
+    fflush(x->out);
+    char line[256];
+    if (!fgets(line, sizeof line, x->in)) { fputc('\n', x->out); return 1; }
+    line[strcspn(line, "\r\n")] = 0;
+    return strcasecmp(line, "n") != 0;
+}
+
+static void rem_free(rem_t *r)
+{
+    buf_free(&r->immediate);
+    buf_free(&r->long_rows);
+    free(r->necessary);
+    free(r->optional);
+    free(r->arg);
+}
+
+/* Print the validator's message, or abort with its error. */
+static int apply_necessary(pd_ctx_t *x, rem_t *r, const char *error)
+{
+    if (error) {
+        fprintf(x->errf, "\n\nERROR in %s validator: %s\n\nAborting...", r ? r->name : "read_any_format", error);
+        fflush(x->errf);
+        return 1;
+    }
+    if (r && r->immediate.len) fwrite(r->immediate.data, 1, r->immediate.len, x->out);
+    return 0;
+}
+
+static void json_str_pandas(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        switch (*p) {
+        case '"': fputs("\\\"", f); break;
+        case '\\': fputs("\\\\", f); break;
+        case '/': fputs("\\/", f); break;     /* pandas' ujson escapes it */
+        case '\n': fputs("\\n", f); break;
+        case '\r': fputs("\\r", f); break;
+        case '\t': fputs("\\t", f); break;
+        case '\b': fputs("\\b", f); break;
+        case '\f': fputs("\\f", f); break;
+        default:
+            if (*p < 0x20) fprintf(f, "\\u%04x", *p);
+            else fputc(*p, f);
+        }
+    }
+    fputc('"', f);
+}
+
+static int write_rows(const char *path, const df_t *d, const size_t *rows, size_t n, FILE *errf)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f) { fprintf(errf, "tunery: cannot write %s\n", path); return -1; }
+    for (size_t k = 0; k < n; k++) {
+        size_t i = rows ? rows[k] : k;
+        fputs("{\"prompt\":", f);
+        json_str_pandas(f, d->p[i]);
+        fputs(",\"completion\":", f);
+        json_str_pandas(f, d->c[i]);
+        fputs("}\n", f);
+    }
+    return fclose(f) ? -1 : 0;
+}
+
+static void out_names(const char *fname, int split, char names[2][4200])
+{
+    const char *slash = strrchr(fname, '/'), *base = slash ? slash + 1 : fname;
+    const char *dot = strrchr(base, '.');
+    while (dot && dot > base && dot[-1] == '.') dot--;   /* splitext skips leading dots */
+    size_t stem = dot && dot != base ? (size_t)(dot - fname) : strlen(fname);
+    for (int i = 0;; i++) {
+        char idx[32] = "";
+        if (i) snprintf(idx, sizeof idx, " (%d)", i);
+        int exists = 0;
+        for (int k = 0; k < (split ? 2 : 1); k++) {
+            snprintf(names[k], 4200, "%.*s_prepared%s%s.jsonl", (int)stem, fname,
+                     split ? (k ? "_valid" : "_train") : "", idx);
+            exists |= fs_exists(names[k]);
+        }
+        if (!exists) return;
+    }
+}
+
+static void estimate_time(pd_ctx_t *x)
+{
+    const df_t *d = &x->df;
+    double t;
+    if (infer_task(d) == TASK_CLASS) t = (double)d->n * 1.44;
+    else t = (16.0 * (double)d->n + (d->reindexed ? 8.0 * (double)d->n : 128.0)) * 0.0515;
+    t += 140;
+    const char *unit;
+    double v;
+    if (t < 60) { v = t; unit = "seconds"; }
+    else if (t < 3600) { v = t / 60; unit = "minutes"; }
+    else if (t < 86400) { v = t / 3600; unit = "hours"; }
+    else { v = t / 86400; unit = "days"; }
+    char s[64], r[64];
+    snprintf(s, sizeof s, "%.2f", v);   /* round(v, 2): correctly rounded, like Python's */
+    cli_py_float(strtod(s, NULL), r, sizeof r);
+    fprintf(x->out, "Once your model starts training, it'll approximately take %s %s to train a `curie` model, and less "
+                    "for `ada` and `babbage`. Queue will approximately take half an hour per job ahead of you.\n", r, unit);
+}
+
+static int write_out(pd_ctx_t *x, const char *fname, int any_applied)
+{
+    df_t *d = &x->df;
+    task_t task = infer_task(d);
+    char *psfx = common_xfix(d->p, d->n, 1), *csfx = common_xfix(d->c, d->n, 1);
+    char *psfx_d = nl_escaped(psfx), *csfx_d = nl_escaped(csfx);
+    int split = task == TASK_CLASS && ask(x, "- [Recommended] Would you like to split into training and validation set? [Y/n]: ");
+    char *ending = *csfx_d ? fmt(" Make sure to include `stop=[\"%s\"]` so that the generated texts ends at the expected place.", csfx_d)
+                           : strdup("");
+    int rc = 0;
+    if (!any_applied && !split) {
+        fprintf(x->out, "\nYou can use your file for fine-tuning:\n> tunery api fine_tunes.create -t \"%s\"\n\nAfter you\xe2\x80\x99ve "
+                        "fine-tuned a model, remember that your prompt has to end with the indicator string `%s` for the "
+                        "model to start generating completions, rather than continuing with the prompt.%s\n", fname, psfx_d, ending);
+        estimate_time(x);
+    } else if (ask(x, "\n\nYour data will be written to a new JSONL file. Proceed [Y/n]: ")) {
+        char names[2][4200];
+        out_names(fname, split, names);
+        buf_t extra = {0};
+        buf_reserve(&extra, 1);
+        if (split) {
+            size_t n = d->n, n_train = n > 1000 && n - 1000 > (size_t)(n * 0.8) ? n - 1000 : (size_t)(n * 0.8);
+            size_t *perm = malloc((n + 1) * sizeof *perm), *valid = malloc((n + 1) * sizeof *valid), nv = 0;
+            unsigned char *in_train = calloc(n + 1, 1);
+            pd_permutation(42, n, perm);
+            for (size_t i = 0; i < n_train; i++) in_train[perm[i]] = 1;
+            for (size_t i = 0; i < n; i++) if (!in_train[i]) valid[nv++] = i;
+            rc = write_rows(names[0], d, perm, n_train, x->errf) || write_rows(names[1], d, valid, nv, x->errf);
+            free(perm); free(valid); free(in_train);
+            /* number of classes, and the most frequent one (first seen wins a tie) */
+            unsigned char *dup = calloc(n + 1, 1);
+            size_t ncls = hash_unique(d->c, NULL, n, dup), best = 0, best_n = 0;
+            for (size_t i = 0; i < n && ncls == 2; i++) {
+                if (dup[i]) continue;
+                size_t cnt = 0;
+                for (size_t j = i; j < n; j++) cnt += !strcmp(d->c[j], d->c[i]);
+                if (cnt > best_n) { best_n = cnt; best = i; }
+            }
+            free(dup);
+            buf_appends(&extra, " --compute_classification_metrics");
+            if (ncls == 2) buf_printf(&extra, " --classification_positive_class \"%s\"", d->c[best]);
+            else buf_printf(&extra, " --classification_n_classes %zu", ncls);
+        } else {
+            rc = write_rows(names[0], d, NULL, d->n, x->errf);
+        }
+        if (rc) { buf_free(&extra); goto done; }
+        buf_t files = {0};
+        buf_printf(&files, "%s to `%s", split ? "s" : "", names[0]);
+        if (split) buf_printf(&files, "` and `%s", names[1]);
+        char *valid_s = split ? fmt(" -v \"%s\"", names[1]) : strdup("");
+        char *reminder = *psfx_d ? fmt("After you\xe2\x80\x99ve fine-tuned a model, remember that your prompt has to end with the "
+                                       "indicator string `%s` for the model to start generating completions, rather than "
+                                       "continuing with the prompt.", psfx_d) : strdup("");
+        fprintf(x->out, "\nWrote modified file%s`\nFeel free to take a look!\n\nNow use that file when fine-tuning:\n"
+                        "> tunery api fine_tunes.create -t \"%s\"%s%s\n\n%s%s\n",
+                files.data, names[0], valid_s, extra.data, reminder, ending);
+        free(valid_s);
+        free(reminder);
+        buf_free(&files);
+        buf_free(&extra);
+        estimate_time(x);
+    } else {
+        fputs("Aborting... did not write the file\n", x->out);
+    }
+done:
+    free(psfx); free(csfx); free(psfx_d); free(csfx_d); free(ending);
+    return rc ? 1 : 0;
+}
+
+int pd_run(const char *fname, int quiet, FILE *in, FILE *out, FILE *errf)
+{
+    pd_ctx_t x = {.in = in, .out = out, .errf = errf, .quiet = quiet};
+    pd_table_t t;
+    char fmt_msg[256], nec[128], err[CORE_ERR_LEN];
+    fputs("Analyzing...\n", out);
+    x.t = &t;
+    if (pd_read_any(fname, &t, fmt_msg, sizeof fmt_msg, nec, sizeof nec, err)) {
+        pd_table_free(&t);
+        return apply_necessary(&x, NULL, err);
+    }
+    int rc = 1;
+    rem_t *r = rem_new(&x, "read_any_format");
+    if (fmt_msg[0]) buf_appends(&r->immediate, fmt_msg);
+    if (nec[0]) r->necessary = strdup(nec);
+    apply_necessary(&x, r, NULL);
+
+    /* 1-4: on the columns */
+    v_num_examples(&x, t.nrows);
+    apply_necessary(&x, &x.rems[x.nrem - 1], NULL);
+    for (int k = 0; k < 2; k++) {
+        if (v_necessary_column(&x, k ? "completion" : "prompt", err)) { apply_necessary(&x, &x.rems[x.nrem - 1], err); goto out; }
+        apply_necessary(&x, &x.rems[x.nrem - 1], NULL);
+    }
+    v_additional_column(&x);
+    apply_necessary(&x, &x.rems[x.nrem - 1], NULL);
+
+    /* from here on, two columns */
+    int pc = -1, cc = -1;
+    for (int i = 0; i < t.ncols; i++) {
+        if (!strcmp(t.cols[i], "prompt") && pc < 0) pc = i;
+        if (!strcmp(t.cols[i], "completion") && cc < 0) cc = i;
+    }
+    x.df.n = t.nrows;
+    x.df.p = malloc((t.nrows + 1) * sizeof(char *));
+    x.df.c = malloc((t.nrows + 1) * sizeof(char *));
+    for (size_t i = 0; i < t.nrows; i++) {
+        x.df.p[i] = (char *)pd_cell(&t, i, pc);
+        x.df.c[i] = (char *)pd_cell(&t, i, cc);
+    }
+
+    /* 5-15 */
+    v_non_empty(&x);                       apply_necessary(&x, &x.rems[x.nrem - 1], NULL);
+    v_format_inferrer(&x);                 apply_necessary(&x, &x.rems[x.nrem - 1], NULL);
+    v_duplicated(&x);                      apply_necessary(&x, &x.rems[x.nrem - 1], NULL);
+    v_long(&x);                            apply_necessary(&x, &x.rems[x.nrem - 1], NULL);
+    int before = x.nrem;
+    v_lower_case(&x, 0);                   if (x.nrem > before) apply_necessary(&x, &x.rems[x.nrem - 1], NULL);
+    before = x.nrem;
+    v_lower_case(&x, 1);                   if (x.nrem > before) apply_necessary(&x, &x.rems[x.nrem - 1], NULL);
+    if (v_prompt_suffix(&x, err)) { apply_necessary(&x, &x.rems[x.nrem - 1], err); goto out; }
+    apply_necessary(&x, &x.rems[x.nrem - 1], NULL);
+    v_prompt_prefix(&x);                   apply_necessary(&x, &x.rems[x.nrem - 1], NULL);
+    v_completion_prefix(&x);               apply_necessary(&x, &x.rems[x.nrem - 1], NULL);
+    if (v_completion_suffix(&x, err)) { apply_necessary(&x, &x.rems[x.nrem - 1], err); goto out; }
+    apply_necessary(&x, &x.rems[x.nrem - 1], NULL);
+    v_space_start(&x);                     apply_necessary(&x, &x.rems[x.nrem - 1], NULL);
+
+    int any_action = 0, any_necessary = 0, any_optional = 0;
+    for (int i = 0; i < x.nrem; i++) {
+        any_action |= x.rems[i].optional || x.rems[i].necessary;
+        any_necessary |= x.rems[i].necessary != NULL;
+    }
+    if (any_action) {
+        fputs("\n\nBased on the analysis we will perform the following actions:\n", out);
+        for (int i = 0; i < x.nrem; i++) {
+            rem_t *q = &x.rems[i];
+            if (q->optional) {
+                char *text = fmt("- [Recommended] %s [Y/n]: ", q->optional);
+                if (ask(&x, text)) { apply_optional(&x, q); any_optional = 1; }
+                free(text);
+            }
+            if (q->necessary) fprintf(out, "- [Necessary] %s\n", q->necessary);
+        }
+    } else {
+        fputs("\n\nNo remediations found.\n", out);
+    }
+    rc = write_out(&x, fname, any_optional || any_necessary);
+out:
+    fflush(out);
+    for (int i = 0; i < x.nrem; i++) rem_free(&x.rems[i]);
+    free(x.df.p);
+    free(x.df.c);
+    pd_table_free(&t);
+    return rc;
+}
+
+/* ---- numpy's RandomState(seed).permutation(n) ---- */
+
+typedef struct { uint32_t mt[624]; int i; } mt19937_t;
+
+static void mt_seed(mt19937_t *m, uint32_t s)
+{
+    m->mt[0] = s;
+    for (int i = 1; i < 624; i++) m->mt[i] = 1812433253u * (m->mt[i - 1] ^ (m->mt[i - 1] >> 30)) + (uint32_t)i;
+    m->i = 624;
+}
+
+static uint32_t mt_next(mt19937_t *m)
+{
+    if (m->i >= 624) {
+        for (int k = 0; k < 624; k++) {
+            uint32_t y = (m->mt[k] & 0x80000000u) | (m->mt[(k + 1) % 624] & 0x7fffffffu);
+            m->mt[k] = m->mt[(k + 397) % 624] ^ (y >> 1) ^ (y & 1 ? 0x9908b0dfu : 0);
+        }
+        m->i = 0;
+    }
+    uint32_t y = m->mt[m->i++];
+    y ^= y >> 11;
+    y ^= (y << 7) & 0x9d2c5680u;
+    y ^= (y << 15) & 0xefc60000u;
+    y ^= y >> 18;
+    return y;
+}
+
+/* numpy's legacy random_interval: masked rejection sampling in [0, max]. */
+static uint64_t mt_interval(mt19937_t *m, uint64_t max)
+{
+    if (!max) return 0;
+    uint64_t mask = max;
+    for (int s = 1; s <= 32; s <<= 1) mask |= mask >> s;
+    uint64_t v;
+    if (max <= 0xffffffffu) {
+        while ((v = (mt_next(m) & mask)) > max) {}
+    } else {
+        while ((v = ((((uint64_t)mt_next(m)) << 32 | mt_next(m)) & mask)) > max) {}
+    }
+    return v;
+}
+
+void pd_permutation(uint32_t seed, size_t n, size_t *out)
+{
+    mt19937_t m;
+    mt_seed(&m, seed);
+    for (size_t i = 0; i < n; i++) out[i] = i;
+    for (size_t i = n; i-- > 1;) {
+        size_t j = (size_t)mt_interval(&m, i);
+        size_t t = out[i]; out[i] = out[j]; out[j] = t;
+    }
+}
