@@ -36,7 +36,7 @@ typedef struct {
     /* added by train/ after the first contract; zero keeps the documented default */
     int truncate;                 /* examples longer than the context: 0 = error naming the line, 1 = cut the left (oldest prompt tokens), 2 = cut the right */
     int valid_every;              /* steps between validations besides each epoch end; 0 = auto (4 per epoch) */
-    int micro_tokens;             /* padded tokens per forward/backward (memory bound); 0 = 2048 */
+    int micro_tokens;             /* padded tokens per forward/backward (memory bound); 0 = 1024 */
 } train_opts_t;
 
 /* The values "auto" resolved to, reported once before the first step. */
