@@ -238,3 +238,169 @@ int infer_decode(infer_t *s, const int *seqs, const int *tokens, int n, float *l
     if (logits) infer_logits(s, 0, n, logits);
     return 0;
 }
+
+/* ----------------------------------------------------------------------------
+ * memory-mapped loading for inference
+ *
+ * gpt2_load converts every tensor (HF Conv1D [in][out] -> [out][in], any float
+ * dtype -> fp32), which for 124M parameters costs far more than 100 ms. The
+ * first gpt2_load_mapped of a directory does that once and writes the
+ * converted image next to the weights; later loads mmap it read-only and
+ * shared, so loading is a page-table operation and every server or worker
+ * process serving that model shares one copy in the page cache. */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAP_MAGIC "TNRYF32"
+#define MAP_VERSION 1
+#define MAP_HDR 4096 /* data starts page-aligned */
+
+typedef struct {
+    char magic[8];
+    uint32_t version, pad;
+    int32_t maxT, V, Vp, L, NH, C;
+    uint64_t num_parameters;
+    uint64_t src_size;
+    int64_t src_mtime_sec, src_mtime_nsec;
+} map_header_t;
+
+/* mapped models, so that gpt2_unload_mapped knows munmap from free */
+static struct { void *base; size_t len; } map_reg[64];
+static pthread_mutex_t map_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void map_sizes(const gpt2_config_t *c, size_t s[GPT2_NUM_PARAM_TENSORS])
+{
+    size_t C = c->channels, L = c->num_layers, Vp = c->padded_vocab_size, T = c->max_seq_len;
+    size_t v[GPT2_NUM_PARAM_TENSORS] = {Vp * C, T * C, L * C, L * C, L * 3 * C * C, L * 3 * C, L * C * C, L * C,
+                                        L * C, L * C, L * 4 * C * C, L * 4 * C, L * C * 4 * C, L * C, C, C};
+    memcpy(s, v, sizeof v);
+}
+
+static void map_ptrs(gpt2_params_t *p, float **out[GPT2_NUM_PARAM_TENSORS])
+{
+    float **v[GPT2_NUM_PARAM_TENSORS] = {&p->wte, &p->wpe, &p->ln1w, &p->ln1b, &p->qkvw, &p->qkvb, &p->attprojw,
+                                         &p->attprojb, &p->ln2w, &p->ln2b, &p->fcw, &p->fcb, &p->fcprojw,
+                                         &p->fcprojb, &p->lnfw, &p->lnfb};
+    memcpy(out, v, sizeof v);
+}
+
+static int map_write(const gpt2_t *m, const char *path, const struct stat *src, char *err)
+{
+    char tmp[PATH_MAX + 32];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    FILE *f = fopen(tmp, "wb");
+    if (!f) return core_errf(err, "cannot write %s: %s", tmp, strerror(errno));
+    char hdr[MAP_HDR] = {0};
+    map_header_t h = {0};
+    memcpy(h.magic, MAP_MAGIC, 8);
+    h.version = MAP_VERSION;
+    h.maxT = m->config.max_seq_len; h.V = m->config.vocab_size; h.Vp = m->config.padded_vocab_size;
+    h.L = m->config.num_layers; h.NH = m->config.num_heads; h.C = m->config.channels;
+    h.src_size = (uint64_t)src->st_size;
+    h.src_mtime_sec = src->st_mtim.tv_sec; h.src_mtime_nsec = src->st_mtim.tv_nsec;
+    size_t sz[GPT2_NUM_PARAM_TENSORS];
+    map_sizes(&m->config, sz);
+    float **ptr[GPT2_NUM_PARAM_TENSORS];
+    map_ptrs((gpt2_params_t *)&m->params, ptr);
+    for (int i = 0; i < GPT2_NUM_PARAM_TENSORS; i++) h.num_parameters += sz[i];
+    memcpy(hdr, &h, sizeof h);
+    int ok = fwrite(hdr, 1, MAP_HDR, f) == MAP_HDR;
+    for (int i = 0; i < GPT2_NUM_PARAM_TENSORS && ok; i++) ok = fwrite(*ptr[i], sizeof(float), sz[i], f) == sz[i];
+    ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    if (fclose(f) != 0) ok = 0;
+    if (!ok || rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return core_errf(err, "cannot write %s: %s", path, strerror(e));
+    }
+    return 0;
+}
+
+/* mmap path if it is a current image of src; 1 = absent or stale. */
+static int map_open(gpt2_t *m, const char *path, const struct stat *src, char *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 1;
+    struct stat st;
+    map_header_t h;
+    if (fstat(fd, &st) || st.st_size < MAP_HDR || pread(fd, &h, sizeof h, 0) != (ssize_t)sizeof h ||
+        memcmp(h.magic, MAP_MAGIC, 8) || h.version != MAP_VERSION || h.src_size != (uint64_t)src->st_size ||
+        h.src_mtime_sec != src->st_mtim.tv_sec || h.src_mtime_nsec != src->st_mtim.tv_nsec ||
+        (uint64_t)st.st_size != MAP_HDR + h.num_parameters * sizeof(float)) {
+        close(fd);
+        return 1;
+    }
+    void *base = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    close(fd);
+    if (base == MAP_FAILED) return core_errf(err, "cannot map %s: %s", path, strerror(errno));
+    memset(m, 0, sizeof *m);
+    gpt2_config_t *c = &m->config;
+    c->max_seq_len = h.maxT; c->vocab_size = h.V; c->padded_vocab_size = h.Vp;
+    c->num_layers = h.L; c->num_heads = h.NH; c->channels = h.C;
+    map_sizes(c, m->param_sizes);
+    float **ptr[GPT2_NUM_PARAM_TENSORS];
+    map_ptrs(&m->params, ptr);
+    float *p = (float *)((char *)base + MAP_HDR);
+    m->params_memory = p;
+    for (int i = 0; i < GPT2_NUM_PARAM_TENSORS; i++) { *ptr[i] = p; p += m->param_sizes[i]; m->num_parameters += m->param_sizes[i]; }
+    pthread_mutex_lock(&map_mu);
+    int slot = -1;
+    for (int i = 0; i < 64 && slot < 0; i++) if (!map_reg[i].base) slot = i;
+    if (slot >= 0) { map_reg[slot].base = base; map_reg[slot].len = (size_t)st.st_size; }
+    pthread_mutex_unlock(&map_mu);
+    if (slot < 0) { munmap(base, (size_t)st.st_size); memset(m, 0, sizeof *m); return core_errf(err, "more than 64 models mapped at once"); }
+    madvise(base, (size_t)st.st_size, MADV_WILLNEED);
+    return 0;
+}
+
+int gpt2_load_mapped(gpt2_t *m, const char *dir, char *err)
+{
+    char src[PATH_MAX], cache[PATH_MAX], alt[PATH_MAX];
+    struct stat st;
+    snprintf(src, sizeof src, "%s/model.safetensors", dir);
+    if (stat(src, &st)) return core_errf(err, "cannot read %s: %s", src, strerror(errno));
+    snprintf(cache, sizeof cache, "%s/.tunery-infer.f32", dir);
+    /* a read-only model directory (a system-wide install) caches under the data dir */
+    char real[PATH_MAX], hex[65];
+    if (!realpath(dir, real)) snprintf(real, sizeof real, "%s", dir);
+    sha256_hex(real, strlen(real), hex);
+    snprintf(alt, sizeof alt, "%s/cache/%.32s.f32", core_data_dir(), hex);
+    int rc = map_open(m, cache, &st, err);
+    if (rc <= 0) return rc;
+    if ((rc = map_open(m, alt, &st, err)) <= 0) return rc;
+    if (gpt2_load(m, dir, err)) return -1;
+    size_t sz[GPT2_NUM_PARAM_TENSORS];
+    map_sizes(&m->config, sz);
+    if (memcmp(sz, m->param_sizes, sizeof sz)) return 0; /* unexpected layout: serve the copy */
+    char e2[CORE_ERR_LEN], dirbuf[PATH_MAX];
+    const char *target = cache;
+    if (map_write(m, cache, &st, e2)) {
+        snprintf(dirbuf, sizeof dirbuf, "%s/cache", core_data_dir());
+        if (fs_mkdir_p(dirbuf, 0755, e2) || map_write(m, alt, &st, e2)) return 0; /* no cache: the copy works */
+        target = alt;
+    }
+    gpt2_t mapped;
+    if (map_open(&mapped, target, &st, e2) != 0) return 0;
+    gpt2_free(m);
+    *m = mapped;
+    return 0;
+}
+
+void gpt2_unload_mapped(gpt2_t *m)
+{
+    void *base = (char *)m->params_memory - MAP_HDR;
+    size_t len = 0;
+    pthread_mutex_lock(&map_mu);
+    for (int i = 0; i < 64; i++)
+        if (m->params_memory && map_reg[i].base == base) { len = map_reg[i].len; map_reg[i].base = NULL; break; }
+    pthread_mutex_unlock(&map_mu);
+    if (len) { munmap(base, len); memset(m, 0, sizeof *m); }
+    else gpt2_free(m);
+}

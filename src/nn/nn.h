@@ -304,6 +304,17 @@ int infer_prefill(infer_t *s, int seq, const int *tokens, int T, float *logits, 
 /* One step of n sequences at once: seqs[i] gets tokens[i]; logits (n, V). */
 int infer_decode(infer_t *s, const int *seqs, const int *tokens, int n, float *logits, char *err);
 
+/* Load a model directory for inference, in well under 100 ms after the first
+ * time: the first call converts model.safetensors (gpt2_load) and caches the
+ * converted fp32 image as <dir>/.tunery-infer.f32 (or under $TUNERY_DATA/cache/
+ * when dir is read-only); later calls mmap that image read-only and shared, so
+ * processes serving one model share one copy of the weights in the page
+ * cache. The image is rebuilt when model.safetensors changes (size, mtime).
+ * A mapped model is read-only: inference only, never gpt2_forward/backward. */
+int gpt2_load_mapped(gpt2_t *m, const char *dir, char *err);
+/* Free a model from gpt2_load_mapped (munmap) or gpt2_load (free). */
+void gpt2_unload_mapped(gpt2_t *m);
+
 /* ---- logits processing and sampling (sample.c): pure functions ---- */
 /* splitmix64-seeded xoshiro-style generator; one per choice so that n
  * choices are reproducible for a seed whatever the batching. */

@@ -13,6 +13,7 @@
 #include "test.h"
 #include <jansson.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #define FIX "tests/nn/fixtures_infer"
 
@@ -606,6 +607,60 @@ static void test_validation(void)
     gen_result_free(&ok);
 }
 
+static int params_equal(const gpt2_t *a, const gpt2_t *b)
+{
+    const gpt2_params_t *x = &a->params, *y = &b->params;
+    size_t C = a->config.channels, L = a->config.num_layers;
+    return a->config.vocab_size == b->config.vocab_size && a->config.channels == b->config.channels &&
+           !memcmp(x->wte, y->wte, (size_t)a->config.vocab_size * C * 4) &&
+           !memcmp(x->qkvw, y->qkvw, L * 3 * C * C * 4) && !memcmp(x->fcprojw, y->fcprojw, L * 4 * C * C * 4) &&
+           !memcmp(x->lnfb, y->lnfb, C * 4) && !memcmp(x->wpe, y->wpe, (size_t)a->config.max_seq_len * C * 4);
+}
+
+static void test_load_mapped(void)
+{
+    char err[CORE_ERR_LEN], dir[] = "/tmp/tunery-test-infer-XXXXXX", cmd[512], cache[600];
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(cmd, sizeof cmd, "cp %s/config.json %s/model.safetensors %s/", FIX, FIX, dir);
+    CHECK(system(cmd) == 0);
+    snprintf(cache, sizeof cache, "%s/.tunery-infer.f32", dir);
+    gpt2_t a, b, c;
+    CHECK(gpt2_load(&a, dir, err) == 0);        /* the engine's loader agrees with ours */
+    CHECK(params_equal(&a, &model));
+    CHECK(gpt2_load_mapped(&b, dir, err) == 0); /* first time: converts and writes the image */
+    CHECK(fs_exists(cache));
+    CHECK(params_equal(&b, &model));
+    gpt2_unload_mapped(&b);
+    double t0 = time_mono();
+    CHECK(gpt2_load_mapped(&c, dir, err) == 0); /* then: a mapping */
+    double dt = time_mono() - t0;
+    CHECK(dt < 0.1);
+    CHECK(params_equal(&c, &model));
+    /* generation on the mapped model is the same */
+    gen_request_t r; gen_result_t res;
+    req_base(&r);
+    r.temperature = 0; r.max_tokens = 16;
+    CHECK(gen_complete(&c, &r, &res, NULL, NULL, err) == 0);
+    char want[512];
+    greedy_text(want, sizeof want, 16);
+    CHECK_EQ_STR(res.choices[0].text, want);
+    gen_result_free(&res);
+    gpt2_unload_mapped(&c);
+    CHECK(c.params_memory == NULL);
+    /* a changed safetensors file invalidates the image */
+    snprintf(cmd, sizeof cmd, "touch -d '2001-01-01' %s/model.safetensors", dir);
+    CHECK(system(cmd) == 0);
+    struct stat before, after;
+    stat(cache, &before);
+    CHECK(gpt2_load_mapped(&c, dir, err) == 0);
+    stat(cache, &after);
+    CHECK(before.st_ino != after.st_ino);
+    CHECK(params_equal(&c, &model));
+    gpt2_unload_mapped(&c);
+    gpt2_unload_mapped(&a);                     /* a copied model is freed too */
+    CHECK(fs_rm_rf(dir, err) == 0);
+}
+
 int main(void)
 {
     if (fixture_load()) { fprintf(stderr, "cannot load %s (run from the repository root)\n", FIX); return 1; }
@@ -622,6 +677,7 @@ int main(void)
     RUN(test_stream_stop_and_cancel);
     RUN(test_multiple_prompts);
     RUN(test_validation);
+    RUN(test_load_mapped);
     gpt2_free(&model);
     json_decref(expected);
     return test_summary();
