@@ -1,0 +1,66 @@
+#!/bin/bash
+# Rebuilds tunery's built-in base models (data/models/{ada,babbage,curie,davinci})
+# from the Debian-packaged public-domain corpus (scripts/build_corpus.sh), with
+# `tunery pretrain`. Each run resumes from its checkpoint in build/pretrain/<name>,
+# so the script can be stopped and started again. Writes a model card per model.
+#   scripts/build_base_models.sh [NAME...]      (default: all four)
+#   STEPS_SCALE=0.5 scripts/build_base_models.sh curie   (shorter runs)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -x ./tunery ] || make -s tunery
+[ -s build/corpus/train.txt ] || scripts/build_corpus.sh build/corpus >/dev/null
+scale="${STEPS_SCALE:-1}"
+
+# name  layers,heads,width,context  steps  batch  lr
+specs="ada      2,2,64,256   1500 8 2e-3
+babbage  4,4,128,256  1500 8 1.5e-3
+curie    6,6,192,256  1500 8 1e-3
+davinci  8,8,256,256  1500 8 8e-4"
+
+names=("$@")
+while read -r name cfg steps batch lr; do
+  if [ ${#names[@]} -gt 0 ] && [[ ! " ${names[*]} " =~ " $name " ]]; then continue; fi
+  steps=$(awk -v s="$steps" -v k="$scale" 'BEGIN{printf "%d", s*k}')
+  work="build/pretrain/$name"
+  echo "== $name: config $cfg, $steps steps of $batch sequences, peak lr $lr" >&2
+  start=$(date +%s)
+  ./tunery pretrain --corpus build/corpus/train.txt --valid build/corpus/valid.txt --out "$work" \
+    --config "$cfg" --steps "$steps" --batch "$batch" --lr "$lr" --eval-every 250 --checkpoint-every 250 \
+    --log-every 50 2>&1 | tee "$work.log" >&2
+  secs=$(( $(date +%s) - start ))
+  dest="data/models/$name"
+  mkdir -p "$dest"
+  cp "$work"/config.json "$work"/tunery.json "$work"/vocab.json "$work"/merges.txt "$work"/tokenizer.json "$dest"/
+  # Ship 16-bit weights (the loader widens F16/BF16 to fp32): half the bytes in git.
+  /usr/bin/python3 scripts/safetensors_to_f16.py "$work/model.safetensors" "$dest/model.safetensors"
+  /usr/bin/python3 - "$dest" "$name" "$cfg" "$steps" "$batch" "$lr" "$secs" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)" <<'PY'
+import json, sys, os
+dest, name, cfg, steps, batch, lr, secs, cpu = sys.argv[1:]
+t = json.load(open(os.path.join(dest, "tunery.json")))
+L, NH, C, T = cfg.split(",")
+card = f"""# {name}: tunery built-in base model
+
+A GPT-2-architecture language model pretrained from scratch by `tunery pretrain`
+on public-domain and BSD-licensed English text shipped as Debian packages:
+the King James Bible (`bible-kjv`), the Jargon File 4.4.7 (`jargon-text`) and
+the BSD fortunes collection (`fortunes`, `fortunes-min`), de-duplicated by
+`scripts/build_corpus.sh`, with every 50th paragraph held out for validation.
+It is small and it knows little; it is here so that `fine_tunes.create -m {name}`
+works offline on a fresh machine. For real work, import real weights
+(`tunery models import DIR --name {name}`).
+
+| | |
+|---|---|
+| architecture | GPT-2: {L} layers, {NH} heads, width {C}, context {T}, vocabulary 50257 (r50k), tied LM head |
+| parameters | {t['parameters']:,} |
+| tokens seen | {int(t['tokens_seen']):,} ({steps} steps × {batch} sequences × {T} tokens) |
+| peak learning rate | {lr} (AdamW β=(0.9, 0.95), weight decay 0.1, cosine to lr/10, clip 1.0); fine-tunes scale it by the learning-rate multiplier |
+| validation loss | {t['valid_loss']:.4f} nats/token (perplexity {t['valid_perplexity']:.1f}) on the held-out slice |
+| training time | {int(secs)//60} min {int(secs)%60} s on {cpu} (2 cores, shared) |
+| weights | model.safetensors, float16 (trained in float32) |
+
+Rebuild: `scripts/build_base_models.sh {name}`.
+"""
+open(os.path.join(dest, "MODEL_CARD.md"), "w").write(card)
+PY
+done <<<"$specs"
