@@ -1,0 +1,136 @@
+#!/bin/bash
+# tests/sched/integration.sh: the scheduler and the real `tunery worker`
+# under kill -9. The scheduler runs in sched_driver (tests/sched/
+# sched_driver.c), a small host for the same sched_start() that `tunery
+# serve` runs, so these tests need no HTTP. Each case trains a tiny random
+# GPT-2 on a 40-line file: a few seconds with one thread.
+#   1. uninterrupted legacy job: succeeded, exact event list, results CSV
+#   2. kill -9 of the scheduler's process mid-training: its worker dies too;
+#      on restart the job resumes from its checkpoint, succeeds, its events
+#      have no gap or duplicate, and its loss curve equals run 1's
+#   3. kill -9 of the worker alone: the job is failed with the reason
+#   4. two jobs: queue numbers, and cancel from another process
+set -u
+cd "$(dirname "$0")/../.."
+root=$(pwd)
+TUNERY=${TUNERY_BIN:-$root/tunery}
+export TUNERY_SHARE=${TUNERY_SHARE:-$root/data}
+export OMP_NUM_THREADS=1          # a tiny model: threads only add noise on a shared machine
+export TUNERY_CHECKPOINT_EVERY=15 # checkpoints inside epochs too, so a kill lands between two
+passed=0; failed=0
+ok()   { passed=$((passed + 1)); echo "ok $1"; }
+fail() { failed=$((failed + 1)); echo "FAIL $1"; }
+check() { if eval "$2"; then ok "$1"; else fail "$1"; fi; }
+
+make -s build/tests/sched/sched_driver >/dev/null || { echo "sched integration: 0 passed, 1 failed"; exit 1; }
+DRV=$root/build/tests/sched/sched_driver
+[ -x "$TUNERY" ] || { echo "no tunery binary at $TUNERY"; echo "sched integration: 0 passed, 1 failed"; exit 1; }
+
+tmp=$(mktemp -d /tmp/tunery-sched-it.XXXXXX)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$tmp"; }
+trap cleanup EXIT
+
+/usr/bin/python3 - >"$tmp/train.jsonl" <<'PY'
+import json, random
+random.seed(7)
+for i in range(40):
+    a, b = random.randint(0, 9), random.randint(0, 9)
+    print(json.dumps({"prompt": f"{a} plus {b} ->", "completion": f" {a + b}\n"}))
+PY
+
+newdata() { # newdata NAME -> a data dir with the tiny base model "tiny"
+  local d=$tmp/$1; mkdir -p "$d/models"
+  "$DRV" tiny-model "$d/models/tiny" || return 1
+  echo "$d"
+}
+msgs() { "$DRV" events "$1" "$2" | cut -f3; }
+worker_pids() { pgrep -f "tunery worker $1" 2>/dev/null || true; }
+
+# ---- 1. uninterrupted
+D1=$(newdata a)
+J1=$(TUNERY_DATA=$D1 DRIVER_EPOCHS=3 "$DRV" create "$D1" "$tmp/train.jsonl" tiny legacy)
+t0=$(date +%s.%N)
+TUNERY_DATA=$D1 "$DRV" run "$D1" "$TUNERY" 90; rc=$?
+t1=$(date +%s.%N)
+echo "uninterrupted job: $(echo "$t1 - $t0" | bc) s"
+read -r st1 model1 res1 _ < <("$DRV" status "$D1" "$J1")
+check "uninterrupted job succeeds" '[ $rc -eq 0 ] && [ "$st1" = succeeded ]'
+check "legacy model name" '[[ "$model1" =~ ^tiny:ft-personal-[0-9]{4}-[0-9]{2}-[0-9]{2}-[0-9]{2}-[0-9]{2}-[0-9]{2}$ ]]'
+check "model directory registered" '[ -f "$D1/models/$model1/config.json" ]'
+check "results file stored" '[ -s "$D1/files/$res1" ] && head -1 "$D1/files/$res1" | grep -q "^step,elapsed_tokens"'
+expected="Created fine-tune: $J1
+Fine-tune costs \$0.00
+Fine-tune enqueued. Queue number: 0
+Fine-tune started
+Completed epoch 1/3
+Completed epoch 2/3
+Completed epoch 3/3
+Uploaded model: $model1
+Uploaded result file: $res1
+Fine-tune succeeded"
+check "exact legacy event sequence" '[ "$(msgs "$D1" "$J1")" = "$expected" ]'
+
+# ---- 2. kill -9 of the scheduler's process during training, then restart
+D2=$(newdata b)
+J2=$(TUNERY_DATA=$D2 DRIVER_EPOCHS=3 "$DRV" create "$D2" "$tmp/train.jsonl" tiny legacy)
+TUNERY_DATA=$D2 "$DRV" run "$D2" "$TUNERY" 90 & host=$!; pids+=($host)
+for _ in $(seq 1 600); do   # wait for a checkpoint after epoch 1 (up to 60 s)
+  msgs "$D2" "$J2" | grep -q "Completed epoch 1/3" && ls -d "$D2/jobs/$J2"/ckpt-step-* >/dev/null 2>&1 && break
+  sleep 0.1
+done
+sleep 0.3
+kill -9 $host; wait $host 2>/dev/null
+sleep 0.5
+check "worker dies with the scheduler's process" '[ -z "$(worker_pids "$J2")" ]'
+read -r st2a _ < <("$DRV" status "$D2" "$J2")
+check "job left running by the dead process" '[ "$st2a" = running ]'
+TUNERY_DATA=$D2 "$DRV" run "$D2" "$TUNERY" 90; rc=$?
+read -r st2 model2 res2 _ < <("$DRV" status "$D2" "$J2")
+check "resumed job succeeds" '[ $rc -eq 0 ] && [ "$st2" = succeeded ]'
+m2=$(msgs "$D2" "$J2")
+check "one 'Resumed from step N' event" '[ "$(grep -c "^Resumed from step [1-9][0-9]*$" <<<"$m2")" = 1 ]'
+check "no duplicate events" '[ -z "$(sort <<<"$m2" | uniq -d)" ]'
+# Same history as the uninterrupted run, plus the resume line (names differ by id/time).
+norm() { sed -E "s/ft-[A-Za-z0-9]{24}/ID/; s/tiny:ft-personal-[0-9-]+/MODEL/; s/file-[A-Za-z0-9]{24}/FILE/; /^Resumed from step/d"; }
+check "no gap: every event of the uninterrupted run" '[ "$(norm <<<"$m2")" = "$(norm <<<"$(msgs "$D1" "$J1")")" ]'
+seqs=$("$DRV" events "$D2" "$J2" | cut -f1)
+check "event ids strictly increase" '[ "$seqs" = "$(sort -n <<<"$seqs")" ]'
+check "resumed loss curve equals the uninterrupted one" 'cmp -s "$D1/files/$res1" "$D2/files/$res2"'
+if ! cmp -s "$D1/files/$res1" "$D2/files/$res2"; then diff "$D1/files/$res1" "$D2/files/$res2" | head -5; fi
+
+# ---- 3. kill -9 of the worker alone
+D3=$(newdata c)
+J3=$(TUNERY_DATA=$D3 DRIVER_EPOCHS=3 "$DRV" create "$D3" "$tmp/train.jsonl" tiny legacy)
+TUNERY_DATA=$D3 "$DRV" run "$D3" "$TUNERY" 60 & host=$!; pids+=($host)
+w=""
+for _ in $(seq 1 300); do w=$(worker_pids "$J3"); [ -n "$w" ] && break; sleep 0.1; done
+sleep 0.5
+[ -n "$w" ] && kill -9 $w
+wait $host; rc=$?
+read -r st3 _ < <("$DRV" status "$D3" "$J3")
+err3=$("$DRV" status "$D3" "$J3" | cut -d' ' -f4-)
+check "crashed worker: job failed, scheduler carries on" '[ -n "$w" ] && [ $rc -eq 0 ] && [ "$st3" = failed ]'
+check "failure reason names the signal" 'grep -q "signal 9" <<<"$err3"'
+check "Fine-tune failed event" '[ "$(msgs "$D3" "$J3" | tail -1)" = "Fine-tune failed" ]'
+
+# ---- 4. queue numbers and cancel
+D4=$(newdata d)
+J4a=$(TUNERY_DATA=$D4 DRIVER_EPOCHS=3 "$DRV" create "$D4" "$tmp/train.jsonl" tiny legacy)
+J4b=$(TUNERY_DATA=$D4 DRIVER_EPOCHS=1 "$DRV" create "$D4" "$tmp/train.jsonl" tiny legacy)
+TUNERY_DATA=$D4 "$DRV" run "$D4" "$TUNERY" 90 & host=$!; pids+=($host)
+for _ in $(seq 1 300); do [ -n "$(worker_pids "$J4a")" ] && break; sleep 0.1; done
+sleep 0.5
+"$DRV" cancel "$D4" "$J4a"
+wait $host; rc=$?
+read -r st4a _ < <("$DRV" status "$D4" "$J4a")
+read -r st4b _ < <("$DRV" status "$D4" "$J4b")
+check "cancelled job is cancelled, the next one then runs" '[ $rc -eq 0 ] && [ "$st4a" = cancelled ] && [ "$st4b" = succeeded ]'
+check "cancel cleans the work directory" '[ ! -e "$D4/jobs/$J4a" ]'
+check "last event of the cancelled job" '[ "$(msgs "$D4" "$J4a" | tail -1)" = "Fine-tune cancelled" ]'
+m4b=$(msgs "$D4" "$J4b")
+check "second job enqueued at number 1, then 0" 'grep -q "^Fine-tune enqueued. Queue number: 1$" <<<"$m4b" && grep -q "^Fine-tune is in the queue. Queue number: 0$" <<<"$m4b"'
+check "queue events before start" '[ "$(grep -n "Queue number: 0" <<<"$m4b" | cut -d: -f1)" -lt "$(grep -n "^Fine-tune started$" <<<"$m4b" | cut -d: -f1)" ]'
+
+echo "sched integration: $passed passed, $failed failed"
+[ $failed -eq 0 ]
