@@ -590,6 +590,7 @@ static void rem_free(rem_t *r)
 static int apply_necessary(pd_ctx_t *x, rem_t *r, const char *error)
 {
     if (error) {
+        fflush(x->out);
         fprintf(x->errf, "\n\nERROR in %s validator: %s\n\nAborting...", r ? r->name : "read_any_format", error);
         fflush(x->errf);
         return 1;
