@@ -1,0 +1,196 @@
+/* tok_bpe.c: byte-pair merging of one pre-tokenized piece.
+ *
+ * The rule (tiktoken's and Hugging Face's alike): start from one token per
+ * byte, repeatedly merge the adjacent pair of lowest rank, the leftmost one on
+ * a tie, until no adjacent pair is mergeable.
+ *
+ * Most pieces are a few bytes long, so a flat array scanned for the minimum
+ * is fastest there (what tiktoken does). A scan per merge is quadratic,
+ * though, and a pre-tokenizer happily produces a 10 MB piece from 10 MB
+ * without spaces; long pieces therefore use a doubly linked list of parts and
+ * an indexed binary min-heap of the pair that starts at each part, ordered by
+ * (rank, position): O(n log n) time, 24 bytes of memory per byte of piece.
+ */
+#include "tok/tok_int.h"
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BPE_SHORT 64
+
+static inline uint32_t pair_hash(uint64_t key)
+{
+    return (uint32_t)((key * 0x9E3779B97F4A7C15ull) >> 32);
+}
+
+/* rank of (a, b) or INT_MAX; *merged gets the token it makes */
+static inline int32_t pair_rank(const tok_t *t, int32_t a, int32_t b, int32_t *merged)
+{
+    uint64_t key = (uint64_t)(uint32_t)a << 32 | (uint32_t)b;
+    uint32_t h = pair_hash(key) & t->pair_mask;
+    for (;;) {
+        uint64_t k = t->pair_key[h];
+        if (k == key) {
+            *merged = t->pair_val[2 * h + 1];
+            return t->pair_val[2 * h];
+        }
+        if (k == UINT64_MAX) return INT_MAX;
+        h = (h + 1) & t->pair_mask;
+    }
+}
+
+static size_t bpe_short(const tok_t *t, const unsigned char *p, size_t len, int *out)
+{
+    int32_t ids[BPE_SHORT], rank[BPE_SHORT], mg[BPE_SHORT];
+    int m = (int)len;
+    for (int i = 0; i < m; i++) ids[i] = t->byte_id[p[i]];
+    for (int i = 0; i + 1 < m; i++) rank[i] = pair_rank(t, ids[i], ids[i + 1], &mg[i]);
+    while (m > 1) {
+        int32_t best = INT_MAX;
+        int bi = -1;
+        for (int i = 0; i + 1 < m; i++)
+            if (rank[i] < best) { best = rank[i]; bi = i; }
+        if (bi < 0) break;
+        ids[bi] = mg[bi];
+        /* drop part bi+1 and the pair that started at it */
+        memmove(ids + bi + 1, ids + bi + 2, (size_t)(m - bi - 2) * sizeof *ids);
+        if (bi + 2 < m) {
+            memmove(rank + bi + 1, rank + bi + 2, (size_t)(m - bi - 3) * sizeof *rank);
+            memmove(mg + bi + 1, mg + bi + 2, (size_t)(m - bi - 3) * sizeof *mg);
+        }
+        m--;
+        if (bi > 0) rank[bi - 1] = pair_rank(t, ids[bi - 1], ids[bi], &mg[bi - 1]);
+        if (bi + 1 < m) rank[bi] = pair_rank(t, ids[bi], ids[bi + 1], &mg[bi]);
+    }
+    memcpy(out, ids, (size_t)m * sizeof *out);
+    return (size_t)m;
+}
+
+/* ---- long pieces: linked list + indexed heap ---- */
+
+typedef struct {
+    int32_t *id, *nxt, *prv, *rank, *mg, *heap, *hpos;
+    int32_t hn;
+} lheap_t;
+
+static inline int lh_less(const lheap_t *h, int32_t x, int32_t y)
+{
+    return h->rank[x] < h->rank[y] || (h->rank[x] == h->rank[y] && x < y);
+}
+
+static inline void lh_set(lheap_t *h, int32_t i, int32_t node)
+{
+    h->heap[i] = node;
+    h->hpos[node] = i;
+}
+
+static void lh_up(lheap_t *h, int32_t i)
+{
+    int32_t node = h->heap[i];
+    while (i > 0) {
+        int32_t pi = (i - 1) / 2;
+        if (!lh_less(h, node, h->heap[pi])) break;
+        lh_set(h, i, h->heap[pi]);
+        i = pi;
+    }
+    lh_set(h, i, node);
+}
+
+static void lh_down(lheap_t *h, int32_t i)
+{
+    int32_t node = h->heap[i];
+    for (;;) {
+        int32_t c = 2 * i + 1;
+        if (c >= h->hn) break;
+        if (c + 1 < h->hn && lh_less(h, h->heap[c + 1], h->heap[c])) c++;
+        if (!lh_less(h, h->heap[c], node)) break;
+        lh_set(h, i, h->heap[c]);
+        i = c;
+    }
+    lh_set(h, i, node);
+}
+
+static void lh_remove(lheap_t *h, int32_t node)
+{
+    int32_t i = h->hpos[node];
+    if (i < 0) return;
+    h->hpos[node] = -1;
+    int32_t last = h->heap[--h->hn];
+    if (i == h->hn) return;
+    lh_set(h, i, last);
+    lh_up(h, i);
+    lh_down(h, h->hpos[last]);
+}
+
+/* recompute the pair starting at node; keep the heap in step */
+static void lh_update(const tok_t *t, lheap_t *h, int32_t node)
+{
+    int32_t r = h->nxt[node] < 0 ? INT_MAX : pair_rank(t, h->id[node], h->id[h->nxt[node]], &h->mg[node]);
+    if (r == INT_MAX) { lh_remove(h, node); h->rank[node] = INT_MAX; return; }
+    h->rank[node] = r;
+    if (h->hpos[node] < 0) {
+        h->hpos[node] = h->hn;
+        h->heap[h->hn++] = node;
+        lh_up(h, h->hpos[node]);
+    } else {
+        lh_up(h, h->hpos[node]);
+        lh_down(h, h->hpos[node]);
+    }
+}
+
+static size_t bpe_long(const tok_t *t, const unsigned char *p, size_t len, int *out, tok_scratch_t *sc)
+{
+    size_t need = 7 * len;
+    if (sc->cap < need) {
+        int32_t *a = realloc(sc->a, need * sizeof *a);
+        if (!a) return (size_t)-1;
+        sc->a = a;
+        sc->cap = need;
+    }
+    int32_t n = (int32_t)len;
+    lheap_t h = { sc->a, sc->a + len, sc->a + 2 * len, sc->a + 3 * len, sc->a + 4 * len,
+                  sc->a + 5 * len, sc->a + 6 * len, 0 };
+    for (int32_t i = 0; i < n; i++) {
+        h.id[i] = t->byte_id[p[i]];
+        h.nxt[i] = i + 1 < n ? i + 1 : -1;
+        h.prv[i] = i - 1;
+        h.hpos[i] = -1;
+    }
+    for (int32_t i = 0; i + 1 < n; i++) {
+        h.rank[i] = pair_rank(t, h.id[i], h.id[i + 1], &h.mg[i]);
+        if (h.rank[i] != INT_MAX) { h.hpos[i] = h.hn; h.heap[h.hn++] = i; }
+    }
+    h.rank[n - 1] = INT_MAX;
+    for (int32_t i = h.hn / 2 - 1; i >= 0; i--) lh_down(&h, i);
+    while (h.hn > 0) {
+        int32_t a = h.heap[0], b = h.nxt[a];
+        h.id[a] = h.mg[a];
+        /* unlink b */
+        lh_remove(&h, b);
+        h.nxt[a] = h.nxt[b];
+        if (h.nxt[b] >= 0) h.prv[h.nxt[b]] = a;
+        lh_update(t, &h, a);
+        if (h.prv[a] >= 0) lh_update(t, &h, h.prv[a]);
+    }
+    size_t m = 0;
+    for (int32_t i = 0; i >= 0; i = h.nxt[i]) out[m++] = h.id[i];
+    return m;
+}
+
+size_t tok_bpe_piece(const tok_t *t, const unsigned char *p, size_t len, int *out, tok_scratch_t *sc)
+{
+    if (len == 1) { out[0] = t->byte_id[p[0]]; return 1; }
+    if (t->whole_lookup) {
+        int id = tok_lookup(t, (const char *)p, len);
+        if (id >= 0) { out[0] = id; return 1; }
+    }
+    if (len <= BPE_SHORT) return bpe_short(t, p, len, out);
+    return bpe_long(t, p, len, out, sc);
+}
+
+void tok_scratch_free(tok_scratch_t *sc)
+{
+    free(sc->a);
+    sc->a = NULL;
+    sc->cap = 0;
+}

@@ -1,0 +1,84 @@
+/* tok_int.h: the inside of a tokenizer, shared by the files of src/tok/ only.
+ *
+ * One representation serves both sources of tokenizers. The vocabulary is a
+ * blob of raw token bytes indexed by id. Merging is driven by one table of
+ * mergeable adjacent pairs (a, b) -> (rank, merged id):
+ *   - r50k follows tiktoken, which ranks a pair by the rank of the token its
+ *     bytes concatenate to, so the table holds every split of every token
+ *     into two tokens, rank = merged id, and a piece that is itself a token
+ *     is that token (whole_lookup);
+ *   - Hugging Face BPE ranks by position in the merges list (rank = index),
+ *     whole_lookup only when the file says "ignore_merges".
+ * Both then run the same algorithm: merge the lowest-ranked adjacent pair,
+ * leftmost first, until none is mergeable.
+ */
+#ifndef TUNERY_TOK_INT_H
+#define TUNERY_TOK_INT_H
+
+#include "tok/tok.h"
+#include <stdint.h>
+
+typedef struct {
+    int id;
+    int always;        /* matched even without allow_special (HF non-special added token) */
+    const char *s;     /* bytes, points into the vocab blob */
+    size_t len;
+} tok_special_t;
+
+enum { TOK_PRE_GPT2 = 0, TOK_PRE_REGEX = 1 };
+
+struct tok {
+    int n_vocab;
+    uint32_t *off;           /* n_vocab + 1 offsets into blob */
+    char *blob;
+    /* bytes -> id, open addressing, -1 = empty */
+    int32_t *str_tab;
+    uint32_t str_mask;
+    /* (a << 32 | b) -> {rank, merged}; key UINT64_MAX = empty */
+    uint64_t *pair_key;
+    int32_t *pair_val;       /* 2 per slot: rank, merged */
+    uint32_t pair_mask;
+    /* merges in rank order, for writing merges.txt: {a, b} */
+    int32_t *merges;
+    int n_merges;
+    int byte_id[256];
+    tok_special_t *specials;
+    int n_special;
+    int eot;
+    int whole_lookup;
+    int pre;                 /* TOK_PRE_* */
+    int add_prefix_space;
+    void *re;                /* pcre2_code_8 *, for TOK_PRE_REGEX */
+    char *re_src;            /* the regex as written in the file */
+    int shared;              /* the process-wide r50k: tok_free ignores it */
+};
+
+/* Builds the hash tables of t from off/blob/pairs; t owns all arrays given.
+ * pairs: n_pairs * {a, b, rank, merged}. Fills byte_id; every single byte
+ * must be a token. */
+int tok_build(tok_t *t, const uint32_t *pairs, size_t n_pairs, char *err);
+int tok_lookup(const tok_t *t, const char *s, size_t len);
+/* A TUNTOK1 file (data/tok/r50k.tok, see scripts/build_r50k.mjs). */
+int tok_load_file(tok_t **out, const char *path, char *err);
+
+/* Pre-tokenizer: end of the piece that starts at i (GPT-2 rules). */
+size_t tok_pretok_gpt2(const unsigned char *s, size_t i, size_t n);
+
+/* BPE of one piece. Appends ids to out (room for len ids must exist) and
+ * returns their number. scratch is per call, grown on demand. */
+typedef struct {
+    int32_t *a;              /* ids / heap / links, grown to need */
+    size_t cap;
+} tok_scratch_t;
+size_t tok_bpe_piece(const tok_t *t, const unsigned char *p, size_t len,
+                     int *out, tok_scratch_t *sc);
+void tok_scratch_free(tok_scratch_t *sc);
+
+/* Regex pre-tokenizer (PCRE2), tok_re.c */
+int tok_re_compile(tok_t *t, const char *pattern, char *err);
+void tok_re_free(tok_t *t);
+/* Calls fn(piece) for each piece of text[0..len): matches and the gaps between. */
+typedef int (*tok_piece_fn)(const unsigned char *p, size_t len, void *ctx);
+int tok_re_split(const tok_t *t, const unsigned char *s, size_t len, tok_piece_fn fn, void *ctx);
+
+#endif

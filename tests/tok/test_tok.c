@@ -1,0 +1,268 @@
+/* test_tok.c: unit tests of the tokenizer: known r50k ids, special-token
+ * handling, lossless round trips of arbitrary bytes, counting, the
+ * tokenizer.json loader on small fixtures (ids worked out by hand from their
+ * merges), and save + reload of r50k. The full parity against tiktoken is
+ * tests/tok/integration.sh. Run from the repo root (TUNERY_SHARE=data). */
+#include "test.h"
+#include "tok/tok.h"
+#include <stdlib.h>
+#include <unistd.h>
+
+static const tok_t *R;
+
+static int ids_eq(const tok_ids_t *v, const int *want, size_t n)
+{
+    if (v->len != n) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (v->ids[i] != want[i]) return 0;
+    return 1;
+}
+
+#define CHECK_IDS(t, text, allow, ...) do { \
+    static const int want_[] = { __VA_ARGS__ }; \
+    tok_ids_t v_ = {0}; \
+    CHECK(tok_encode((t), (text), strlen(text), (allow), &v_) == 0); \
+    CHECKF(ids_eq(&v_, want_, sizeof want_ / sizeof *want_), "encode(\"%s\"): got %zu ids, first %d", \
+           (text), v_.len, v_.len ? v_.ids[0] : -1); \
+    tok_ids_free(&v_); \
+} while (0)
+
+static void test_r50k_loads(void)
+{
+    char err[CORE_ERR_LEN] = "";
+    R = tok_r50k(err);
+    CHECKF(R != NULL, "%s", err);
+    if (!R) exit(test_summary() | 1);
+    CHECK_EQ_INT(tok_vocab_size(R), 50257);
+    CHECK_EQ_INT(tok_eot(R), 50256);
+    CHECK(tok_r50k(err) == R);
+}
+
+static void test_known_ids(void)
+{
+    /* ids from tiktoken r50k_base */
+    CHECK_IDS(R, "Hello world", 0, 15496, 995);
+    CHECK_IDS(R, "hello world", 0, 31373, 995);
+    CHECK_IDS(R, " the", 0, 262);
+    CHECK_IDS(R, "I'm", 0, 40, 1101);
+    CHECK_IDS(R, "I'M", 0, 40, 6, 44);
+    CHECK_IDS(R, "a  b", 0, 64, 220, 275);
+    CHECK_IDS(R, "\n\n", 0, 628);
+    tok_ids_t v = {0};
+    CHECK(tok_encode(R, "", 0, 1, &v) == 0 && v.len == 0);
+    CHECK_EQ_INT(tok_count(R, "", 0), 0);
+    tok_ids_free(&v);
+}
+
+static void test_special(void)
+{
+    CHECK_IDS(R, " <|endoftext|>", 1, 220, 50256);
+    CHECK_IDS(R, " <|endoftext|>", 0, 1279, 91, 437, 1659, 5239, 91, 29);
+    CHECK_IDS(R, "<|endoftext|><|endoftext|>", 1, 50256, 50256);
+    CHECK_IDS(R, "a<|endoftext|>b", 1, 64, 50256, 65);
+    size_t len;
+    const char *p = tok_piece(R, 50256, &len);
+    CHECK(p && len == 13 && memcmp(p, "<|endoftext|>", 13) == 0);
+    CHECK(tok_piece(R, 50257, &len) == NULL);
+    CHECK(tok_piece(R, -1, &len) == NULL);
+}
+
+static void roundtrip(const tok_t *t, const char *s, size_t n)
+{
+    tok_ids_t v = {0};
+    buf_t b = {0};
+    CHECK(tok_encode(t, s, n, 0, &v) == 0);
+    CHECK(tok_decode(t, v.ids, v.len, &b) == 0);
+    CHECKF(b.len == n && (n == 0 || memcmp(b.data, s, n) == 0), "round trip of %zu bytes gave %zu", n, b.len);
+    CHECK_EQ_INT(tok_count(t, s, n), v.len);
+    CHECK(v.len <= n);
+    tok_ids_free(&v);
+    buf_free(&b);
+}
+
+static void test_roundtrip_random_bytes(void)
+{
+    uint32_t seed = 7;
+    char buf[4096];
+    for (int k = 0; k < 200; k++) {
+        size_t n = (size_t)(k * 37 % 4096);
+        for (size_t i = 0; i < n; i++) {
+            seed = seed * 1664525u + 1013904223u;
+            /* mix of raw bytes and text-ish bytes */
+            buf[i] = (k & 1) ? (char)(seed >> 24) : " \t\nab'sZ9\xc3\xa9\xe4\xb8\xad\xf0\x9f\x98\x80\xff"[(seed >> 24) % 20];
+        }
+        roundtrip(R, buf, n);
+    }
+}
+
+static void test_long_pieces(void)
+{
+    /* 300 KB pieces go through the heap path; the figures are tiktoken's
+     * (r50k_base) for the same strings */
+    size_t n = 300000;
+    char *s = malloc(n);
+    memset(s, 'a', n);
+    roundtrip(R, s, n);
+    tok_ids_t v = {0};
+    CHECK(tok_encode(R, s, n, 0, &v) == 0);
+    int all = v.len == 75000;
+    for (size_t i = 0; all && i < v.len; i++) all = v.ids[i] == 24794;
+    CHECKF(all, "300000 x 'a' gave %zu ids", v.len);
+    tok_ids_free(&v);
+    uint32_t seed = 1, h = 0;
+    for (size_t i = 0; i < n; i++) { seed = seed * 1664525u + 1013904223u; s[i] = "abcdefghijklmnopqrstuvwxyz"[(seed >> 24) % 26]; }
+    roundtrip(R, s, n);
+    CHECK(tok_encode(R, s, n, 0, &v) == 0);
+    for (size_t i = 0; i < v.len; i++) h = h * 31u + (uint32_t)v.ids[i];
+    CHECK_EQ_INT(v.len, 178292);
+    CHECK_EQ_INT(h, 1829723576u);
+    tok_ids_free(&v);
+    free(s);
+}
+
+static void test_decode_errors(void)
+{
+    buf_t b = {0};
+    int bad[] = {15496, 50257};
+    CHECK(tok_decode(R, bad, 2, &b) == -1);
+    CHECK(b.len == 0);
+    int ok[] = {15496, 995};
+    CHECK(tok_decode(R, ok, 2, &b) == 0);
+    CHECK(b.len == 11 && memcmp(b.data, "Hello world", 11) == 0);
+    buf_free(&b);
+}
+
+static tok_t *load_fixture(const char *name)
+{
+    char path[256], err[CORE_ERR_LEN] = "";
+    snprintf(path, sizeof path, "tests/tok/fixtures/%s", name);
+    tok_t *t = NULL;
+    int rc = tok_load_hf(&t, path, err);
+    CHECKF(rc == 0, "%s", err);
+    return rc ? NULL : t;
+}
+
+static void test_hf_gpt2_fixture(void)
+{
+    tok_t *t = load_fixture("gpt2_small.json");
+    if (!t) return;
+    CHECK_EQ_INT(tok_vocab_size(t), 267);
+    CHECK_EQ_INT(tok_eot(t), 266);
+    CHECK_IDS(t, "the thing", 0, 116, 257, 256, 104, 261);
+    CHECK_IDS(t, " the", 0, 258);
+    CHECK_IDS(t, "aaaaa", 0, 263, 97);
+    CHECK_IDS(t, " aaaa", 0, 260, 262, 97);
+    CHECK_IDS(t, "1234", 0, 49, 50, 264);
+    CHECK_IDS(t, "zz", 0, 122, 122);
+    CHECK_IDS(t, "a<|endoftext|>b", 1, 97, 266, 98);
+    CHECK_IDS(t, "a<|endoftext|>", 0, 97, 60, 124, 101, 110, 100, 111, 102, 116, 101, 120, 116, 124, 62);
+    roundtrip(t, "any bytes \xff\xfe at all, \xe4\xb8\xad", 23);
+    tok_free(t);
+}
+
+static void test_hf_llama3_fixture(void)
+{
+    tok_t *t = load_fixture("llama3_style.json");
+    if (!t) return;
+    /* Llama-3's regex cuts digits in threes, so 3|4 cannot merge */
+    CHECK_IDS(t, "1234", 0, 49, 50, 51, 52);
+    /* ignore_merges: a piece that is a token is that token */
+    CHECK_IDS(t, "zz", 0, 265);
+    /* (?i) contractions: 'T is one piece (GPT-2 would cut ' and T) */
+    CHECK_IDS(t, "DON'T the", 0, 68, 79, 78, 39, 84, 258);
+    CHECK_IDS(t, "x<|endoftext|>", 1, 120, 266);
+    roundtrip(t, "Llama \xf0\x9f\xa6\x99 12345\r\n\n  x \xff", 22);
+    tok_free(t);
+}
+
+static void test_hf_errors(void)
+{
+    char err[CORE_ERR_LEN] = "";
+    tok_t *t = NULL;
+    CHECK(tok_load_hf(&t, "tests/tok/fixtures/does-not-exist.json", err) < 0);
+    CHECK(strstr(err, "does-not-exist") != NULL);
+    char dir[] = "/tmp/tunery-tok-test-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char path[512];
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    const char *bad = "{\"model\": {\"type\": \"WordPiece\", \"vocab\": {}}}";
+    CHECK(fs_write_atomic(path, bad, strlen(bad), err) == 0);
+    CHECK(tok_load_hf(&t, path, err) < 0);
+    CHECK(strstr(err, "WordPiece") != NULL);
+    fs_rm_rf(dir, err);
+}
+
+static void test_save_reload_r50k(void)
+{
+    char dir[] = "/tmp/tunery-tok-test-XXXXXX", err[CORE_ERR_LEN] = "";
+    CHECK(mkdtemp(dir) != NULL);
+    CHECKF(tok_save_dir(R, dir, err) == 0, "%s", err);
+    tok_t *t = NULL;
+    CHECKF(tok_load_dir(&t, dir, err) == 0, "%s", err);
+    if (t) {
+        CHECK(t != R);
+        CHECK_EQ_INT(tok_vocab_size(t), tok_vocab_size(R));
+        CHECK_EQ_INT(tok_eot(t), 50256);
+        int same = 1;
+        for (int id = 0; id < tok_vocab_size(R); id++) {
+            size_t a, b;
+            const char *pa = tok_piece(R, id, &a), *pb = tok_piece(t, id, &b);
+            if (a != b || memcmp(pa, pb, a) != 0) same = 0;
+        }
+        CHECK(same);
+        const char *text = "In the beginning God created the heaven and the earth. It's 2024; \"quotes\" "
+                           "and   spaces\n\n\tdon't matter. Ünïcödé 中文 😀 <|endoftext|>";
+        tok_ids_t v = {0}, w = {0};
+        CHECK(tok_encode(R, text, strlen(text), 1, &v) == 0);
+        CHECK(tok_encode(t, text, strlen(text), 1, &w) == 0);
+        CHECK(v.len == w.len && memcmp(v.ids, w.ids, v.len * sizeof *v.ids) == 0);
+        tok_ids_free(&v);
+        tok_ids_free(&w);
+        tok_free(t);
+    }
+    /* vocab.json + merges.txt alone load too */
+    char p[600];
+    snprintf(p, sizeof p, "%s/tokenizer.json", dir);
+    unlink(p);
+    t = NULL;
+    CHECKF(tok_load_dir(&t, dir, err) == 0, "%s", err);
+    if (t) {
+        CHECK_IDS(t, "Hello world", 0, 15496, 995);
+        CHECK_IDS(t, " <|endoftext|>", 1, 220, 50256);
+        tok_free(t);
+    }
+    fs_rm_rf(dir, err);
+    /* a directory without tokenizer files gets r50k */
+    t = NULL;
+    CHECK(tok_load_dir(&t, "tests/tok", err) == 0 && t == R);
+    tok_free(t);
+}
+
+static void test_threads_share(void)
+{
+    /* immutability: encoding the same text twice gives the same ids */
+    const char *s = "The same text twice gives the same ids.";
+    tok_ids_t a = {0}, b = {0};
+    tok_encode(R, s, strlen(s), 0, &a);
+    tok_encode(R, s, strlen(s), 0, &b);
+    CHECK(a.len == b.len && memcmp(a.ids, b.ids, a.len * sizeof *a.ids) == 0);
+    tok_ids_free(&a);
+    tok_ids_free(&b);
+}
+
+int main(void)
+{
+    if (!getenv("TUNERY_SHARE")) setenv("TUNERY_SHARE", "data", 1);
+    RUN(test_r50k_loads);
+    RUN(test_known_ids);
+    RUN(test_special);
+    RUN(test_roundtrip_random_bytes);
+    RUN(test_long_pieces);
+    RUN(test_decode_errors);
+    RUN(test_hf_gpt2_fixture);
+    RUN(test_hf_llama3_fixture);
+    RUN(test_hf_errors);
+    RUN(test_save_reload_r50k);
+    RUN(test_threads_share);
+    return test_summary();
+}
