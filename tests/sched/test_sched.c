@@ -1,0 +1,292 @@
+/* test_sched.c: the scheduler's state machine and queue discipline, with a
+ * stand-in worker (a shell script) where a process is needed. The real
+ * worker is exercised by tests/sched/integration.sh; here we pin what the
+ * scheduler itself decides: enqueue/cancel/pause/resume transitions and
+ * their events, org checks, creation-order starts bounded by
+ * max_concurrent, the reaper's verdict on a worker that exits early, and the
+ * restart rule (running jobs re-queued, "Resumed from step N"). */
+#include "sched/sched.h"
+#include "test.h"
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char dir[256], err[CORE_ERR_LEN];
+
+static store_t *fresh(store_org_t *org)
+{
+    static int n;
+    snprintf(dir, sizeof dir, "/tmp/tunery-test-sched-%d-%d", (int)getpid(), n++);
+    fs_rm_rf(dir, err);
+    store_t *s = NULL;
+    CHECKF(store_open(dir, &s, err) == 0, "%s", err);
+    CHECK(store_org_create(s, "personal", org, err) == 0);
+    return s;
+}
+
+static void done(store_t *s)
+{
+    store_close(s);
+    fs_rm_rf(dir, err);
+}
+
+static void job(store_t *s, const store_org_t *org, int api, store_job_t *j)
+{
+    memset(j, 0, sizeof *j);
+    j->api = api;
+    snprintf(j->org_id, sizeof j->org_id, "%s", org->id);
+    snprintf(j->model, sizeof j->model, "curie");
+    snprintf(j->training_file, sizeof j->training_file, "file-x");
+    CHECKF(store_job_create(s, j, err) == 0, "%s", err);
+}
+
+static int last_event_is(store_t *s, const char *job_id, const char *msg)
+{
+    store_event_t *ev;
+    int n, ok = 0;
+    if (store_event_since(s, NULL, job_id, 0, 0, &ev, &n, err) == 0 && n > 0) ok = !strcmp(ev[n - 1].message, msg);
+    if (!ok && n > 0) fprintf(stderr, "  last event: %s\n", ev[n - 1].message);
+    free(ev);
+    return ok;
+}
+
+static const char *status_of(store_t *s, const char *id)
+{
+    static char st[32];
+    store_job_t j;
+    st[0] = 0;
+    if (store_job_get(s, NULL, id, &j, err) == 0) snprintf(st, sizeof st, "%s", j.status);
+    store_job_clear(&j);
+    return st;
+}
+
+static void test_enqueue_numbers(void)
+{
+    store_org_t org;
+    store_t *s = fresh(&org);
+    store_job_t a, b, c;
+    job(s, &org, STORE_API_LEGACY, &a);
+    job(s, &org, STORE_API_LEGACY, &b);
+    job(s, &org, STORE_API_JOBS, &c);
+    CHECK(sched_enqueue(NULL, s, a.id, err) == 0);
+    CHECK(sched_enqueue(NULL, s, b.id, err) == 0);
+    CHECK(sched_enqueue(NULL, s, c.id, err) == 0);
+    CHECK(last_event_is(s, a.id, "Fine-tune enqueued. Queue number: 0"));
+    CHECK(last_event_is(s, b.id, "Fine-tune enqueued. Queue number: 1"));
+    CHECK(last_event_is(s, c.id, "Fine-tune enqueued. Queue number: 2"));
+    CHECK_EQ_STR(status_of(s, a.id), "queued");
+    CHECK(sched_enqueue(NULL, s, a.id, err) == STORE_ECONFLICT);   /* only from validating_files */
+    done(s);
+}
+
+static void test_cancel_pause_resume(void)
+{
+    store_org_t org, other;
+    store_t *s = fresh(&org);
+    CHECK(store_org_create(s, "other", &other, err) == 0);
+    store_job_t a;
+    job(s, &org, STORE_API_JOBS, &a);
+    CHECK(sched_pause(NULL, s, org.id, a.id, err) == STORE_ECONFLICT);  /* not queued yet */
+    CHECK(sched_enqueue(NULL, s, a.id, err) == 0);
+    CHECK(sched_pause(NULL, s, other.id, a.id, err) == STORE_ENOTFOUND);
+    CHECK(sched_pause(NULL, s, org.id, a.id, err) == 0);
+    CHECK_EQ_STR(status_of(s, a.id), "paused");
+    CHECK(last_event_is(s, a.id, "Fine-tune paused"));
+    CHECK(sched_pause(NULL, s, org.id, a.id, err) == STORE_ECONFLICT);
+    CHECK(sched_resume(NULL, s, org.id, a.id, err) == 0);
+    CHECK_EQ_STR(status_of(s, a.id), "queued");
+    CHECK(last_event_is(s, a.id, "Fine-tune resumed"));
+    CHECK(sched_resume(NULL, s, org.id, a.id, err) == STORE_ECONFLICT);
+    CHECK(sched_cancel(NULL, s, other.id, a.id, err) == STORE_ENOTFOUND);
+    CHECK_EQ_STR(status_of(s, a.id), "queued");
+    /* a work directory is cleaned up when no worker holds it */
+    char p[512];
+    snprintf(p, sizeof p, "%s/jobs/%s/ckpt-step-1", dir, a.id);
+    CHECK(fs_mkdir_p(p, 0755, err) == 0);
+    CHECK(sched_cancel(NULL, s, org.id, a.id, err) == 0);
+    CHECK_EQ_STR(status_of(s, a.id), "cancelled");
+    CHECK(last_event_is(s, a.id, "Fine-tune cancelled"));
+    snprintf(p, sizeof p, "%s/jobs/%s", dir, a.id);
+    CHECK(!fs_exists(p));
+    CHECK(sched_cancel(NULL, s, org.id, a.id, err) == STORE_ECONFLICT);
+    CHECK(sched_cancel(NULL, s, org.id, "ft-missing", err) == STORE_ENOTFOUND);
+    /* paused jobs can be cancelled too */
+    store_job_t b;
+    job(s, &org, STORE_API_JOBS, &b);
+    CHECK(sched_enqueue(NULL, s, b.id, err) == 0);
+    CHECK(sched_pause(NULL, s, org.id, b.id, err) == 0);
+    CHECK(sched_cancel(NULL, s, org.id, b.id, err) == 0);
+    store_job_t g;
+    CHECK(store_job_get(s, NULL, b.id, &g, err) == 0 && g.finished_at > 0);
+    store_job_clear(&g);
+    done(s);
+}
+
+static void test_worker_argv(void)
+{
+    char *argv[6];
+    sched_worker_argv("/usr/bin/tunery", "ft-abc", "/data", argv);
+    CHECK_EQ_STR(argv[0], "/usr/bin/tunery");
+    CHECK_EQ_STR(argv[1], "worker");
+    CHECK_EQ_STR(argv[2], "ft-abc");
+    CHECK_EQ_STR(argv[3], "--data");
+    CHECK_EQ_STR(argv[4], "/data");
+    CHECK(argv[5] == NULL);
+}
+
+/* A stand-in worker that logs its start and end and exits without
+ * finishing the job, so the reaper must mark the job failed. */
+static void fake_worker(char *path, size_t len, const char *log, double secs)
+{
+    snprintf(path, len, "%s/fake-worker.sh", dir);
+    char text[1024];
+    snprintf(text, sizeof text, "#!/bin/sh\necho \"start $2\" >> %s\nsleep %.2f\necho \"end $2\" >> %s\nexit 0\n",
+             log, secs, log);
+    CHECK(fs_write_atomic(path, text, strlen(text), err) == 0);
+    chmod(path, 0755);
+}
+
+static int wait_terminal(store_t *s, store_job_t *js, int n, double secs)
+{
+    double until = time_mono() + secs;
+    while (time_mono() < until) {
+        int t = 0;
+        for (int i = 0; i < n; i++) t += store_job_is_terminal(status_of(s, js[i].id));
+        if (t == n) return 1;
+        usleep(20000);
+    }
+    return 0;
+}
+
+/* Starts in creation order: the scheduler writes "Fine-tune started" when it
+ * starts a job, so the events' store-wide seq numbers give the exact order.
+ * The stand-in's log gives the peak number of workers alive at once. */
+static void check_order(store_t *s, const char *log, store_job_t *js, int n, int max_conc)
+{
+    int64_t prev = 0;
+    for (int i = 0; i < n; i++) {
+        store_event_t *ev;
+        int ne;
+        int64_t at = 0;
+        CHECK(store_event_since(s, NULL, js[i].id, 0, 0, &ev, &ne, err) == 0);
+        for (int k = 0; k < ne; k++)
+            if (!strcmp(ev[k].message, "Fine-tune started")) at = ev[k].seq;
+        free(ev);
+        CHECKF(at > prev, "job %d started out of creation order", i);
+        prev = at;
+    }
+    char *text = NULL;
+    CHECK(fs_read_all(log, &text, NULL, err) == 0);
+    if (!text) return;
+    int starts = 0, running = 0, peak = 0;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        if (!strncmp(line, "start ", 6)) {
+            starts++;
+            if (++running > peak) peak = running;
+        } else {
+            running--;
+        }
+    }
+    CHECK(starts == n);
+    CHECKF(peak <= max_conc && peak >= 1, "peak concurrency %d, limit %d", peak, max_conc);
+    free(text);
+}
+
+static void test_queue_order(void)
+{
+    for (int conc = 1; conc <= 2; conc++) {
+        store_org_t org;
+        store_t *s = fresh(&org);
+        char exe[512], log[512];
+        snprintf(log, sizeof log, "%s/order.log", dir);
+        fake_worker(exe, sizeof exe, log, 0.15);
+        store_job_t js[5];
+        for (int i = 0; i < 5; i++) {
+            job(s, &org, i % 2 ? STORE_API_JOBS : STORE_API_LEGACY, &js[i]);
+            CHECK(sched_enqueue(NULL, s, js[i].id, err) == 0);
+        }
+        sched_t *sc;
+        CHECKF(sched_start(dir, conc, exe, &sc, err) == 0, "%s", err);
+        CHECK(wait_terminal(s, js, 5, 20));
+        sched_stop(sc);
+        check_order(s, log, js, 5, conc);
+        /* the reaper's verdict: exited without finishing -> failed, with a reason */
+        store_job_t g;
+        CHECK(store_job_get(s, NULL, js[0].id, &g, err) == 0);
+        CHECK_EQ_STR(g.status, "failed");
+        CHECK(strstr(g.error_message, "exited with status 0") != NULL);
+        CHECK(g.worker_pid == 0 && g.attempts == 1);
+        store_job_clear(&g);
+        CHECK(last_event_is(s, js[0].id, "Fine-tune failed"));
+        /* the last legacy job heard its number count down to 0 */
+        store_event_t *ev;
+        int n, last = 5, saw = 0, down = 1;
+        CHECK(store_event_since(s, NULL, js[4].id, 0, 0, &ev, &n, err) == 0);
+        for (int i = 0; i < n; i++) {
+            int q;
+            if (sscanf(ev[i].message, "Fine-tune is in the queue. Queue number: %d", &q) == 1 ||
+                sscanf(ev[i].message, "Fine-tune enqueued. Queue number: %d", &q) == 1) {
+                down &= q < last;
+                last = q;
+                saw++;
+            }
+        }
+        free(ev);
+        CHECK(saw >= 2 && down && last == 0);
+        done(s);
+    }
+}
+
+static void test_restart_recovery(void)
+{
+    store_org_t org;
+    store_t *s = fresh(&org);
+    char exe[512], log[512];
+    snprintf(log, sizeof log, "%s/order.log", dir);
+    fake_worker(exe, sizeof exe, log, 0.01);
+    /* What a kill -9 of serve leaves: a running job with a started event,
+     * a checkpoint, and the pid of a process that is no worker of it. */
+    store_job_t a, b;
+    job(s, &org, STORE_API_LEGACY, &a);
+    CHECK(sched_enqueue(NULL, s, a.id, err) == 0);
+    CHECK(store_job_transition(s, a.id, "queued", "running", err) == 0);
+    CHECK(store_event_add(s, a.id, NULL, NULL, "Fine-tune started", NULL, NULL, err) == 0);
+    CHECK(store_job_set_worker(s, a.id, (int)getpid(), err) == 0);
+    store_checkpoint_t c;
+    memset(&c, 0, sizeof c);
+    snprintf(c.job_id, sizeof c.job_id, "%s", a.id);
+    c.step = 7;
+    CHECK(store_checkpoint_add(s, &c, err) == 0);
+    /* and a job created but never enqueued */
+    job(s, &org, STORE_API_LEGACY, &b);
+    sched_t *sc;
+    CHECKF(sched_start(dir, 1, exe, &sc, err) == 0, "%s", err);
+    store_job_t both[2] = {a, b};
+    CHECK(wait_terminal(s, both, 2, 20));
+    sched_stop(sc);
+    store_event_t *ev;
+    int n, resumed = 0, started = 0;
+    CHECK(store_event_since(s, NULL, a.id, 0, 0, &ev, &n, err) == 0);
+    for (int i = 0; i < n; i++) {
+        resumed += !strcmp(ev[i].message, "Resumed from step 7");
+        started += !strcmp(ev[i].message, "Fine-tune started");
+    }
+    free(ev);
+    CHECK(resumed == 1 && started == 1);
+    CHECK(getpid() > 0);   /* we were not killed: our pid was not taken for a worker */
+    CHECK(last_event_is(s, b.id, "Fine-tune failed"));
+    CHECK(store_event_since(s, NULL, b.id, 0, 0, &ev, &n, err) == 0);
+    CHECK(n >= 1 && !strcmp(ev[0].message, "Fine-tune enqueued. Queue number: 1"));   /* behind the re-queued job */
+    free(ev);
+    done(s);
+}
+
+int main(void)
+{
+    RUN(test_enqueue_numbers);
+    RUN(test_cancel_pause_resume);
+    RUN(test_worker_argv);
+    RUN(test_queue_order);
+    RUN(test_restart_recovery);
+    return test_summary();
+}
