@@ -1,0 +1,156 @@
+/* bench_generate.c: `tunery bench generate`, how fast inference is and how
+ * close it comes to what the memory system allows.
+ *
+ * Decoding one token reads every weight once (the KV cache is small next to
+ * 124M parameters), so batch-1 decode cannot beat
+ *   bound = measured read bandwidth / weight bytes per token
+ * and the ratio to that bound is the figure that says whether the code is
+ * good, independently of the machine. Batch 8 shares each weight read among
+ * 8 sequences, so it should run several times the batch-1 rate. Prefill is
+ * compute-bound (T rows per weight read) and is compared with PyTorch's
+ * forward elsewhere (scripts). Random weights: speed does not depend on them.
+ *
+ * One JSON line per figure, each with the cpu string, so a number is never
+ * quoted without its machine.
+ */
+#include "cmds.h"
+#include "nn/nn.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static void emit(const char *cfg, const char *metric, double value, const char *unit, const char *extra)
+{
+    printf("{\"bench\":\"generate\",\"config\":\"%s\",\"metric\":\"%s\",\"value\":%.4g,\"unit\":\"%s\"%s%s,\"cpu\":\"%s\"}\n",
+           cfg, metric, value, unit, extra && *extra ? "," : "", extra ? extra : "", nn_cpu_describe());
+    fflush(stdout);
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: tunery bench generate [--config gpt2-124M|gpt2-350M|tiny] [--prefill T] [--steps N] [--reps R]\n"
+               "  prints prefill tokens/s, decode tokens/s at batch 1 and 8, the memory-bandwidth bound of\n"
+               "  decode, and model load times, one JSON line each (random weights)\n");
+}
+
+int cmd_bench_generate(int argc, char **argv)
+{
+    const char *cfgname = "gpt2-124M";
+    int T = 128, steps = 32, reps = 5;
+    for (int i = 1; i < argc; i++) {
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { usage(stdout); return 0; }
+        if (!v) { usage(stderr); return 2; }
+        if (!strcmp(argv[i], "--config")) cfgname = v;
+        else if (!strcmp(argv[i], "--prefill")) T = atoi(v);
+        else if (!strcmp(argv[i], "--steps")) steps = atoi(v);
+        else if (!strcmp(argv[i], "--reps")) reps = atoi(v);
+        else { usage(stderr); return 2; }
+        i++;
+    }
+    gpt2_config_t cfg = {1024, 50257, 0, 12, 12, 768};
+    if (!strcmp(cfgname, "gpt2-350M")) { cfg.num_layers = 24; cfg.num_heads = 16; cfg.channels = 1024; }
+    else if (!strcmp(cfgname, "tiny")) { cfg.num_layers = 2; cfg.num_heads = 4; cfg.channels = 64; cfg.max_seq_len = 256; }
+    else if (strcmp(cfgname, "gpt2-124M")) { fprintf(stderr, "tunery bench generate: unknown --config %s\n", cfgname); return 2; }
+    if (T < 1 || steps < 1 || reps < 1 || T + steps > cfg.max_seq_len) {
+        fprintf(stderr, "tunery bench generate: need 1 <= --prefill + --steps <= %d and --reps >= 1\n", cfg.max_seq_len);
+        return 2;
+    }
+    char err[CORE_ERR_LEN], extra[256];
+    gpt2_t m;
+    if (gpt2_create(&m, &cfg, err)) { fprintf(stderr, "tunery bench generate: %s\n", err); return 1; }
+    gpt2_init_random(&m, 1337);
+
+    /* load times: convert once, then the memory-mapped load a server does */
+    char dir[] = "/tmp/tunery-bench-generate-XXXXXX";
+    if (!mkdtemp(dir) || gpt2_save(&m, dir, err)) {
+        fprintf(stderr, "tunery bench generate: cannot save the model to a temporary directory: %s\n", err);
+        gpt2_free(&m);
+        return 1;
+    }
+    gpt2_free(&m);
+    double t0 = time_mono();
+    if (gpt2_load_mapped(&m, dir, err)) { fprintf(stderr, "tunery bench generate: %s\n", err); return 1; }
+    double first = time_mono() - t0;
+    double lt[9];
+    int nl = 0;
+    for (; nl < 5; nl++) {
+        gpt2_unload_mapped(&m);
+        t0 = time_mono();
+        if (gpt2_load_mapped(&m, dir, err)) { fprintf(stderr, "tunery bench generate: %s\n", err); return 1; }
+        lt[nl] = time_mono() - t0;
+    }
+    snprintf(extra, sizeof extra, "\"first_load_ms\":%.1f", first * 1e3);
+    emit(cfgname, "model_load_ms", median(lt, nl) * 1e3, "ms", extra);
+
+    int maxT = T + steps, nb = 8;
+    infer_t *st;
+    if (infer_create(&st, &m, nb, maxT, err)) { fprintf(stderr, "tunery bench generate: %s\n", err); return 1; }
+    int V = cfg.vocab_size;
+    int *prompt = malloc((size_t)T * sizeof *prompt);
+    float *logits = malloc((size_t)nb * V * sizeof *logits);
+    double *tv = malloc((size_t)reps * sizeof *tv);
+    uint64_t x = 88172645463325252ull;
+    for (int i = 0; i < T; i++) { x ^= x << 13; x ^= x >> 7; x ^= x << 17; prompt[i] = (int)(x % (uint64_t)V); }
+
+    /* prefill T tokens (a warm-up first: oneDNN builds its primitives once) */
+    infer_prefill(st, 0, prompt, T, logits, 0, err);
+    for (int r = 0; r < reps; r++) {
+        infer_reset(st, 0);
+        t0 = time_mono();
+        infer_prefill(st, 0, prompt, T, logits, 0, err);
+        tv[r] = time_mono() - t0;
+    }
+    double tp = median(tv, reps);
+    snprintf(extra, sizeof extra, "\"T\":%d,\"ms\":%.2f", T, tp * 1e3);
+    emit(cfgname, "prefill_tokens_per_s", T / tp, "tokens/s", extra);
+
+    /* decode at batch 1 and batch 8, from a T-token context */
+    double rate[2];
+    int batches[2] = {1, nb};
+    for (int b = 0; b < 2; b++) {
+        int B = batches[b], seqs[8], toks[8];
+        for (int r = 0; r < reps; r++) {
+            infer_reset(st, 0); /* every rep decodes from the same T-token context */
+            infer_prefill(st, 0, prompt, T, NULL, 0, err);
+            for (int q = 0; q < B; q++) { seqs[q] = q; infer_copy_seq(st, q, 0); }
+            t0 = time_mono();
+            for (int s = 0; s < steps; s++) {
+                for (int q = 0; q < B; q++) toks[q] = prompt[(s + q) % T];
+                if (infer_decode(st, seqs, toks, B, logits, err)) { fprintf(stderr, "tunery bench generate: %s\n", err); return 1; }
+            }
+            tv[r] = time_mono() - t0;
+        }
+        rate[b] = B * steps / median(tv, reps);
+        snprintf(extra, sizeof extra, "\"batch\":%d,\"context\":%d,\"steps\":%d,\"ms_per_step\":%.2f", B, T, steps,
+                 1e3 * B / rate[b]);
+        emit(cfgname, b ? "decode_tokens_per_s_batch8" : "decode_tokens_per_s_batch1", rate[b], "tokens/s", extra);
+    }
+
+    /* the bound: every weight is read once per decode step (wpe: one row) */
+    double bytes = (double)(m.num_parameters - (size_t)cfg.max_seq_len * cfg.channels) * sizeof(float);
+    double bw = nn_read_bandwidth_gbs();
+    double bound = bw * 1e9 / bytes;
+    snprintf(extra, sizeof extra, "\"weight_mb_per_token\":%.1f,\"read_bandwidth_gbs\":%.2f,\"batch1_fraction_of_bound\":%.3f",
+             bytes / 1e6, bw, rate[0] / bound);
+    emit(cfgname, "decode_bandwidth_bound_tokens_per_s", bound, "tokens/s", extra);
+
+    infer_free(st);
+    free(prompt); free(logits); free(tv);
+    gpt2_unload_mapped(&m);
+    fs_rm_rf(dir, err);
+    return 0;
+}
