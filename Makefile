@@ -28,7 +28,7 @@ TEST_BIN := $(TEST_SRC:%.c=$(BUILD)/%)
 all: tunery
 
 tunery: $(BUILD)/tunery
-	@cp $< $@
+	@rm -f $@ && cp $< $@
 
 # --whole-archive: subcommands are reached only through weak references in
 # main.c (src/cmds.h), which would not pull their objects out of the archive.

@@ -35,6 +35,7 @@ typedef struct {
     store_org_t org;
     char root[STORE_NAME_LEN];      /* root base model name */
     int start_step;                 /* metrics at or before this step were recorded by an earlier attempt */
+    int resume_step;                /* newest checkpoint the trainer resumes from (-1 none) */
     int metrics_every;              /* current API: one metrics event every N steps */
     int total_steps;
     double t_start;
@@ -66,6 +67,17 @@ static void hook_resolved(void *ctx, const train_resolved_t *r)
     if (store_job_set_resolved(w->s, w->job.id, r->n_epochs, r->batch_size, r->learning_rate_multiplier,
                                r->prompt_loss_weight, (int64_t)r->seed, r->total_steps, err))
         fprintf(stderr, "tunery worker: %s\n", err);
+    /* The trainer writes an epoch's checkpoint before its "Completed epoch"
+     * event; a kill between the two resumes past that epoch end, and its
+     * event would be lost. Write any that are missing up to the resume point. */
+    int spe = r->n_epochs > 0 ? r->total_steps / r->n_epochs : 0;
+    for (int e = 1; spe > 0 && w->resume_step > 0 && e <= w->resume_step / spe; e++) {
+        char msg[64];
+        int exists = 1;
+        snprintf(msg, sizeof msg, "Completed epoch %d/%d", e, r->n_epochs);
+        if (store_event_exists(w->s, w->job.id, msg, &exists, err) == 0 && !exists)
+            wevent(w, "info", "message", NULL, "%s", msg);
+    }
 }
 
 static void hook_event(void *ctx, const char *level, const char *message)
@@ -137,6 +149,15 @@ static void hook_checkpoint(void *ctx, int step, const char *ckpt_dir, const tra
     if (store_checkpoint_add(w->s, &c, err)) {
         fprintf(stderr, "tunery worker: %s\n", err);
         return;
+    }
+    /* The trainer keeps only its newest few checkpoints: forget the rows of
+     * the ones it removed, so every listed checkpoint can be loaded. */
+    store_checkpoint_t *all;
+    int n, more;
+    if (store_checkpoint_list(w->s, NULL, w->job.id, NULL, &all, &n, &more, err) == 0) {
+        for (int i = 0; i < n; i++)
+            if (all[i].dir[0] && !fs_exists(all[i].dir)) store_checkpoint_delete(w->s, w->job.id, all[i].step, err);
+        free(all);
     }
     if (w->job.api == STORE_API_JOBS && step > w->start_step) wevent(w, "info", "message", NULL, "Checkpoint created at step %d", step);
 }
@@ -333,7 +354,6 @@ int cmd_worker(int argc, char **argv)
     }
 
     double betas[16];
-    store_checkpoint_t last;
     train_opts_t o;
     memset(&o, 0, sizeof o);
     o.base_model_dir = base_dir;
@@ -355,7 +375,8 @@ int cmd_worker(int argc, char **argv)
     o.has_seed = w.job.resolved || w.job.has_seed;
     const char *every = getenv("TUNERY_CHECKPOINT_EVERY");
     o.checkpoint_every = every ? atoi(every) : 0;
-    o.resume = store_checkpoint_last(w.s, w.job.id, &last, err) == 0;
+    w.resume_step = sched_newest_checkpoint(work_dir);
+    o.resume = w.resume_step > 0;
 
     train_hooks_t h = {&w, hook_resolved, hook_event, hook_metrics, hook_checkpoint, hook_should_stop};
     train_result_t res;

@@ -11,6 +11,7 @@
  * no orphan keeps training while the restarted server resumes the job. */
 #include "sched/sched.h"
 #include "sched/sched_int.h"
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -74,11 +75,27 @@ static void event(store_t *s, const char *job_id, const char *level, const char 
     store_event_add(s, job_id, level, "message", msg, NULL, NULL, err);
 }
 
-static void rm_job_dir(const char *data_dir, const char *job_id)
+int sched_newest_checkpoint(const char *work_dir)
+{
+    DIR *d = opendir(work_dir);
+    if (!d) return -1;
+    int best = -1;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        int step, len = 0;
+        if (sscanf(e->d_name, "ckpt-step-%d%n", &step, &len) == 1 && e->d_name[len] == 0 && step > best) best = step;
+    }
+    closedir(d);
+    return best;
+}
+
+/* A cancelled job keeps its events but not its checkpoints. */
+static void rm_job_dir(store_t *s, const char *job_id)
 {
     char p[STORE_PATH_LEN + 64], err[CORE_ERR_LEN];
     if (!job_id[0] || strchr(job_id, '/')) return;
-    snprintf(p, sizeof p, "%s/jobs/%s", data_dir, job_id);
+    store_checkpoint_delete(s, job_id, -1, err);
+    snprintf(p, sizeof p, "%s/jobs/%s", store_data_dir(s), job_id);
     fs_rm_rf(p, err);
 }
 
@@ -129,7 +146,7 @@ int sched_cancel(sched_t *sc, store_t *s, const char *org_id, const char *job_id
     if (rc) return rc;
     event(s, job_id, "info", SCHED_MSG_CANCELLED);
     /* With a worker, the reaper removes the work directory once it exits. */
-    if (!signal_worker(sc, job_id)) rm_job_dir(store_data_dir(s), job_id);
+    if (!signal_worker(sc, job_id)) rm_job_dir(s, job_id);
     sched_wake(sc);
     return 0;
 }
@@ -228,8 +245,10 @@ static void start_job(sched_t *sc, slot_t *sl, const store_job_t *j)
     if (!had_start) {
         event(s, j->id, "info", SCHED_MSG_STARTED);
     } else {
-        store_checkpoint_t c;
-        if (store_checkpoint_last(s, j->id, &c, err) == 0) event(s, j->id, "info", SCHED_MSG_RESUMED, c.step);
+        char wd[STORE_PATH_LEN + 64];
+        snprintf(wd, sizeof wd, "%s/jobs/%s", sc->data_dir, j->id);
+        int step = sched_newest_checkpoint(wd);   /* what the worker will resume from */
+        if (step > 0) event(s, j->id, "info", SCHED_MSG_RESUMED, step);
         else event(s, j->id, "info", SCHED_MSG_RESTARTED);
     }
     pid_t pid = spawn_worker(sc, j->id, err);
@@ -262,7 +281,7 @@ static void reap(sched_t *sc, slot_t *sl, int wstatus)
                 event(s, j.id, "error", SCHED_MSG_FAILED);
             }
         } else if (!strcmp(j.status, "cancelled")) {
-            rm_job_dir(sc->data_dir, j.id);
+            rm_job_dir(s, j.id);
         }
         store_job_clear(&j);
     }

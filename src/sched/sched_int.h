@@ -22,4 +22,9 @@
 #define SCHED_EXIT_ERROR       1   /* could not even record an outcome: the reaper marks it failed */
 #define SCHED_EXIT_INTERRUPTED 3   /* stopped at a checkpoint by SIGTERM while still running: re-queue */
 
+/* The step of the newest complete checkpoint directory (ckpt-step-N, as
+ * train/ writes them: a directory with that exact name is complete) in
+ * work_dir, or -1 if there is none. */
+int sched_newest_checkpoint(const char *work_dir);
+
 #endif

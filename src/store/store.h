@@ -325,6 +325,9 @@ int store_checkpoint_list(store_t *s, const char *org_id, const char *job_id,
                           int *has_more, char *err);
 /* The newest checkpoint of a job; STORE_ENOTFOUND if none. */
 int store_checkpoint_last(store_t *s, const char *job_id, store_checkpoint_t *out, char *err);
+/* Forget a job's checkpoint at step (step < 0: all of the job's), e.g.
+ * when the trainer pruned its directory or the job was cancelled. */
+int store_checkpoint_delete(store_t *s, const char *job_id, int step, char *err);
 /* A checkpoint by its model name (ft:...:ckpt-step-N), for completions. */
 int store_checkpoint_by_model(store_t *s, const char *org_id, const char *model,
                               store_checkpoint_t *out, char *err);

@@ -303,6 +303,15 @@ int store_checkpoint_last(store_t *s, const char *job_id, store_checkpoint_t *ou
     return STORE_ENOTFOUND;
 }
 
+int store_checkpoint_delete(store_t *s, const char *job_id, int step, char *err)
+{
+    sqlite3_stmt *st;
+    if (store_prep(s, "DELETE FROM checkpoints WHERE job_id=?1 AND (?2 < 0 OR step=?2)", &st, err)) return -1;
+    store_bind_str(st, 1, job_id);
+    sqlite3_bind_int(st, 2, step);
+    return store_done(s, st, err);
+}
+
 int store_checkpoint_by_model(store_t *s, const char *org_id, const char *model,
                               store_checkpoint_t *out, char *err)
 {

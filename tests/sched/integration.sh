@@ -30,6 +30,7 @@ tmp=$(mktemp -d /tmp/tunery-sched-it.XXXXXX)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$tmp"; }
 trap cleanup EXIT
+[ -n "${KEEP_TMP:-}" ] && trap - EXIT
 
 /usr/bin/python3 - >"$tmp/train.jsonl" <<'PY'
 import json, random
@@ -131,6 +132,38 @@ check "last event of the cancelled job" '[ "$(msgs "$D4" "$J4a" | tail -1)" = "F
 m4b=$(msgs "$D4" "$J4b")
 check "second job enqueued at number 1, then 0" 'grep -q "^Fine-tune enqueued. Queue number: 1$" <<<"$m4b" && grep -q "^Fine-tune is in the queue. Queue number: 0$" <<<"$m4b"'
 check "queue events before start" '[ "$(grep -n "Queue number: 0" <<<"$m4b" | cut -d: -f1)" -lt "$(grep -n "^Fine-tune started$" <<<"$m4b" | cut -d: -f1)" ]'
+
+# ---- 5. current API: metrics events, checkpoints, pause and resume
+D5=$(newdata e)
+J5=$(TUNERY_DATA=$D5 DRIVER_EPOCHS=3 "$DRV" create "$D5" "$tmp/train.jsonl" tiny jobs)
+TUNERY_DATA=$D5 "$DRV" run "$D5" "$TUNERY" 90 & host=$!; pids+=($host)
+for _ in $(seq 1 600); do msgs "$D5" "$J5" | grep -q "^Completed epoch 1/3$" && break; sleep 0.1; done
+"$DRV" pause "$D5" "$J5"
+for _ in $(seq 1 100); do [ -z "$(worker_pids "$J5")" ] && break; sleep 0.1; done
+read -r st5p _ < <("$DRV" status "$D5" "$J5")
+check "pause stops the worker and keeps the job paused" '[ "$st5p" = paused ] && [ -z "$(worker_pids "$J5")" ]'
+sleep 0.5
+read -r st5p _ < <("$DRV" status "$D5" "$J5")
+check "a paused job is not restarted" '[ "$st5p" = paused ] && [ -z "$(worker_pids "$J5")" ]'
+"$DRV" resume "$D5" "$J5"
+wait $host; rc=$?
+read -r st5 model5 res5 _ < <("$DRV" status "$D5" "$J5")
+check "resumed (current API) job succeeds" '[ $rc -eq 0 ] && [ "$st5" = succeeded ]'
+check "current-API model name" '[[ "$model5" =~ ^ft:tiny:personal::[A-Za-z0-9]{8}$ ]]'
+check "pause + resume gives the uninterrupted loss curve" 'cmp -s "$D1/files/$res1" "$D5/files/$res5"'
+m5=$("$DRV" events "$D5" "$J5")
+check "metrics events, one per step" '[ "$(grep -c "^[0-9]*	metrics	Step " <<<"$m5")" = "$(($(wc -l < "$D5/files/$res5") - 1))" ]'
+check "no duplicate events after pause" '[ -z "$(cut -f3 <<<"$m5" | sort | uniq -d)" ]'
+ck=$("$DRV" ckpts "$D5" "$J5")
+ckpts_ok() { # every listed checkpoint: its directory loads (config.json), its name is the model's + :ckpt-step-N
+  [ -n "$ck" ] || return 1
+  local step name d prev=999999
+  while IFS=$'\t' read -r step name d; do
+    [ -f "$d/config.json" ] && [ "$name" = "$model5:ckpt-step-$step" ] && [ "$step" -lt "$prev" ] || return 1
+    prev=$step
+  done <<<"$ck"
+}
+check "checkpoints listed newest first, loadable, named" ckpts_ok
 
 echo "sched integration: $passed passed, $failed failed"
 [ $failed -eq 0 ]

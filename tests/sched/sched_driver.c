@@ -10,6 +10,8 @@
  *   sched_driver events DATA JOB             one line per event: seq<TAB>type<TAB>message
  *   sched_driver status DATA JOB             status fine_tuned_model result_file error
  *   sched_driver cancel DATA JOB             sched_cancel from another process (no signal: the worker polls)
+ *   sched_driver pause|resume DATA JOB       the same for sched_pause / sched_resume
+ *   sched_driver ckpts DATA JOB              one line per checkpoint: step<TAB>model<TAB>dir
  */
 #include "nn/nn.h"
 #include "sched/sched.h"
@@ -130,11 +132,27 @@ static int status(const char *data, const char *job)
     return 0;
 }
 
-static int cancel(const char *data, const char *job)
+static int control(const char *op, const char *data, const char *job)
 {
     char err[CORE_ERR_LEN];
     store_t *s;
-    if (store_open(data, &s, err) || sched_cancel(NULL, s, NULL, job, err)) return die(err);
+    if (store_open(data, &s, err)) return die(err);
+    int rc = !strcmp(op, "cancel") ? sched_cancel(NULL, s, NULL, job, err)
+           : !strcmp(op, "pause")  ? sched_pause(NULL, s, NULL, job, err)
+                                   : sched_resume(NULL, s, NULL, job, err);
+    store_close(s);
+    return rc ? die(err) : 0;
+}
+
+static int ckpts(const char *data, const char *job)
+{
+    char err[CORE_ERR_LEN];
+    store_t *s;
+    store_checkpoint_t *c;
+    int n, more;
+    if (store_open(data, &s, err) || store_checkpoint_list(s, NULL, job, NULL, &c, &n, &more, err)) return die(err);
+    for (int i = 0; i < n; i++) printf("%d\t%s\t%s\n", c[i].step, c[i].model, c[i].dir);
+    free(c);
     store_close(s);
     return 0;
 }
@@ -145,7 +163,9 @@ int main(int argc, char **argv)
     if (argc == 6 && !strcmp(argv[1], "create")) return create(argv[2], argv[3], argv[4], argv[5]);
     if (argc == 5 && !strcmp(argv[1], "run")) return run(argv[2], argv[3], atof(argv[4]));
     if (argc == 4 && !strcmp(argv[1], "events")) return events(argv[2], argv[3]);
-    if (argc == 4 && !strcmp(argv[1], "cancel")) return cancel(argv[2], argv[3]);
+    if (argc == 4 && (!strcmp(argv[1], "cancel") || !strcmp(argv[1], "pause") || !strcmp(argv[1], "resume")))
+        return control(argv[1], argv[2], argv[3]);
+    if (argc == 4 && !strcmp(argv[1], "ckpts")) return ckpts(argv[2], argv[3]);
     if (argc == 4 && !strcmp(argv[1], "status")) return status(argv[2], argv[3]);
     fprintf(stderr, "usage: see the comment at the top of tests/sched/sched_driver.c\n");
     return 2;

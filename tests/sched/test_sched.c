@@ -257,6 +257,11 @@ static void test_restart_recovery(void)
     snprintf(c.job_id, sizeof c.job_id, "%s", a.id);
     c.step = 7;
     CHECK(store_checkpoint_add(s, &c, err) == 0);
+    char p[512];   /* the directories decide: complete ckpt-step-7, half-written step 9 */
+    snprintf(p, sizeof p, "%s/jobs/%s/ckpt-step-7", dir, a.id);
+    CHECK(fs_mkdir_p(p, 0755, err) == 0);
+    snprintf(p, sizeof p, "%s/jobs/%s/ckpt-step-9.tmp", dir, a.id);
+    CHECK(fs_mkdir_p(p, 0755, err) == 0);
     /* and a job created but never enqueued */
     job(s, &org, STORE_API_LEGACY, &b);
     sched_t *sc;

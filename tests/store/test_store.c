@@ -430,6 +430,12 @@ static void test_checkpoints_and_models(void)
     char name[STORE_NAME_LEN];
     snprintf(name, sizeof name, "ft:curie:a::%s:ckpt-step-20", j.model_tag);
     CHECK(store_checkpoint_by_model(s, o.id, name, &c, err) == 0 && c.step == 20);
+    CHECK(store_checkpoint_delete(s, j.id, 20, err) == 0);
+    CHECK(store_checkpoint_by_model(s, o.id, name, &c, err) == STORE_ENOTFOUND);
+    CHECK(store_checkpoint_list(s, o.id, j.id, NULL, &cs, &n, &more, err) == 0 && n == 3);
+    free(cs);
+    CHECK(store_checkpoint_delete(s, j.id, -1, err) == 0);
+    CHECK(store_checkpoint_last(s, j.id, &c, err) == STORE_ENOTFOUND);
 
     store_model_t m, g;
     memset(&m, 0, sizeof m);
