@@ -46,9 +46,13 @@ void server_stop(server_t *s);
 
 /* ---- internal to src/server ---- */
 #ifdef TUNERY_SERVER_INTERNAL
+#include "nn/nn.h"
+#include "store/store.h"
+#include "tok/tok.h"
 #include <jansson.h>
 
 struct MHD_Connection;
+struct MHD_Response;
 struct store;
 struct store_blob;
 typedef struct req req_t;
@@ -134,6 +138,9 @@ struct req {
     upload_t up;
     int replied;
     void *qstrs;             /* http.c: decoded query strings to free */
+    int in_body;             /* http.c: inside a body call (replies are deferred) */
+    struct MHD_Response *pending; /* a reply decided mid-body, sent at the end */
+    int pending_status;
 };
 
 struct server {
@@ -186,6 +193,33 @@ int json_check_known(req_t *r, json_t *body, const char *const *known);
 
 /* auth.c: fill r->org_id / org_name from Authorization; 0, or -1 after replying 401. */
 int auth_request(req_t *r);
+
+/* server.c: this thread's store connection (opened on first use, closed
+ * when the thread ends); server_store replies 500 itself on failure. */
+struct store *server_thread_store(const struct server *s, char *err);
+struct store *server_store(req_t *r);
+/* Reply for a store error code: ENOTFOUND 404, ECONFLICT 400, else 500. */
+int server_store_error(req_t *r, int rc, const char *param, const char *err);
+
+/* files.c, fine_tunes.c, sse.c: shared object shapes. */
+json_t *files_object(const store_file_t *f);
+int server_is_base_model(const char *name);
+json_t *fine_tunes_event_json(const store_event_t *e);
+int fine_tunes_event_visible(const store_event_t *e);
+int sse_events_start(req_t *r);
+
+/* model_cache.c: loaded models shared by all connections, bounded by
+ * opts.model_cache_bytes. get returns a reference (loading on a miss, *hit
+ * says which); put gives it back. */
+typedef struct {
+    gpt2_t model;
+    tok_t *tok;
+} model_ref_t;
+model_ref_t *model_cache_get(struct server *s, const char *id, const char *dir, int *hit, char *err);
+void model_cache_put(struct server *s, model_ref_t *ref);
+long model_cache_loads(struct server *s);
+void completions_cache_evict(struct server *s, const char *id);
+void completions_cache_free(struct server *s);
 
 /* Route handlers (one file per resource). */
 int files_create(req_t *r);

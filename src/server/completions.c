@@ -1,0 +1,447 @@
+/* completions.c: POST /v1/completions and /v1/engines/{engine}/completions.
+ *
+ * The request is parsed here (prompt as string, strings, token ids or lists
+ * of them; stop as a string or up to four; JSON null = default, as the
+ * Python CLI sends), the model comes from the cache (model_cache.c) and
+ * nn/'s gen_complete does the sampling. stream:true runs generation on a
+ * producer thread and hands each chunk to the connection as an SSE
+ * "data:" line, then "data: [DONE]".
+ */
+#define TUNERY_SERVER_INTERNAL
+#include "server/server.h"
+#include "store/store.h"
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Append s[0..n) to b as valid UTF-8 (invalid bytes become U+FFFD). */
+static void utf8_clean(buf_t *b, const char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned char c = (unsigned char)s[i];
+        size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+        int ok = len && i + len <= n;
+        for (size_t k = 1; ok && k < len; k++) ok = ((unsigned char)s[i + k] >> 6) == 2;
+        if (ok && len == 2 && c < 0xC2) ok = 0;
+        if (ok) {
+            buf_append(b, s + i, len);
+            i += len;
+        } else {
+            buf_append(b, "\xEF\xBF\xBD", 3);
+            i++;
+        }
+    }
+}
+
+static json_t *json_text(const char *s, size_t n)
+{
+    json_t *j = json_stringn(s, n);
+    if (j) return j;
+    buf_t b = {0};
+    utf8_clean(&b, s, n);
+    j = json_stringn(b.data ? b.data : "", b.len);
+    buf_free(&b);
+    return j;
+}
+
+/* A token as OpenAI printed it: its text, or "bytes:\xNN..." when not UTF-8. */
+static json_t *token_json(const tok_t *t, int id)
+{
+    size_t n;
+    const char *p = tok_piece(t, id, &n);
+    if (!p) return json_string("");
+    json_t *j = json_stringn(p, n);
+    if (j) return j;
+    buf_t b = {0};
+    buf_appends(&b, "bytes:");
+    for (size_t i = 0; i < n; i++) buf_printf(&b, "\\x%02x", (unsigned char)p[i]);
+    j = json_string(b.data);
+    buf_free(&b);
+    return j;
+}
+
+static json_t *lp_or_null(float x) { return isnan(x) ? json_null() : json_real(x); }
+
+static json_t *logprobs_json(const tok_t *t, int n_tokens, const int *tokens, const float *lps,
+                             const size_t *offs, int n_top, const int *top_ids, const float *top_lps)
+{
+    json_t *tk = json_array(), *tl = json_array(), *top = json_array(), *off = json_array();
+    for (int i = 0; i < n_tokens; i++) {
+        json_array_append_new(tk, token_json(t, tokens[i]));
+        json_array_append_new(tl, lp_or_null(lps[i]));
+        json_array_append_new(off, json_integer((json_int_t)offs[i]));
+        if (!n_top || top_ids[(size_t)i * n_top] < 0) {
+            json_array_append_new(top, json_null());
+            continue;
+        }
+        json_t *o = json_object();
+        for (int k = 0; k < n_top; k++) {
+            int id = top_ids[(size_t)i * n_top + k];
+            if (id < 0) continue;
+            json_t *key = token_json(t, id);
+            json_object_set_new(o, json_string_value(key), json_real(top_lps[(size_t)i * n_top + k]));
+            json_decref(key);
+        }
+        json_array_append_new(top, o);
+    }
+    return json_pack("{s:o, s:o, s:o, s:o}", "tokens", tk, "token_logprobs", tl, "top_logprobs", top, "text_offset", off);
+}
+
+static const char *piece_fn(void *ctx, int id, size_t *len) { return tok_piece(ctx, id, len); }
+
+/* Everything a request owns while it runs (prompts, stops, biases). */
+typedef struct {
+    gen_request_t g;
+    tok_ids_t *prompts;
+    const int **prompt_ptrs;
+    int *prompt_lens;
+    int n_prompts;
+    const char *stops[GEN_MAX_STOP];
+    int *bias_ids;
+    float *bias;
+    char model[STORE_NAME_LEN];
+    char id[40];
+    long long created;
+    model_ref_t *ref;
+    server_t *srv;
+} creq_t;
+
+static void creq_free(creq_t *c)
+{
+    for (int i = 0; i < c->n_prompts; i++) tok_ids_free(&c->prompts[i]);
+    free(c->prompts);
+    free(c->prompt_ptrs);
+    free(c->prompt_lens);
+    free(c->bias_ids);
+    free(c->bias);
+    if (c->ref) model_cache_put(c->srv, c->ref);
+    free(c);
+}
+
+/* Token ids of one prompt element: a string (encoded) or an array of ints. */
+static int prompt_one(req_t *r, const tok_t *t, json_t *v, tok_ids_t *out)
+{
+    if (json_is_string(v)) {
+        if (tok_encode(t, json_string_value(v), json_string_length(v), 1, out)) return HTTP_500(r, "Out of memory."), -1;
+        return 0;
+    }
+    if (!json_is_array(v)) return HTTP_400(r, "prompt", "prompt must be a string, an array of strings, an array of token ids or an array of arrays of token ids."), -1;
+    size_t i;
+    json_t *x;
+    int V = tok_vocab_size(t);
+    json_array_foreach(v, i, x) {
+        if (!json_is_integer(x) || json_integer_value(x) < 0 || json_integer_value(x) >= V)
+            return HTTP_400(r, "prompt", "Token ids in prompt must be integers from 0 to %d.", V - 1), -1;
+        if (out->len == out->cap) {
+            size_t cap = out->cap ? out->cap * 2 : 64;
+            int *p = realloc(out->ids, cap * sizeof *p);
+            if (!p) return HTTP_500(r, "Out of memory."), -1;
+            out->ids = p;
+            out->cap = cap;
+        }
+        out->ids[out->len++] = (int)json_integer_value(x);
+    }
+    return 0;
+}
+
+static int parse_prompts(req_t *r, creq_t *c, const tok_t *t, json_t *p)
+{
+    if (!p || json_is_null(p)) return 0;   /* default: <|endoftext|> */
+    json_t *items = p;
+    int single = json_is_string(p) || (json_is_array(p) && (json_array_size(p) == 0 || json_is_integer(json_array_get(p, 0))));
+    size_t n = single ? 1 : json_array_size(p);
+    if (!single && !json_is_array(p)) return HTTP_400(r, "prompt", "prompt must be a string or an array."), -1;
+    if (n > 128) return HTTP_400(r, "prompt", "At most 128 prompts per request."), -1;
+    c->prompts = calloc(n ? n : 1, sizeof *c->prompts);
+    c->prompt_ptrs = calloc(n ? n : 1, sizeof *c->prompt_ptrs);
+    c->prompt_lens = calloc(n ? n : 1, sizeof *c->prompt_lens);
+    if (!c->prompts || !c->prompt_ptrs || !c->prompt_lens) return HTTP_500(r, "Out of memory."), -1;
+    for (size_t i = 0; i < n; i++) {
+        c->n_prompts++;
+        if (prompt_one(r, t, single ? items : json_array_get(p, i), &c->prompts[i])) return -1;
+        c->prompt_ptrs[i] = c->prompts[i].ids;
+        c->prompt_lens[i] = (int)c->prompts[i].len;
+    }
+    c->g.prompts = c->prompt_ptrs;
+    c->g.prompt_lens = c->prompt_lens;
+    c->g.n_prompts = (int)n;
+    return 0;
+}
+
+static const char *const completion_params[] = {
+    "model", "prompt", "suffix", "max_tokens", "temperature", "top_p", "n", "stream", "logprobs", "echo",
+    "stop", "presence_penalty", "frequency_penalty", "best_of", "logit_bias", "user", "seed", "stream_options", NULL,
+};
+
+/* Parse everything but the prompt (which needs the model's tokenizer). */
+static int parse_params(req_t *r, creq_t *c, json_t *b)
+{
+    gen_request_t *g = &c->g;
+    long long mt = 16, n = 1, best = 0, lp = -1, seed = 0;
+    double temp = 1, top_p = 1, pp = 0, fp = 0;
+    int echo = 0, stream = 0, has_mt = 0, has_seed = 0;
+    if (json_opt_int(r, b, "max_tokens", -1, 1 << 20, &mt, &has_mt) || json_opt_int(r, b, "n", -1000, 1000000, &n, NULL) ||
+        json_opt_int(r, b, "best_of", -1000, 1000000, &best, NULL) || json_opt_int(r, b, "logprobs", -1000, 1000, &lp, NULL) ||
+        json_opt_int(r, b, "seed", -(1ll << 62), 1ll << 62, &seed, &has_seed) ||
+        json_opt_num(r, b, "temperature", -1e9, 1e9, &temp, NULL) || json_opt_num(r, b, "top_p", -1e9, 1e9, &top_p, NULL) ||
+        json_opt_num(r, b, "presence_penalty", -1e9, 1e9, &pp, NULL) ||
+        json_opt_num(r, b, "frequency_penalty", -1e9, 1e9, &fp, NULL) ||
+        json_opt_bool(r, b, "echo", &echo, NULL) || json_opt_bool(r, b, "stream", &stream, NULL))
+        return -1;
+    const char *suffix = NULL, *user = NULL;
+    if (json_opt_str(r, b, "suffix", &suffix) || json_opt_str(r, b, "user", &user)) return -1;
+    g->max_tokens = has_mt ? (int)mt : 16;
+    g->n = (int)n;
+    g->best_of = (int)best;
+    g->logprobs = (int)lp;
+    g->temperature = (float)temp;
+    g->top_p = (float)top_p;
+    g->presence_penalty = (float)pp;
+    g->frequency_penalty = (float)fp;
+    g->echo = echo;
+    g->stream = stream;
+    g->has_seed = has_seed;
+    g->seed = (uint64_t)seed;
+    g->suffix = suffix;
+    json_t *stop = json_object_get(b, "stop");
+    if (stop && !json_is_null(stop)) {
+        if (json_is_string(stop)) {
+            c->stops[0] = json_string_value(stop);
+            g->n_stop = c->stops[0][0] ? 1 : 0;
+        } else if (json_is_array(stop) && json_array_size(stop) <= GEN_MAX_STOP) {
+            size_t i;
+            json_t *x;
+            json_array_foreach(stop, i, x) {
+                if (!json_is_string(x)) return HTTP_400(r, "stop", "stop must be a string or an array of up to 4 strings."), -1;
+                if (json_string_value(x)[0]) c->stops[g->n_stop++] = json_string_value(x);
+            }
+        } else {
+            return HTTP_400(r, "stop", "stop must be a string or an array of up to 4 strings."), -1;
+        }
+        g->stop = c->stops;
+    }
+    json_t *lb = json_object_get(b, "logit_bias");
+    if (lb && !json_is_null(lb)) {
+        if (!json_is_object(lb) || json_object_size(lb) > 300)
+            return HTTP_400(r, "logit_bias", "logit_bias must be an object of at most 300 token ids to numbers from -100 to 100."), -1;
+        size_t k = json_object_size(lb);
+        c->bias_ids = calloc(k ? k : 1, sizeof *c->bias_ids);
+        c->bias = calloc(k ? k : 1, sizeof *c->bias);
+        if (!c->bias_ids || !c->bias) return HTTP_500(r, "Out of memory."), -1;
+        const char *key;
+        json_t *v;
+        json_object_foreach(lb, key, v) {
+            char *end;
+            long id = strtol(key, &end, 10);
+            if (*end || end == key || id < 0 || !json_is_number(v) || json_number_value(v) < -100 || json_number_value(v) > 100)
+                return HTTP_400(r, "logit_bias", "logit_bias must map token ids (as strings) to numbers from -100 to 100; '%s' is not valid.", key), -1;
+            c->bias_ids[g->n_logit_bias] = (int)id;
+            c->bias[g->n_logit_bias++] = (float)json_number_value(v);
+        }
+        g->logit_bias_ids = c->bias_ids;
+        g->logit_bias = c->bias;
+    }
+    return 0;
+}
+
+/* Model name -> its directory: base names from the share/data dirs, fine-tuned from the store. */
+static int resolve_model(req_t *r, const char *name, char dir[4096])
+{
+    char err[CORE_ERR_LEN];
+    if (!strchr(name, '/') && name[0] != '.' && !strchr(name, ':') && core_model_dir(name, dir, err) == 0) return 0;
+    store_t *st = server_store(r);
+    if (!st) return -1;
+    store_model_t m;
+    int rc = store_model_get(st, r->org_id, name, &m, err);
+    if (rc == 0) {
+        snprintf(dir, 4096, "%s", m.dir);
+        return 0;
+    }
+    if (rc != STORE_ENOTFOUND) return HTTP_500(r, "%s", err), -1;
+    return http_reply_error(r, 404, "invalid_request_error", "model", "model_not_found",
+                            "The model `%s` does not exist or you do not have access to it.", name), -1;
+}
+
+static json_t *choice_json(const creq_t *c, const gen_choice_t *ch)
+{
+    json_t *lp = json_null();
+    if (c->g.logprobs >= 0)
+        lp = logprobs_json(c->ref->tok, ch->n_tokens, ch->tokens, ch->token_logprobs, ch->text_offset,
+                           ch->n_top, ch->top_ids, ch->top_logprobs);
+    return json_pack("{s:o, s:i, s:o, s:s}", "text", json_text(ch->text, ch->text_len), "index", ch->index,
+                     "logprobs", lp, "finish_reason", ch->finish_reason ? ch->finish_reason : "stop");
+}
+
+/* ---- streaming: a producer thread and the connection's reader ---- */
+typedef struct {
+    creq_t *c;
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    buf_t out;
+    size_t pos;
+    int finished, cancelled;
+} cstream_t;
+
+static int stream_chunk(void *ctx, const gen_chunk_t *ch)
+{
+    cstream_t *s = ctx;
+    creq_t *c = s->c;
+    json_t *lp = json_null();
+    if (c->g.logprobs >= 0)
+        lp = logprobs_json(c->ref->tok, ch->n_tokens, ch->tokens, ch->token_logprobs, ch->text_offset,
+                           ch->n_top, ch->top_ids, ch->top_logprobs);
+    json_t *choice = json_pack("{s:o, s:i, s:o, s:o}", "text", json_text(ch->text, ch->text_len), "index", ch->index,
+                               "logprobs", lp, "finish_reason", ch->finish_reason ? json_string(ch->finish_reason) : json_null());
+    json_t *o = json_pack("{s:s, s:s, s:I, s:[o], s:s}", "id", c->id, "object", "text_completion",
+                          "created", (json_int_t)c->created, "choices", choice, "model", c->model);
+    char *t = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    pthread_mutex_lock(&s->mu);
+    if (t) buf_printf(&s->out, "data: %s\n\n", t);
+    int stop = s->cancelled;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    free(t);
+    return stop;
+}
+
+static void *stream_main(void *arg)
+{
+    cstream_t *s = arg;
+    gen_result_t res;
+    memset(&res, 0, sizeof res);
+    char err[CORE_ERR_LEN] = "";
+    int rc = gen_complete(&s->c->ref->model, &s->c->g, &res, stream_chunk, s, err);
+    gen_result_free(&res);
+    pthread_mutex_lock(&s->mu);
+    if (rc && rc != GEN_ECANCEL) {
+        json_t *e = server_error_json(err, "server_error", NULL, NULL);
+        char *t = json_dumps(e, JSON_COMPACT);
+        json_decref(e);
+        if (t) buf_printf(&s->out, "data: %s\n\n", t);
+        free(t);
+    }
+    buf_appends(&s->out, "data: [DONE]\n\n");
+    s->finished = 1;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    cstream_t *s = cls;
+    pthread_mutex_lock(&s->mu);
+    while (s->pos == s->out.len && !s->finished) pthread_cond_wait(&s->cv, &s->mu);
+    ssize_t n = -1;
+    if (s->pos < s->out.len) {
+        size_t k = s->out.len - s->pos;
+        if (k > max) k = max;
+        memcpy(buf, s->out.data + s->pos, k);
+        s->pos += k;
+        n = (ssize_t)k;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+static void stream_done(void *cls)
+{
+    cstream_t *s = cls;
+    pthread_mutex_lock(&s->mu);
+    s->cancelled = 1;
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->th, NULL);
+    creq_free(s->c);
+    buf_free(&s->out);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    free(s);
+}
+
+static int completions_run(req_t *r, const char *model)
+{
+    json_t *b = r->body;
+    if (!model || !model[0]) return HTTP_400(r, "model", "Missing required parameter: 'model'.");
+    if (json_check_known(r, b, completion_params)) return -1;
+    creq_t *c = calloc(1, sizeof *c);
+    if (!c) return HTTP_500(r, "Out of memory.");
+    c->srv = r->srv;
+    gen_request_init(&c->g);
+    snprintf(c->model, sizeof c->model, "%s", model);
+    id_random(c->id, "cmpl-", 29);
+    c->created = time_unix();
+    char dir[4096], err[CORE_ERR_LEN];
+    int hit = 0;
+    if (parse_params(r, c, b) || resolve_model(r, model, dir)) goto out;
+    c->ref = model_cache_get(r->srv, model, dir, &hit, err);
+    if (!c->ref) {
+        HTTP_500(r, "The model `%s` could not be loaded: %s", model, err);
+        goto out;
+    }
+    if (parse_prompts(r, c, c->ref->tok, json_object_get(b, "prompt"))) goto out;
+    c->g.eot_id = tok_eot(c->ref->tok);
+    c->g.piece = piece_fn;
+    c->g.piece_ctx = c->ref->tok;
+    const char *param = NULL;
+    if (gen_request_check(&c->g, &c->ref->model.config, &param, err)) {
+        HTTP_400(r, param, "%s", err);
+        goto out;
+    }
+    if (c->g.stream) {
+        cstream_t *s = calloc(1, sizeof *s);
+        if (!s) {
+            HTTP_500(r, "Out of memory.");
+            goto out;
+        }
+        s->c = c;
+        pthread_mutex_init(&s->mu, NULL);
+        pthread_cond_init(&s->cv, NULL);
+        if (pthread_create(&s->th, NULL, stream_main, s)) {
+            pthread_mutex_destroy(&s->mu);
+            pthread_cond_destroy(&s->cv);
+            free(s);
+            HTTP_500(r, "Could not start a generation thread.");
+            goto out;
+        }
+        return http_reply_stream(r, "text/event-stream", stream_read, s, stream_done);
+    }
+    gen_result_t res;
+    memset(&res, 0, sizeof res);
+    int rc = gen_complete(&c->ref->model, &c->g, &res, NULL, NULL, err);
+    if (rc == GEN_EINVAL) {
+        HTTP_400(r, res.err_param, "%s", err);
+    } else if (rc) {
+        HTTP_500(r, "Generation failed: %s", err);
+    } else {
+        json_t *choices = json_array();
+        for (int i = 0; i < res.n_choices; i++) json_array_append_new(choices, choice_json(c, &res.choices[i]));
+        json_t *o = json_pack("{s:s, s:s, s:I, s:s, s:o, s:{s:i, s:i, s:i}}", "id", c->id, "object", "text_completion",
+                              "created", (json_int_t)c->created, "model", c->model, "choices", choices, "usage",
+                              "prompt_tokens", res.prompt_tokens, "completion_tokens", res.completion_tokens,
+                              "total_tokens", res.total_tokens);
+        http_reply_json(r, 200, o);
+    }
+    gen_result_free(&res);
+out:
+    creq_free(c);
+    return 0;
+}
+
+int completions_create(req_t *r)
+{
+    const char *model = NULL;
+    if (!r->body) return HTTP_400(r, "model", "Missing required parameter: 'model'.");
+    if (json_opt_str(r, r->body, "model", &model)) return -1;
+    return completions_run(r, model);
+}
+
+int completions_engine(req_t *r)
+{
+    if (!r->body) r->body = json_object();
+    json_object_del(r->body, "model");
+    return completions_run(r, r->params[0]);
+}

@@ -1,0 +1,381 @@
+/* http.c: the connection life cycle on libmicrohttpd.
+ *
+ * libmicrohttpd calls on_request several times per request: once with the
+ * headers, once per piece of body (chunked or sized, already de-chunked), and
+ * once at the end. The first call routes, authenticates and checks the
+ * declared size, so a wrong key or an oversized upload is refused before a
+ * byte of body is read. Body pieces go to a bounded JSON buffer or straight
+ * through the multipart parser into a blob. The last call runs the handler.
+ *
+ * Every reply leaves here: JSON with Content-Type application/json,
+ * x-request-id always, x-should-retry: false on 5xx (the failures here are
+ * not transient, and the Node SDK would otherwise retry them).
+ */
+#define TUNERY_SERVER_INTERNAL
+#include "server/server.h"
+#include <microhttpd.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define JSON_BODY_LIMIT (64u << 20)   /* a JSON request body (prompts included) */
+#define HEADER_LIMIT (48u << 10)      /* total request header bytes we accept */
+
+/* Per-request decoded query strings, freed with the request. */
+typedef struct qstr {
+    struct qstr *next;
+    char s[];
+} qstr_t;
+
+static qstr_t **req_qstrs(req_t *r);
+
+static void add_common_headers(req_t *r, struct MHD_Response *resp, int status, const char *ctype)
+{
+    MHD_add_response_header(resp, "Content-Type", ctype);
+    MHD_add_response_header(resp, "x-request-id", r->request_id);
+    if (status >= 500) MHD_add_response_header(resp, "x-should-retry", "false");
+    if (r->org_id[0]) MHD_add_response_header(resp, "openai-organization", r->org_name);
+}
+
+static int queue(req_t *r, int status, struct MHD_Response *resp)
+{
+    if (!resp) return -1;
+    if (r->in_body) {
+        /* libmicrohttpd takes a response only before or after the body:
+         * keep it, drain the rest, send it at the end of the request */
+        if (r->pending) MHD_destroy_response(resp);
+        else {
+            r->pending = resp;
+            r->pending_status = status;
+        }
+        r->replied = 1;
+        return 0;
+    }
+    enum MHD_Result ok = MHD_queue_response(r->conn, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+    r->replied = 1;
+    return ok == MHD_YES ? 0 : -1;
+}
+
+int http_reply_bytes(req_t *r, int status, const char *content_type, const void *data, size_t len)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, (void *)data, MHD_RESPMEM_MUST_COPY);
+    if (!resp) return -1;
+    add_common_headers(r, resp, status, content_type);
+    return queue(r, status, resp);
+}
+
+int http_reply_json(req_t *r, int status, json_t *body)
+{
+    char *s = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    if (!s) return -1;
+    size_t n = strlen(s);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(n, s, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(s);
+        return -1;
+    }
+    add_common_headers(r, resp, status, "application/json");
+    return queue(r, status, resp);
+}
+
+int http_reply_error(req_t *r, int status, const char *type, const char *param,
+                     const char *code, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return http_reply_json(r, status, server_error_json(msg, type, param, code));
+}
+
+int http_reply_file(req_t *r, const char *content_type, const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st)) {
+        if (fd >= 0) close(fd);
+        return HTTP_500(r, "The stored bytes of this file are missing from the data directory.");
+    }
+    struct MHD_Response *resp = MHD_create_response_from_fd64((uint64_t)st.st_size, fd);
+    if (!resp) {
+        close(fd);
+        return -1;
+    }
+    add_common_headers(r, resp, 200, content_type);
+    return queue(r, 200, resp);
+}
+
+typedef struct {
+    ssize_t (*reader)(void *cls, uint64_t pos, char *buf, size_t max);
+    void *cls;
+    void (*done_cb)(void *cls);
+} stream_t;
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    stream_t *s = cls;
+    ssize_t n = s->reader(s->cls, pos, buf, max);
+    return n < 0 ? MHD_CONTENT_READER_END_OF_STREAM : n;
+}
+
+static void stream_free(void *cls)
+{
+    stream_t *s = cls;
+    if (s->done_cb) s->done_cb(s->cls);
+    free(s);
+}
+
+int http_reply_stream(req_t *r, const char *content_type,
+                      ssize_t (*reader)(void *cls, uint64_t pos, char *buf, size_t max),
+                      void *cls, void (*done_cb)(void *cls))
+{
+    stream_t *s = malloc(sizeof *s);
+    if (!s) {
+        if (done_cb) done_cb(cls);
+        return HTTP_500(r, "Out of memory.");
+    }
+    s->reader = reader;
+    s->cls = cls;
+    s->done_cb = done_cb;
+    struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, s, stream_free);
+    if (!resp) {
+        stream_free(s);
+        return -1;
+    }
+    add_common_headers(r, resp, 200, content_type);
+    MHD_add_response_header(resp, "Cache-Control", "no-cache");
+    return queue(r, 200, resp);
+}
+
+const char *http_header(req_t *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+static qstr_t **req_qstrs(req_t *r) { return (qstr_t **)&r->qstrs; }
+
+const char *http_query(req_t *r, const char *key)
+{
+    const char *v = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, key);
+    if (!v) return NULL;
+    size_t n = strlen(v);
+    qstr_t *q = malloc(sizeof *q + n + 1);
+    if (!q) return NULL;
+    if (url_decode(v, n, q->s, n + 1, 1)) {
+        free(q);
+        return NULL;
+    }
+    qstr_t **head = req_qstrs(r);
+    q->next = *head;
+    *head = q;
+    return q->s;
+}
+
+static void req_free(req_t *r)
+{
+    if (!r) return;
+    if (r->mp) multipart_free(r->mp);
+    if (r->pending) MHD_destroy_response(r->pending);
+    if (r->route && r->route->body == BODY_MULTIPART) files_upload_abort(r);
+    buf_free(&r->raw);
+    if (r->body) json_decref(r->body);
+    qstr_t *q = *req_qstrs(r);
+    while (q) {
+        qstr_t *n = q->next;
+        free(q);
+        q = n;
+    }
+    free(r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe)
+{
+    req_free(*con_cls);
+    *con_cls = NULL;
+}
+
+/* Leave %XX in the path as is: router.c decodes per segment, so an encoded
+ * '/' inside an id cannot split it. Query values are decoded by http_query. */
+static size_t no_unescape(void *cls, struct MHD_Connection *c, char *s) { return strlen(s); }
+
+static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    size_t *n = cls;
+    *n += strlen(key) + (value ? strlen(value) : 0) + 4;
+    return MHD_YES;
+}
+
+/* First call: route, size limits, auth. Returns 0 to go on reading the body. */
+static int req_start(req_t *r, const char *url)
+{
+    size_t hdr = 0;
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, count_header, &hdr);
+    if (hdr > HEADER_LIMIT) {
+        http_reply_error(r, 431, "invalid_request_error", NULL, NULL,
+                         "The request headers are %zu bytes; the limit is %u.", hdr, HEADER_LIMIT);
+        return -1;
+    }
+    snprintf(r->path, sizeof r->path, "%s", url);
+    int m = router_match(r->method, url, &r->route, r->params, &r->nparams);
+    if (m) {
+        r->route = NULL;
+        http_reply_error(r, 404, "invalid_request_error", NULL, NULL, "Invalid URL (%s %s)", r->method, url);
+        return -1;
+    }
+    if (auth_request(r)) return -1;
+    r->limit = r->route->body == BODY_MULTIPART ? r->srv->opts.upload_limit
+             : (JSON_BODY_LIMIT < r->srv->opts.upload_limit ? JSON_BODY_LIMIT : r->srv->opts.upload_limit);
+    const char *cl = http_header(r, "Content-Length");
+    if (cl && strtoull(cl, NULL, 10) > r->limit) {
+        http_reply_error(r, 413, "invalid_request_error", NULL, "request_too_large",
+                         "The request body is %s bytes; the limit is %llu bytes.", cl, (unsigned long long)r->limit);
+        return -1;
+    }
+    if (r->route->body == BODY_MULTIPART) {
+        const char *ct = http_header(r, "Content-Type");
+        char boundary[80];
+        if (multipart_boundary(ct, boundary, sizeof boundary)) {
+            HTTP_400(r, NULL, "Uploads must be multipart/form-data with a boundary; got Content-Type %s.", ct ? ct : "(none)");
+            return -1;
+        }
+        multipart_cb_t cb = files_multipart_cb;
+        cb.ctx = r;
+        r->mp = multipart_new(boundary, &cb);
+        if (!r->mp) {
+            HTTP_500(r, "Out of memory.");
+            return -1;
+        }
+        if (files_upload_begin(r)) return -1;
+    }
+    return 0;
+}
+
+static int req_body(req_t *r, const char *data, size_t n)
+{
+    r->received += n;
+    if (r->received > r->limit) {
+        http_reply_error(r, 413, "invalid_request_error", NULL, "request_too_large",
+                         "The request body is over the limit of %llu bytes.", (unsigned long long)r->limit);
+        return -1;
+    }
+    if (r->mp) {
+        char err[CORE_ERR_LEN];
+        if (multipart_feed(r->mp, data, n, err)) {
+            if (r->up.failed) HTTP_500(r, "%s", err);
+            else HTTP_400(r, NULL, "%s", err);
+            return -1;
+        }
+        return 0;
+    }
+    if (r->route->body == BODY_NONE) return 0;   /* ignore bodies on GET/DELETE */
+    if (buf_append(&r->raw, data, n)) {
+        HTTP_500(r, "Out of memory.");
+        return -1;
+    }
+    return 0;
+}
+
+static void req_dispatch(req_t *r)
+{
+    if (r->route->body == BODY_JSON && r->raw.len) {
+        json_error_t je;
+        r->body = json_loadb(r->raw.data, r->raw.len, JSON_REJECT_DUPLICATES, &je);
+        if (!r->body) {
+            HTTP_400(r, NULL, "We could not parse the JSON body of your request (%s at line %d column %d). "
+                     "(HINT: This likely means you aren't using your HTTP library correctly. The OpenAI API "
+                     "expects a JSON payload, but what was sent was not valid JSON.)", je.text, je.line, je.column);
+            return;
+        }
+        if (!json_is_object(r->body)) {
+            HTTP_400(r, NULL, "The JSON body of the request must be an object.");
+            return;
+        }
+    }
+    r->route->fn(r);
+    if (!r->replied) HTTP_500(r, "The server failed to answer this request.");
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
+{
+    server_t *srv = cls;
+    req_t *r = *con_cls;
+    if (!r) {
+        r = calloc(1, sizeof *r);
+        if (!r) return MHD_NO;
+        *con_cls = r;
+        r->srv = srv;
+        r->conn = conn;
+        snprintf(r->method, sizeof r->method, "%s", method);
+        id_random(r->request_id, "req_", 32);
+        req_start(r, url);
+        return MHD_YES;
+    }
+    if (*upload_data_size) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (r->replied) return MHD_YES;   /* refused mid-body: drain quietly */
+        r->in_body = 1;
+        req_body(r, upload_data, n);
+        r->in_body = 0;
+        if (r->replied) files_upload_abort(r);
+        return MHD_YES;
+    }
+    if (r->pending) {
+        struct MHD_Response *resp = r->pending;
+        r->pending = NULL;
+        queue(r, r->pending_status, resp);
+        return MHD_YES;
+    }
+    if (r->replied) return MHD_YES;
+    req_dispatch(r);
+    return MHD_YES;
+}
+
+static void log_mhd(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    (void)fmt;
+    (void)ap;   /* libmicrohttpd's own notices are not the user's business */
+}
+
+int http_listen(server_t *s, char *err)
+{
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)s->opts.port);
+    if (inet_pton(AF_INET, s->opts.host, &sa.sin_addr) != 1)
+        return core_errf(err, "cannot listen on '%s': give an IPv4 address such as 127.0.0.1 or 0.0.0.0", s->opts.host);
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+    s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s,
+                                 MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+                                 MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                                 MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL,
+                                 MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(1u << 20),
+                                 MHD_OPTION_CONNECTION_LIMIT, (unsigned)512,
+                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)0,
+                                 MHD_OPTION_EXTERNAL_LOGGER, log_mhd, NULL,
+                                 MHD_OPTION_END);
+    if (!s->daemon)
+        return core_errf(err, "cannot listen on %s:%d: the address is in use or not available; pick another with --listen HOST:PORT",
+                         s->opts.host, s->opts.port);
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    s->port = di ? di->port : s->opts.port;
+    return 0;
+}
+
+void http_stop(server_t *s)
+{
+    if (s->daemon) MHD_stop_daemon(s->daemon);
+    s->daemon = NULL;
+}

@@ -1,0 +1,94 @@
+/* models.c: /v1/models. The four legacy base models (owned by "openai",
+ * served from the shipped or imported model directories) plus the caller's
+ * fine-tuned models. Ids contain ':' and arrive encoded or not; the router
+ * has already decoded them. Only fine-tuned models can be deleted.
+ */
+#define TUNERY_SERVER_INTERNAL
+#include "server/server.h"
+#include "store/store.h"
+#include <stdlib.h>
+#include <string.h>
+
+/* created values of the original legacy models */
+static const struct { const char *id; long long created; } bases[] = {
+    {"ada", 1649357491}, {"babbage", 1649358449}, {"curie", 1649359874}, {"davinci", 1649364042},
+};
+
+static json_t *model_json(const char *id, long long created, const char *owned_by, const char *root, const char *parent)
+{
+    char perm_id[40];
+    id_random(perm_id, "modelperm-", 24);
+    json_t *perm = json_pack("{s:s, s:s, s:I, s:b, s:b, s:b, s:b, s:b, s:b, s:s, s:n, s:b}",
+                             "id", perm_id, "object", "model_permission", "created", (json_int_t)created,
+                             "allow_create_engine", 0, "allow_sampling", 1, "allow_logprobs", 1,
+                             "allow_search_indices", 0, "allow_view", 1, "allow_fine_tuning", parent == NULL,
+                             "organization", "*", "group", "is_blocking", 0);
+    return json_pack("{s:s, s:s, s:I, s:s, s:[o], s:s, s:o}", "id", id, "object", "model",
+                     "created", (json_int_t)created, "owned_by", owned_by, "permission", perm,
+                     "root", root, "parent", parent ? json_string(parent) : json_null());
+}
+
+static json_t *base_json(const char *id)
+{
+    for (size_t i = 0; i < sizeof bases / sizeof *bases; i++)
+        if (!strcmp(bases[i].id, id)) return model_json(id, bases[i].created, "openai", id, NULL);
+    return NULL;
+}
+
+static json_t *ft_json(const store_model_t *m)
+{
+    return model_json(m->id, m->created, m->org_id, m->base, m->parent[0] ? m->parent : m->base);
+}
+
+int models_list(req_t *r)
+{
+    store_t *st = server_store(r);
+    if (!st) return -1;
+    json_t *data = json_array();
+    for (size_t i = 0; i < sizeof bases / sizeof *bases; i++) json_array_append_new(data, base_json(bases[i].id));
+    store_model_t *ms = NULL;
+    int n = 0;
+    char err[CORE_ERR_LEN];
+    if (store_model_list(st, r->org_id, &ms, &n, err)) {
+        json_decref(data);
+        return HTTP_500(r, "%s", err);
+    }
+    for (int i = 0; i < n; i++) json_array_append_new(data, ft_json(&ms[i]));
+    free(ms);
+    return http_reply_json(r, 200, json_pack("{s:s, s:o, s:b}", "object", "list", "data", data, "has_more", 0));
+}
+
+static int model_404(req_t *r, const char *id)
+{
+    return http_reply_error(r, 404, "invalid_request_error", "model", "model_not_found",
+                            "The model `%s` does not exist or you do not have access to it.", id);
+}
+
+int models_get(req_t *r)
+{
+    json_t *b = base_json(r->params[0]);
+    if (b) return http_reply_json(r, 200, b);
+    store_t *st = server_store(r);
+    if (!st) return -1;
+    store_model_t m;
+    char err[CORE_ERR_LEN];
+    int rc = store_model_get(st, r->org_id, r->params[0], &m, err);
+    if (rc == STORE_ENOTFOUND) return model_404(r, r->params[0]);
+    if (rc) return HTTP_500(r, "%s", err);
+    return http_reply_json(r, 200, ft_json(&m));
+}
+
+int models_delete(req_t *r)
+{
+    if (server_is_base_model(r->params[0]))
+        return http_reply_error(r, 403, "invalid_request_error", "model", "model_not_deletable",
+                                "The base model `%s` cannot be deleted; only your fine-tuned models can.", r->params[0]);
+    store_t *st = server_store(r);
+    if (!st) return -1;
+    char err[CORE_ERR_LEN];
+    int rc = store_model_delete(st, r->org_id, r->params[0], err);
+    if (rc == STORE_ENOTFOUND) return model_404(r, r->params[0]);
+    if (rc) return HTTP_500(r, "%s", err);
+    completions_cache_evict(r->srv, r->params[0]);
+    return http_reply_json(r, 200, json_pack("{s:s, s:s, s:b}", "id", r->params[0], "object", "model", "deleted", 1));
+}
