@@ -21,8 +21,13 @@
  * their workers resume from the job's newest checkpoint. Workers die with the
  * server (PR_SET_PDEATHSIG), so a restarted server never races an orphan.
  *
- * All calls that take a store_t use the caller's connection (one per thread);
- * the scheduler thread has its own.
+ * Calls that take a store_t use the caller's store (any thread); the
+ * scheduler thread opens its own.
+ *
+ * Followers: a job's status turns terminal just before its last event is
+ * written ("Fine-tune succeeded", "... cancelled", "... failed"), and that
+ * event wakes store_event_watch. So an SSE stream that sees a terminal status
+ * should read the events once more before sending [DONE].
  */
 #ifndef TUNERY_SCHED_H
 #define TUNERY_SCHED_H

@@ -5,8 +5,9 @@
  * DATA/files/<file-id> written to a temp name, fsync'd and renamed.
  *
  * Several processes write the database (serve and its workers), so every
- * call is one short transaction. A store_t is one connection: open one per
- * thread (store_open is cheap), never share one between threads.
+ * call is one short transaction. A store_t may be shared by threads: each
+ * thread that uses it gets its own SQLite connection on first use (closed
+ * when the thread exits), so one store_t for a whole server is fine.
  *
  * Org isolation lives here: every call that takes an org_id returns
  * STORE_ENOTFOUND for an object of another org, exactly as for a missing id,

@@ -136,6 +136,47 @@ fail:
 
 int store_schema_version(void) { return STORE_SCHEMA_VERSION; }
 
+static int conn_open(const char *dir, sqlite3 **db, char *err)
+{
+    char p[STORE_PATH_LEN + 16];
+    snprintf(p, sizeof p, "%s/tunery.db", dir);
+    *db = NULL;
+    if (sqlite3_open_v2(p, db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+        core_errf(err, "cannot open the store %s: %s", p, *db ? sqlite3_errmsg(*db) : "out of memory");
+        sqlite3_close_v2(*db);
+        *db = NULL;
+        return -1;
+    }
+    sqlite3_busy_timeout(*db, 10000);
+    /* WAL: readers never block the writer; synchronous=NORMAL is durable
+     * against process crashes (kill -9), which is the promise we make. */
+    char *msg = NULL;
+    if (sqlite3_exec(*db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
+                     NULL, NULL, &msg) != SQLITE_OK) {
+        core_errf(err, "cannot set up the store %s: %s", p, msg ? msg : sqlite3_errmsg(*db));
+        sqlite3_free(msg);
+        sqlite3_close_v2(*db);
+        *db = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+static void conn_close(void *db) { sqlite3_close_v2(db); }
+
+sqlite3 *store_db(store_t *s)
+{
+    if (pthread_equal(pthread_self(), s->owner)) return s->db0;
+    sqlite3 *db = pthread_getspecific(s->key);
+    if (db) return db;
+    char err[CORE_ERR_LEN];
+    /* On failure this thread shares db0: still correct for single
+     * statements, and the store is in trouble anyway. */
+    if (conn_open(s->dir, &db, err)) return s->db0;
+    pthread_setspecific(s->key, db);
+    return db;
+}
+
 int store_open(const char *data_dir, store_t **out, char *err)
 {
     *out = NULL;
@@ -151,18 +192,12 @@ int store_open(const char *data_dir, store_t **out, char *err)
     store_t *s = calloc(1, sizeof *s);
     if (!s) return core_errf(err, "out of memory");
     store_copy(s->dir, sizeof s->dir, data_dir);
-    snprintf(p, sizeof p, "%s/tunery.db", data_dir);
-    if (sqlite3_open_v2(p, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                        NULL) != SQLITE_OK) {
-        core_errf(err, "cannot open the store %s: %s", p, s->db ? sqlite3_errmsg(s->db) : "out of memory");
-        store_close(s);
-        return -1;
+    s->owner = pthread_self();
+    if (pthread_key_create(&s->key, conn_close)) {
+        free(s);
+        return core_errf(err, "out of thread-local keys");
     }
-    sqlite3_busy_timeout(s->db, 10000);
-    /* WAL: readers never block the writer; synchronous=NORMAL is durable
-     * against process crashes (kill -9), which is the promise we make. */
-    if (store_exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;", err) ||
-        store_db_migrate(s->db, STORE_SCHEMA_VERSION, err)) {
+    if (conn_open(s->dir, &s->db0, err) || store_db_migrate(s->db0, STORE_SCHEMA_VERSION, err)) {
         store_close(s);
         return -1;
     }
@@ -173,7 +208,15 @@ int store_open(const char *data_dir, store_t **out, char *err)
 void store_close(store_t *s)
 {
     if (!s) return;
-    if (s->db) sqlite3_close_v2(s->db);
+    /* Connections of other threads close when those threads exit; the
+     * closing thread's own is closed here. */
+    sqlite3 *mine = pthread_getspecific(s->key);
+    if (mine) {
+        pthread_setspecific(s->key, NULL);
+        sqlite3_close_v2(mine);
+    }
+    pthread_key_delete(s->key);
+    if (s->db0) sqlite3_close_v2(s->db0);
     free(s);
 }
 
@@ -183,12 +226,12 @@ const char *store_data_dir(const store_t *s) { return s->dir; }
 
 int store_sqlerr(store_t *s, char *err, const char *what)
 {
-    return core_errf(err, "store error while %s: %s (data directory %s)", what, sqlite3_errmsg(s->db), s->dir);
+    return core_errf(err, "store error while %s: %s (data directory %s)", what, sqlite3_errmsg(store_db(s)), s->dir);
 }
 
 int store_prep(store_t *s, const char *sql, sqlite3_stmt **st, char *err)
 {
-    if (sqlite3_prepare_v2(s->db, sql, -1, st, NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(store_db(s), sql, -1, st, NULL) != SQLITE_OK) {
         *st = NULL;
         return store_sqlerr(s, err, "preparing a query");
     }
@@ -206,8 +249,8 @@ int store_done(store_t *s, sqlite3_stmt *st, char *err)
 int store_exec(store_t *s, const char *sql, char *err)
 {
     char *msg = NULL;
-    if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        core_errf(err, "store error: %s (data directory %s)", msg ? msg : sqlite3_errmsg(s->db), s->dir);
+    if (sqlite3_exec(store_db(s), sql, NULL, NULL, &msg) != SQLITE_OK) {
+        core_errf(err, "store error: %s (data directory %s)", msg ? msg : sqlite3_errmsg(store_db(s)), s->dir);
         sqlite3_free(msg);
         return -1;
     }
@@ -346,7 +389,7 @@ void store_model_root(const char *model, char out[STORE_NAME_LEN])
 static int file_row_exists(store_t *s, const char *id)
 {
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(s->db, "SELECT 1 FROM files WHERE id=?", -1, &st, NULL) != SQLITE_OK) return 1;
+    if (sqlite3_prepare_v2(store_db(s), "SELECT 1 FROM files WHERE id=?", -1, &st, NULL) != SQLITE_OK) return 1;
     store_bind_str(st, 1, id);
     int rc = sqlite3_step(st);
     sqlite3_finalize(st);
@@ -417,7 +460,7 @@ int store_bootstrap(store_t *s, char key_out[STORE_KEY_LEN], int *created, char 
     if (store_exec(s, "COMMIT", err)) goto fail;
     return 0;
 fail:
-    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    sqlite3_exec(store_db(s), "ROLLBACK", NULL, NULL, NULL);
     key_out[0] = 0;
     *created = 0;
     return -1;

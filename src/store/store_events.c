@@ -50,14 +50,14 @@ int store_event_add(store_t *s, const char *job_id, const char *level, const cha
     sqlite3_finalize(st);
     if (rc == SQLITE_CONSTRAINT) {
         core_errf(err, "No such fine-tune job: %s", job_id);
-        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        sqlite3_exec(store_db(s), "ROLLBACK", NULL, NULL, NULL);
         return STORE_ENOTFOUND;
     }
     if (rc != SQLITE_DONE) {
         store_sqlerr(s, err, "adding an event");
         goto fail;
     }
-    int64_t seq = sqlite3_last_insert_rowid(s->db);
+    int64_t seq = sqlite3_last_insert_rowid(store_db(s));
     if (store_prep(s, "UPDATE jobs SET updated_at=? WHERE id=?", &st, err)) goto fail;
     sqlite3_bind_int64(st, 1, now);
     store_bind_str(st, 2, job_id);
@@ -66,7 +66,7 @@ int store_event_add(store_t *s, const char *job_id, const char *level, const cha
     store_tick(s);
     return 0;
 fail:
-    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    sqlite3_exec(store_db(s), "ROLLBACK", NULL, NULL, NULL);
     return -1;
 }
 

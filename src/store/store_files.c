@@ -258,7 +258,7 @@ int store_file_set_status(store_t *s, const char *id, const char *status, const 
     sqlite3_bind_int64(st, 5, n_tokens);
     store_bind_str(st, 6, id);
     if (store_done(s, st, err)) return -1;
-    if (sqlite3_changes(s->db) == 0) return not_found(err, id);
+    if (sqlite3_changes(store_db(s)) == 0) return not_found(err, id);
     return 0;
 }
 
@@ -269,7 +269,7 @@ int store_file_delete(store_t *s, const char *org_id, const char *id, char *err)
     store_bind_str(st, 1, id);
     store_bind_nullable(st, 2, org_id);
     if (store_done(s, st, err)) return -1;
-    if (sqlite3_changes(s->db) == 0) return not_found(err, id);
+    if (sqlite3_changes(store_db(s)) == 0) return not_found(err, id);
     char p[STORE_PATH_LEN];
     store_file_path(s, id, p);
     unlink(p);   /* a failure leaves an orphan that store_recover_blobs removes */

@@ -5,12 +5,22 @@
 #define TUNERY_STORE_INT_H
 
 #include "store/store.h"
+#include <pthread.h>
 #include <sqlite3.h>
 
+/* One store_t may be used by many threads: the thread that opened it uses
+ * db0, every other thread gets its own connection on first use (closed when
+ * that thread exits), because an SQLite connection must not run two
+ * transactions for two threads at once. */
 struct store {
-    sqlite3 *db;
+    sqlite3 *db0;
+    pthread_t owner;
+    pthread_key_t key;
     char dir[STORE_PATH_LEN];
 };
+
+/* The calling thread's connection. */
+sqlite3 *store_db(store_t *s);
 
 /* Current schema version (PRAGMA user_version). */
 #define STORE_SCHEMA_VERSION 2

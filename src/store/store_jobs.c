@@ -302,7 +302,7 @@ out:
     if (rc == 0) {
         if (store_exec(s, "COMMIT", err)) rc = -1;
     }
-    if (rc) sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    if (rc) sqlite3_exec(store_db(s), "ROLLBACK", NULL, NULL, NULL);
     return rc;
 }
 
@@ -318,7 +318,7 @@ int store_job_fail(store_t *s, const char *id, const char *code, const char *mes
     sqlite3_bind_int64(st, 3, time_unix());
     store_bind_str(st, 4, id);
     if (store_done(s, st, err)) return -1;
-    if (sqlite3_changes(s->db) == 0) return conflict(s, id, "failed", err);
+    if (sqlite3_changes(store_db(s)) == 0) return conflict(s, id, "failed", err);
     return 0;
 }
 
@@ -335,7 +335,7 @@ int store_job_succeed(store_t *s, const char *id, const char *fine_tuned_model,
     sqlite3_bind_int64(st, 4, time_unix());
     store_bind_str(st, 5, id);
     if (store_done(s, st, err)) return -1;
-    if (sqlite3_changes(s->db) == 0) return conflict(s, id, "succeeded", err);
+    if (sqlite3_changes(store_db(s)) == 0) return conflict(s, id, "succeeded", err);
     return 0;
 }
 
@@ -347,7 +347,7 @@ static int job_update(store_t *s, const char *id, const char *sql, const int64_t
     for (int i = 0; i < nv; i++) sqlite3_bind_int64(st, i + 1, v[i]);
     store_bind_str(st, nv + 1, id);
     if (store_done(s, st, err)) return -1;
-    if (sqlite3_changes(s->db) == 0) return job_not_found(err, id);
+    if (sqlite3_changes(store_db(s)) == 0) return job_not_found(err, id);
     return 0;
 }
 
@@ -387,7 +387,7 @@ int store_job_set_resolved(store_t *s, const char *id, int n_epochs, int batch_s
     sqlite3_bind_int(st, 6, total_steps);
     store_bind_str(st, 7, id);
     if (store_done(s, st, err)) return -1;
-    if (sqlite3_changes(s->db) == 0) return job_not_found(err, id);
+    if (sqlite3_changes(store_db(s)) == 0) return job_not_found(err, id);
     return 0;
 }
 

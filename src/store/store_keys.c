@@ -173,7 +173,7 @@ int store_key_revoke(store_t *s, const char *key_id, char *err)
     sqlite3_bind_int64(st, 1, time_unix());
     store_bind_str(st, 2, key_id);
     if (store_done(s, st, err)) return -1;
-    if (sqlite3_changes(s->db) == 0) {
+    if (sqlite3_changes(store_db(s)) == 0) {
         core_errf(err, "no active key '%s' (see `tunery keys list`)", key_id);
         return STORE_ENOTFOUND;
     }

@@ -5,6 +5,7 @@
 #include "store/store_int.h"
 #include "test.h"
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -548,7 +549,7 @@ static void test_migration_from_v1(void)
     store_t *s = NULL;
     CHECK(store_open(dir, &s, err) == 0);
     if (!s) return;
-    CHECK(sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK);
+    CHECK(sqlite3_prepare_v2(store_db(s), "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK);
     CHECK(sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == store_schema_version());
     sqlite3_finalize(st);
     store_job_t j;
@@ -567,6 +568,46 @@ static void test_migration_from_v1(void)
     CHECK(store_open(dir, &s, err) == 0);
     store_close(s);
     fs_rm_rf(dir, err);
+}
+
+/* One store_t shared by threads (the server's case): each thread gets its
+ * own connection, so transactions of different threads never mix. */
+typedef struct { store_t *s; const char *job_id; int ok; } thr_arg_t;
+
+static void *thr_events(void *p)
+{
+    thr_arg_t *a = p;
+    char e2[CORE_ERR_LEN];
+    for (int i = 0; i < 50; i++) a->ok += store_event_add(a->s, a->job_id, NULL, NULL, "x", NULL, NULL, e2) == 0;
+    return NULL;
+}
+
+static void test_threads_share_a_store(void)
+{
+    store_t *s = fresh();
+    store_org_t o;
+    char key[STORE_KEY_LEN];
+    make_org(s, "a", &o, key);
+    store_job_t j;
+    new_job(s, o.id, STORE_API_LEGACY, &j);
+    pthread_t t[6];
+    thr_arg_t a[6];
+    for (int i = 0; i < 6; i++) {
+        a[i] = (thr_arg_t){s, j.id, 0};
+        pthread_create(&t[i], NULL, thr_events, &a[i]);
+    }
+    int ok = 0;
+    for (int i = 0; i < 6; i++) {
+        pthread_join(t[i], NULL);
+        ok += a[i].ok;
+    }
+    CHECK(ok == 300);
+    store_event_t *ev;
+    int n;
+    CHECK(store_event_since(s, o.id, j.id, 0, 0, &ev, &n, err) == 0 && n == 300);
+    for (int i = 1; i < n; i++) CHECK(ev[i].seq > ev[i - 1].seq);
+    free(ev);
+    done(s);
 }
 
 static void test_naming(void)
@@ -603,6 +644,7 @@ int main(void)
     RUN(test_checkpoints_and_models);
     RUN(test_isolation);
     RUN(test_migration_from_v1);
+    RUN(test_threads_share_a_store);
     RUN(test_naming);
     return test_summary();
 }
