@@ -166,6 +166,12 @@ void residual_forward(float *out, const float *a, const float *b, int N)
  * Forward keeps only lse_t = log sum exp(s); backward recomputes p from it
  * (flash-attention style), so memory is O(B NH T), not O(B NH T^2).
  * ---------------------------------------------------------------------- */
+/* Per (b, h) task, K (and in backward V) are packed transposed, (hs, T), so
+ * that the scores of one query against all keys are a vector loop over keys
+ * (s[0..t] += q_i * KT[i][0..t]) instead of t dot products each ending in a
+ * horizontal sum; exp runs vectorised over the row; the weighted sum of V is
+ * an axpy per key. Tasks are independent heads: no races, no atomics, and the
+ * same bits whatever the thread count. */
 void attention_forward(float *out, float *lse, const float *qkv, int B, int T, int C, int NH)
 {
     int hs = C / NH;
@@ -173,30 +179,34 @@ void attention_forward(float *out, float *lse, const float *qkv, int B, int T, i
     float scale = 1.0f / sqrtf((float)hs);
     #pragma omp parallel
     {
+        float *kt = malloc((size_t)hs * T * sizeof(float));
         float *s = malloc((size_t)T * sizeof(float));
         float *acc = malloc((size_t)hs * sizeof(float));
-        /* rows of different length: dynamic so both threads finish together */
-        #pragma omp for collapse(3) schedule(dynamic, 16)
+        #pragma omp for collapse(2) schedule(dynamic, 1)
         for (int b = 0; b < B; b++)
-            for (int h = 0; h < NH; h++)
+            for (int h = 0; h < NH; h++) {
+                const float *base = qkv + (size_t)b * T * C3;
+                for (int t2 = 0; t2 < T; t2++) {
+                    const float *k = base + t2 * C3 + C + h * hs;
+                    for (int i = 0; i < hs; i++) kt[(size_t)i * T + t2] = k[i] * scale;
+                }
                 for (int t = 0; t < T; t++) {
-                    const float *base = qkv + (size_t)b * T * C3;
                     const float *q = base + t * C3 + h * hs;
-                    float mx = -INFINITY;
-                    for (int t2 = 0; t2 <= t; t2++) {
-                        const float *k = base + t2 * C3 + C + h * hs;
-                        float d = 0.0f;
-                        #pragma omp simd reduction(+:d)
-                        for (int i = 0; i < hs; i++) d += q[i] * k[i];
-                        d *= scale;
-                        s[t2] = d;
-                        mx = d > mx ? d : mx;
+                    int n = t + 1;
+                    for (int t2 = 0; t2 < n; t2++) s[t2] = 0.0f;
+                    for (int i = 0; i < hs; i++) {
+                        float qi = q[i];
+                        const float *kr = kt + (size_t)i * T;
+                        for (int t2 = 0; t2 < n; t2++) s[t2] += qi * kr[t2];
                     }
+                    float mx = -INFINITY;
+                    #pragma omp simd reduction(max:mx)
+                    for (int t2 = 0; t2 < n; t2++) mx = s[t2] > mx ? s[t2] : mx;
                     float sum = 0.0f;
                     #pragma omp simd reduction(+:sum)
-                    for (int t2 = 0; t2 <= t; t2++) { float e = nn_expf(s[t2] - mx); s[t2] = e; sum += e; }
+                    for (int t2 = 0; t2 < n; t2++) { float e = nn_expf(s[t2] - mx); s[t2] = e; sum += e; }
                     for (int i = 0; i < hs; i++) acc[i] = 0.0f;
-                    for (int t2 = 0; t2 <= t; t2++) {
+                    for (int t2 = 0; t2 < n; t2++) {
                         const float *v = base + t2 * C3 + 2 * C + h * hs;
                         float p = s[t2];
                         for (int i = 0; i < hs; i++) acc[i] += p * v[i];
@@ -206,13 +216,24 @@ void attention_forward(float *out, float *lse, const float *qkv, int B, int T, i
                     for (int i = 0; i < hs; i++) o[i] = acc[i] * inv;
                     lse[((size_t)b * NH + h) * T + t] = mx + logf(sum);
                 }
+            }
         free(acc);
         free(s);
+        free(kt);
     }
 }
 
-/* Parallel over (b, h): every write of a task (dq_t, dk_t2, dv_t2) stays in
- * its own head's slice, so there are no races and no atomics. */
+/* dq += g k; dk += g q; dv += pr dO (distinct rows: restrict lets it vectorise) */
+static inline void attn_axpy3(float *restrict dq, float *restrict dk, float *restrict dv, const float *restrict k,
+                              const float *restrict q, const float *restrict dO, float g, float pr, int hs)
+{
+    for (int i = 0; i < hs; i++) {
+        dq[i] += g * k[i];
+        dk[i] += g * q[i];
+        dv[i] += pr * dO[i];
+    }
+}
+
 void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out,
                         const float *lse, int B, int T, int C, int NH)
 {
@@ -221,17 +242,22 @@ void attention_backward(float *dqkv, const float *dout, const float *qkv, const 
     float scale = 1.0f / sqrtf((float)hs);
     #pragma omp parallel
     {
+        float *kt = malloc((size_t)hs * T * sizeof(float));
+        float *vt = malloc((size_t)hs * T * sizeof(float));
         float *p = malloc((size_t)T * sizeof(float));
-        float *ds = malloc((size_t)T * sizeof(float));
+        float *dp = malloc((size_t)T * sizeof(float));
         #pragma omp for collapse(2) schedule(dynamic, 1)
         for (int b = 0; b < B; b++)
             for (int h = 0; h < NH; h++) {
                 const float *base = qkv + (size_t)b * T * C3;
                 float *dbase = dqkv + (size_t)b * T * C3;
-                for (int t = 0; t < T; t++) {
-                    float *dq = dbase + t * C3 + h * hs;
-                    float *dk = dbase + t * C3 + C + h * hs;
-                    float *dv = dbase + t * C3 + 2 * C + h * hs;
+                for (int t2 = 0; t2 < T; t2++) {
+                    const float *k = base + t2 * C3 + C + h * hs, *v = base + t2 * C3 + 2 * C + h * hs;
+                    for (int i = 0; i < hs; i++) {
+                        kt[(size_t)i * T + t2] = k[i] * scale;
+                        vt[(size_t)i * T + t2] = v[i];
+                    }
+                    float *dq = dbase + t2 * C3 + h * hs, *dk = dq + C, *dv = dq + 2 * C;
                     for (int i = 0; i < hs; i++) dq[i] = dk[i] = dv[i] = 0.0f;
                 }
                 for (int t = 0; t < T; t++) {
@@ -239,35 +265,31 @@ void attention_backward(float *dqkv, const float *dout, const float *qkv, const 
                     const float *dO = dout + ((size_t)b * T + t) * C + h * hs;
                     const float *O = out + ((size_t)b * T + t) * C + h * hs;
                     float l = lse[((size_t)b * NH + h) * T + t];
+                    int n = t + 1;
                     float D = 0.0f;
                     #pragma omp simd reduction(+:D)
                     for (int i = 0; i < hs; i++) D += dO[i] * O[i];
-                    for (int t2 = 0; t2 <= t; t2++) {
-                        const float *k = base + t2 * C3 + C + h * hs;
-                        const float *v = base + t2 * C3 + 2 * C + h * hs;
-                        float sc = 0.0f, dp = 0.0f;
-                        #pragma omp simd reduction(+:sc, dp)
-                        for (int i = 0; i < hs; i++) { sc += q[i] * k[i]; dp += dO[i] * v[i]; }
-                        float pr = nn_expf(sc * scale - l);
+                    for (int t2 = 0; t2 < n; t2++) p[t2] = dp[t2] = 0.0f;
+                    for (int i = 0; i < hs; i++) {
+                        float qi = q[i], gi = dO[i];
+                        const float *kr = kt + (size_t)i * T, *vr = vt + (size_t)i * T;
+                        for (int t2 = 0; t2 < n; t2++) { p[t2] += qi * kr[t2]; dp[t2] += gi * vr[t2]; }
+                    }
+                    for (int t2 = 0; t2 < n; t2++) {
+                        float pr = nn_expf(p[t2] - l);
                         p[t2] = pr;
-                        ds[t2] = pr * (dp - D) * scale;
+                        dp[t2] = pr * (dp[t2] - D) * scale;   /* dp now holds ds */
                     }
                     float *dq = dbase + t * C3 + h * hs;
-                    for (int t2 = 0; t2 <= t; t2++) {
-                        const float *k = base + t2 * C3 + C + h * hs;
-                        float *dk = dbase + t2 * C3 + C + h * hs;
-                        float *dv = dbase + t2 * C3 + 2 * C + h * hs;
-                        float g = ds[t2], pr = p[t2];
-                        for (int i = 0; i < hs; i++) {
-                            dq[i] += g * k[i];
-                            dk[i] += g * q[i];
-                            dv[i] += pr * dO[i];
-                        }
-                    }
+                    for (int t2 = 0; t2 < n; t2++)
+                        attn_axpy3(dq, dbase + t2 * C3 + C + h * hs, dbase + t2 * C3 + 2 * C + h * hs,
+                                   base + t2 * C3 + C + h * hs, q, dO, dp[t2], p[t2], hs);
                 }
             }
-        free(ds);
+        free(dp);
         free(p);
+        free(vt);
+        free(kt);
     }
 }
 
