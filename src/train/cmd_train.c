@@ -2,6 +2,7 @@
  * The same train_run the service's workers call, with hooks that print
  * progress for a person: a live line on a terminal, plain lines otherwise. */
 #include "cmds.h"
+#include "nn/nn.h"
 #include "train/train.h"
 
 #include <limits.h>
@@ -18,7 +19,9 @@ static const char usage_text[] =
     "{\"messages\": [...]} lines) the way OpenAI's legacy fine-tunes did, and write a\n"
     "model directory (model.safetensors, config.json, tokenizer files, tunery.json).\n"
     "\n"
-    "  --model M            base model: a name (ada, curie, a fine-tuned model) or a directory\n"
+    "  --model M            base model: a name (ada, curie, a fine-tuned model) or a directory;\n"
+    "                       random:L,NH,C,T starts from a randomly initialised GPT-2 of that shape\n"
+    "                       (layers, heads, channels, context; r50k vocabulary; for tests)\n"
     "  --train FILE         training data (JSONL)\n"
     "  --validation FILE    validation data: loss and accuracies in compiled_results.csv\n"
     "  --out DIR            where the fine-tuned model is written\n"
@@ -121,6 +124,28 @@ static int parse_double(const char *flag, const char *v, double lo, double *out)
     return 0;
 }
 
+/* --model random:L,NH,C,T: a GPT-2 of that shape with GPT-2's random
+ * initialisation (seeded), saved once into <work>/random-base so that a
+ * resumed run finds the same start. */
+static int random_model(const char *spec, const char *work, uint64_t seed, char *dir, char *err)
+{
+    gpt2_config_t c = {.vocab_size = 50257};
+    char tail;
+    if (sscanf(spec, "%d,%d,%d,%d%c", &c.num_layers, &c.num_heads, &c.channels, &c.max_seq_len, &tail) != 4 ||
+        c.num_layers < 1 || c.num_heads < 1 || c.channels < c.num_heads || c.channels % c.num_heads || c.max_seq_len < 8)
+        return core_errf(err, "--model random:L,NH,C,T needs four positive numbers with C a multiple of NH, e.g. random:2,4,64,128");
+    snprintf(dir, PATH_MAX, "%s/random-base", work);
+    char p[PATH_MAX];
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    if (fs_exists(p)) return 0;
+    gpt2_t m;
+    if (gpt2_create(&m, &c, err)) return -1;
+    gpt2_init_random(&m, seed);
+    int rc = fs_mkdir_p(work, 0755, err) || gpt2_save(&m, dir, err) ? -1 : 0;
+    gpt2_free(&m);
+    return rc;
+}
+
 int cmd_train(int argc, char **argv)
 {
     train_opts_t o = {0};
@@ -194,13 +219,18 @@ int cmd_train(int argc, char **argv)
         o.classification_betas = bet;
     }
     char model_dir[PATH_MAX], work_dir[PATH_MAX], err[CORE_ERR_LEN];
-    if (core_model_dir(model, model_dir, err)) { fprintf(stderr, "tunery train: %s\n", err); return 1; }
-    o.base_model_dir = model_dir;
     if (!work) {
         snprintf(work_dir, sizeof work_dir, "%s.work", o.out_dir);
         work = work_dir;
     }
     o.work_dir = work;
+    if (!strncmp(model, "random:", 7)) {
+        if (random_model(model + 7, work, o.has_seed ? o.seed : 0, model_dir, err)) { fprintf(stderr, "tunery train: %s\n", err); return 1; }
+    } else if (core_model_dir(model, model_dir, err)) {
+        fprintf(stderr, "tunery train: %s\n", err);
+        return 1;
+    }
+    o.base_model_dir = model_dir;
     train_hooks_t h = {&pr, on_resolved, on_event, on_metrics, NULL, NULL};
     train_result_t res;
     int rc = train_run(&o, &h, &res, err);

@@ -214,60 +214,88 @@ static int classification_setup(trainer_t *t, char *err)
     return 0;
 }
 
-/* log p(class string | prompt) for every class, as n_cls rows of one batch */
-static int classify_one(trainer_t *t, const tex_t *x, double *prob)
+/* Length of example x's prompt + class j after cutting the oldest prompt
+ * tokens so that the inputs fit the context. */
+static int cls_cut(const trainer_t *t, const tex_t *x)
 {
-    int maxT = t->m.config.max_seq_len, K = t->n_cls, T = 0;
-    int pn = x->prompt_n;
-    for (int j = 0; j < K; j++) if (pn + t->cls_n[j] > T) T = pn + t->cls_n[j];
-    int cut = T > maxT + 1 ? T - (maxT + 1) : 0;  /* drop the oldest prompt tokens if needed */
-    T = round8(T - cut - 1, maxT);
-    for (int j = 0; j < K; j++) {
-        int len = pn - cut + t->cls_n[j];
-        for (int p = 0; p < T; p++) {
-            int k = j * T + p, q = p + cut;   /* q: position in prompt+class */
-            int in_class = p + 1 < len && q + 1 >= pn;
-            t->in[k] = p >= len ? tok_eot(t->tk) : q < pn ? x->ids[q] : t->cls_ids[j][q - pn];
-            t->tg[k] = p + 1 >= len ? -1 : q + 1 < pn ? x->ids[q + 1] : t->cls_ids[j][q + 1 - pn];
-            t->w[k] = in_class ? 1.0f : 0.0f;
+    int maxT = t->m.config.max_seq_len, L = 0;
+    for (int j = 0; j < t->n_cls; j++) if (x->prompt_n + t->cls_n[j] > L) L = x->prompt_n + t->cls_n[j];
+    return L - 1 > maxT ? L - 1 - maxT : 0;
+}
+
+/* Rows (example, class) for examples idx[0..ne): inputs prompt + class
+ * tokens, weight 1 on predicting each class token. One forward scores them
+ * all; prob gets softmax over classes of log p(class string | prompt). */
+static int classify_batch(trainer_t *t, const int *idx, int ne, int T, double *prob)
+{
+    int K = t->n_cls;
+    for (int e = 0; e < ne; e++) {
+        const tex_t *x = &t->va.ex[idx[e]];
+        int pn = x->prompt_n, cut = cls_cut(t, x);
+        for (int j = 0; j < K; j++) {
+            int len = pn - cut + t->cls_n[j], row = e * K + j;
+            for (int p = 0; p < T; p++) {
+                int k = row * T + p, q = p + cut;   /* q: position in prompt+class */
+                t->in[k] = p >= len ? tok_eot(t->tk) : q < pn ? x->ids[q] : t->cls_ids[j][q - pn];
+                t->tg[k] = p + 1 >= len ? -1 : q + 1 < pn ? x->ids[q + 1] : t->cls_ids[j][q + 1 - pn];
+                t->w[k] = p + 1 < len && q + 1 >= pn ? 1.0f : 0.0f;
+            }
         }
     }
-    if (isnan(gpt2_forward(&t->m, t->in, t->tg, t->w, K, T))) return -1;
-    double mx = -INFINITY;
-    for (int j = 0; j < K; j++) {
-        double lp = 0;
-        for (int p = 0; p < T; p++) lp -= t->w[j * T + p] * t->m.out_losses[j * T + p];
-        prob[j] = lp;
-        if (lp > mx) mx = lp;
+    if (isnan(gpt2_forward(&t->m, t->in, t->tg, t->w, ne * K, T))) return -1;
+    for (int e = 0; e < ne; e++) {
+        double *pr = prob + (size_t)e * K, mx = -INFINITY, z = 0;
+        for (int j = 0; j < K; j++) {
+            const float *w = t->w + (size_t)(e * K + j) * T, *l = t->m.out_losses + (size_t)(e * K + j) * T;
+            double lp = 0;
+            for (int p = 0; p < T; p++) lp -= w[p] * l[p];
+            pr[j] = lp;
+            if (lp > mx) mx = lp;
+        }
+        for (int j = 0; j < K; j++) z += pr[j] = exp(pr[j] - mx);
+        for (int j = 0; j < K; j++) pr[j] /= z;
     }
-    double z = 0;
-    for (int j = 0; j < K; j++) z += prob[j] = exp(prob[j] - mx);
-    for (int j = 0; j < K; j++) prob[j] /= z;
     return 0;
 }
 
 static int classification_metrics(trainer_t *t, cls_metrics_t *cm)
 {
-    int n = t->va.n, K = t->n_cls;
-    int *y = malloc((size_t)n * sizeof *y), *pred = malloc((size_t)n * sizeof *pred);
-    double *pp = malloc((size_t)n * sizeof *pp), *prob = malloc((size_t)K * sizeof *prob);
-    int rc = (!y || !pred || !pp || !prob) ? -1 : 0, m = 0;
-    for (int i = 0; !rc && i < n; i++) {
-        const tex_t *x = &t->va.ex[i];
-        if (x->class_id < 0) continue;
-        if (classify_one(t, x, prob)) { rc = -1; break; }
+    int n = t->va.n, K = t->n_cls, maxT = t->m.config.max_seq_len;
+    int *y = malloc((size_t)n * sizeof *y), *pred = malloc((size_t)n * sizeof *pred), *idx = malloc((size_t)n * sizeof *idx);
+    double *pp = malloc((size_t)n * sizeof *pp), *prob = malloc((size_t)n * K * sizeof *prob);
+    int rc = (!y || !pred || !pp || !prob || !idx) ? -1 : 0, m = 0;
+    for (int i = 0; i < n; i++) if (t->va.ex[i].class_id >= 0) idx[m++] = i;
+    /* as many examples per forward as fit the micro-batch budget */
+    size_t cap = (size_t)t->micro_tokens > (size_t)K * maxT ? (size_t)t->micro_tokens : (size_t)K * maxT;
+    for (int i = 0; !rc && i < m;) {
+        int ne = 0, T = 0;
+        while (i + ne < m) {
+            const tex_t *x = &t->va.ex[idx[i + ne]];
+            int L = 0;
+            for (int j = 0; j < K; j++) if (x->prompt_n + t->cls_n[j] > L) L = x->prompt_n + t->cls_n[j];
+            int nt = round8(L - 1 - cls_cut(t, x), maxT);
+            if (nt < T) nt = T;
+            if (ne > 0 && (size_t)(ne + 1) * K * nt > cap) break;
+            T = nt;
+            ne++;
+        }
+        if (classify_batch(t, idx + i, ne, T, prob + (size_t)i * K)) rc = -1;
+        i += ne;
+    }
+    for (int i = 0; !rc && i < m; i++) {
+        const tex_t *x = &t->va.ex[idx[i]];
+        const double *pr = prob + (size_t)i * K;
         int best = 0;
-        for (int j = 1; j < K; j++) if (prob[j] > prob[best]) best = j;
-        y[m] = t->cols.binary ? x->class_id == t->positive : x->class_id;
-        pred[m] = best;
-        pp[m] = t->cols.binary ? prob[t->positive] : 0;
-        m++;
+        for (int j = 1; j < K; j++) if (pr[j] > pr[best]) best = j;
+        y[i] = t->cols.binary ? x->class_id == t->positive : x->class_id;
+        pred[i] = best;
+        pp[i] = t->cols.binary ? pr[t->positive] : 0;
     }
     if (!rc) {
         if (t->cols.binary) metrics_binary(y, pp, m, t->cols.betas, t->cols.nbetas, cm);
         else metrics_multiclass(y, pred, m, K, cm);
     }
-    free(y); free(pred); free(pp); free(prob);
+    free(y); free(pred); free(pp); free(prob); free(idx);
     return rc;
 }
 
