@@ -202,8 +202,16 @@ static int gpt2_grads_alloc(gpt2_t *m)
 
 void gpt2_zero_grad(gpt2_t *m)
 {
-    if (m->grads_memory) memset(m->grads_memory, 0, m->num_parameters * sizeof(float));
-    else gpt2_grads_alloc(m);
+    if (!m->grads_memory) {
+        gpt2_grads_alloc(m);
+        return;
+    }
+    if (m->train) {
+        m->train->grad_coef = 0.0f;
+        if (m->train->grads_zero) return;
+    }
+    memset(m->grads_memory, 0, m->num_parameters * sizeof(float));
+    if (m->train) m->train->grads_zero = 1;
 }
 
 const float *gpt2_logits(const gpt2_t *m)
@@ -305,6 +313,8 @@ void gpt2_backward(gpt2_t *m, float grad_scale)
 {
     gpt2_train_state_t *s = m->train;
     if (!s || !s->has_targets || gpt2_grads_alloc(m)) return;
+    gpt2_grads_sync(m);
+    s->grads_zero = 0;
     const gpt2_config_t *c = &m->config;
     int L = c->num_layers, C = c->channels, NH = c->num_heads, Vp = c->padded_vocab_size;
     int B = s->B, T = s->T;

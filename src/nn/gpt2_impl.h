@@ -39,6 +39,8 @@ struct gpt2_train_state {
     float *dfch;            /* (B,T,4C) */
     /* AdamW moments, allocated at the first update or optimizer load */
     float *m, *v;
+    float grad_coef;        /* pending clip factor (0 = none), see gpt2_grads_sync */
+    int grads_zero;         /* gradients known to be zero (gpt2_update consumed them) */
 };
 
 /* Make sure m and v exist (zeroed when new). 0 or -1 (out of memory). */

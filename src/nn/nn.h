@@ -64,8 +64,8 @@ typedef struct {
     size_t param_sizes[GPT2_NUM_PARAM_TENSORS];
     float *params_memory;           /* one allocation (or an mmap of a file: see mapped) */
     size_t num_parameters;          /* including the padded vocabulary rows */
-    gpt2_params_t grads;            /* valid after the first gpt2_backward */
-    float *grads_memory;
+    gpt2_params_t grads;            /* valid after the first gpt2_backward; a clip */
+    float *grads_memory;            /* factor may be pending: see gpt2_grads_sync */
     gpt2_train_state_t *train;      /* NULL until the first training forward */
     /* outputs of the last gpt2_forward with targets, each (B, T): */
     float *out_losses;              /* per-position cross-entropy (unweighted) */
@@ -170,9 +170,15 @@ typedef struct {
     float lr, beta1, beta2, eps, weight_decay; /* decay applies to 2-D tensors only (wte, wpe, the four weight matrices per layer), as nanoGPT and llm.c; never to biases or LayerNorm */
 } adamw_config_t;
 /* Global L2 norm of all gradients; if max_norm > 0 and the norm exceeds it,
- * scales the gradients by max_norm / norm. Returns the norm before clipping. */
+ * scales the gradients by max_norm / (norm + 1e-6) (as torch). Returns the norm
+ * before clipping. The scaling is applied lazily, inside gpt2_update's pass
+ * (saves a pass over every gradient); gpt2_grads_sync() applies it now for a
+ * caller that reads grads_memory in between. */
 float gpt2_clip_grad_norm(gpt2_t *m, float max_norm);
-/* One AdamW step (step counts from 1), PyTorch torch.optim.AdamW semantics. */
+void gpt2_grads_sync(gpt2_t *m);
+/* One AdamW step (step counts from 1), PyTorch torch.optim.AdamW semantics.
+ * It consumes the gradients: they are zero afterwards, so the next
+ * gpt2_zero_grad costs nothing. */
 void gpt2_update(gpt2_t *m, const adamw_config_t *opt, int step);
 /* Optimizer state (m, v) for exact resume; a separate file from the weights. */
 int gpt2_optim_save(const gpt2_t *m, const char *path, char *err);

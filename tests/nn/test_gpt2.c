@@ -227,6 +227,26 @@ static void test_grad_accumulation(void)
     st_file_close(&fx.f);
 }
 
+/* Clipping is lazy; gpt2_grads_sync applies it; gpt2_update consumes grads. */
+static void test_clip_sync(void)
+{
+    fixture_t fx;
+    gpt2_t m;
+    if (fixture_open(&fx, "gpt2_odd.safetensors", &m)) return;
+    gpt2_zero_grad(&m);
+    gpt2_forward(&m, fx.inputs, fx.targets, fx.weights, fx.B, fx.T);
+    gpt2_backward(&m, (float)(1.0 / weight_sum(&fx, 0, fx.B)));
+    float n0 = gpt2_clip_grad_norm(&m, 0.5f);
+    CHECK(n0 > 0.5f);
+    gpt2_grads_sync(&m);
+    CHECK_NEAR(gpt2_clip_grad_norm(&m, 0.0f), 0.5, 1e-5);
+    adamw_config_t opt = {.lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.1f};
+    gpt2_update(&m, &opt, 1);
+    CHECK(gpt2_clip_grad_norm(&m, 0.0f) == 0.0f);
+    gpt2_free(&m);
+    st_file_close(&fx.f);
+}
+
 /* Weights 0 for all positions: loss 0, no gradient, no NaN. */
 static void test_zero_weights(void)
 {
@@ -408,6 +428,7 @@ int main(void)
     RUN(test_parity_tiny50k);
     RUN(test_parity_odd);
     RUN(test_grad_accumulation);
+    RUN(test_clip_sync);
     RUN(test_zero_weights);
     RUN(test_save_load_roundtrip);
     RUN(test_hf_directory);
