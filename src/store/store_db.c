@@ -136,46 +136,59 @@ fail:
 
 int store_schema_version(void) { return STORE_SCHEMA_VERSION; }
 
-static int conn_open(const char *dir, sqlite3 **db, char *err)
+static void conn_close(void *p)
+{
+    store_conn_t *c = p;
+    if (!c) return;
+    for (int i = 0; i < c->n; i++) {
+        sqlite3_finalize(c->c[i].st);
+        free(c->c[i].sql);
+    }
+    sqlite3_close_v2(c->db);
+    free(c);
+}
+
+static int conn_open(const char *dir, store_conn_t **out, char *err)
 {
     char p[STORE_PATH_LEN + 16];
     snprintf(p, sizeof p, "%s/tunery.db", dir);
-    *db = NULL;
-    if (sqlite3_open_v2(p, db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
-        core_errf(err, "cannot open the store %s: %s", p, *db ? sqlite3_errmsg(*db) : "out of memory");
-        sqlite3_close_v2(*db);
-        *db = NULL;
+    *out = NULL;
+    store_conn_t *c = calloc(1, sizeof *c);
+    if (!c) return core_errf(err, "out of memory");
+    if (sqlite3_open_v2(p, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+        core_errf(err, "cannot open the store %s: %s", p, c->db ? sqlite3_errmsg(c->db) : "out of memory");
+        conn_close(c);
         return -1;
     }
-    sqlite3_busy_timeout(*db, 10000);
+    sqlite3_busy_timeout(c->db, 10000);
     /* WAL: readers never block the writer; synchronous=NORMAL is durable
      * against process crashes (kill -9), which is the promise we make. */
     char *msg = NULL;
-    if (sqlite3_exec(*db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
+    if (sqlite3_exec(c->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
                      NULL, NULL, &msg) != SQLITE_OK) {
-        core_errf(err, "cannot set up the store %s: %s", p, msg ? msg : sqlite3_errmsg(*db));
+        core_errf(err, "cannot set up the store %s: %s", p, msg ? msg : sqlite3_errmsg(c->db));
         sqlite3_free(msg);
-        sqlite3_close_v2(*db);
-        *db = NULL;
+        conn_close(c);
         return -1;
     }
+    *out = c;
     return 0;
 }
 
-static void conn_close(void *db) { sqlite3_close_v2(db); }
-
-sqlite3 *store_db(store_t *s)
+static store_conn_t *store_conn(store_t *s)
 {
-    if (pthread_equal(pthread_self(), s->owner)) return s->db0;
-    sqlite3 *db = pthread_getspecific(s->key);
-    if (db) return db;
+    if (pthread_equal(pthread_self(), s->owner)) return s->conn0;
+    store_conn_t *c = pthread_getspecific(s->key);
+    if (c) return c;
     char err[CORE_ERR_LEN];
-    /* On failure this thread shares db0: still correct for single
+    /* On failure this thread shares conn0: still correct for single
      * statements, and the store is in trouble anyway. */
-    if (conn_open(s->dir, &db, err)) return s->db0;
-    pthread_setspecific(s->key, db);
-    return db;
+    if (conn_open(s->dir, &c, err)) return s->conn0;
+    pthread_setspecific(s->key, c);
+    return c;
 }
+
+sqlite3 *store_db(store_t *s) { return store_conn(s)->db; }
 
 int store_open(const char *data_dir, store_t **out, char *err)
 {
@@ -197,7 +210,7 @@ int store_open(const char *data_dir, store_t **out, char *err)
         free(s);
         return core_errf(err, "out of thread-local keys");
     }
-    if (conn_open(s->dir, &s->db0, err) || store_db_migrate(s->db0, STORE_SCHEMA_VERSION, err)) {
+    if (conn_open(s->dir, &s->conn0, err) || store_db_migrate(s->conn0->db, STORE_SCHEMA_VERSION, err)) {
         store_close(s);
         return -1;
     }
@@ -210,13 +223,13 @@ void store_close(store_t *s)
     if (!s) return;
     /* Connections of other threads close when those threads exit; the
      * closing thread's own is closed here. */
-    sqlite3 *mine = pthread_getspecific(s->key);
+    store_conn_t *mine = pthread_getspecific(s->key);
     if (mine) {
         pthread_setspecific(s->key, NULL);
-        sqlite3_close_v2(mine);
+        conn_close(mine);
     }
     pthread_key_delete(s->key);
-    if (s->db0) sqlite3_close_v2(s->db0);
+    conn_close(s->conn0);
     free(s);
 }
 
@@ -231,17 +244,46 @@ int store_sqlerr(store_t *s, char *err, const char *what)
 
 int store_prep(store_t *s, const char *sql, sqlite3_stmt **st, char *err)
 {
-    if (sqlite3_prepare_v2(store_db(s), sql, -1, st, NULL) != SQLITE_OK) {
+    store_conn_t *c = store_conn(s);
+    int free_slot = -1;
+    for (int i = 0; i < c->n; i++) {
+        if (strcmp(c->c[i].sql, sql)) continue;
+        if (c->c[i].busy) { free_slot = -2; break; }   /* in use higher up the stack: a private one */
+        c->c[i].busy = 1;
+        *st = c->c[i].st;
+        return 0;
+    }
+    if (free_slot == -1 && c->n < STORE_STMT_CACHE) free_slot = c->n;
+    if (sqlite3_prepare_v3(c->db, sql, -1, free_slot >= 0 ? SQLITE_PREPARE_PERSISTENT : 0, st, NULL) != SQLITE_OK) {
         *st = NULL;
         return store_sqlerr(s, err, "preparing a query");
     }
+    if (free_slot >= 0 && (c->c[free_slot].sql = strdup(sql))) {
+        c->c[free_slot].st = *st;
+        c->c[free_slot].busy = 1;
+        c->n++;
+    }
     return 0;
+}
+
+void store_finish(store_t *s, sqlite3_stmt *st)
+{
+    if (!st) return;
+    store_conn_t *c = store_conn(s);
+    for (int i = 0; i < c->n; i++)
+        if (c->c[i].st == st) {
+            sqlite3_reset(st);
+            sqlite3_clear_bindings(st);
+            c->c[i].busy = 0;
+            return;
+        }
+    sqlite3_finalize(st);
 }
 
 int store_done(store_t *s, sqlite3_stmt *st, char *err)
 {
     int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
+    store_finish(s, st);
     if (rc != SQLITE_DONE && rc != SQLITE_ROW) return store_sqlerr(s, err, "writing");
     return 0;
 }
@@ -443,7 +485,7 @@ int store_bootstrap(store_t *s, char key_out[STORE_KEY_LEN], int *created, char 
     sqlite3_stmt *st;
     if (store_prep(s, "SELECT count(*) FROM orgs", &st, err)) goto fail;
     int n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
-    sqlite3_finalize(st);
+    store_finish(s, st);
     if (n < 0) { store_sqlerr(s, err, "counting organizations"); goto fail; }
     if (n == 0) {
         store_org_t org;

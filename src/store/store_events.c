@@ -47,7 +47,7 @@ int store_event_add(store_t *s, const char *job_id, const char *level, const cha
     store_bind_str(st, 6, message);
     store_bind_str(st, 7, data);
     int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
+    store_finish(s, st);
     if (rc == SQLITE_CONSTRAINT) {
         core_errf(err, "No such fine-tune job: %s", job_id);
         sqlite3_exec(store_db(s), "ROLLBACK", NULL, NULL, NULL);
@@ -77,7 +77,7 @@ static int event_rows(store_t *s, sqlite3_stmt *st, store_event_t **out, int *n,
         if (store_grow((void **)out, &cap, *n, sizeof **out)) { rc = SQLITE_NOMEM; break; }
         event_row(st, &(*out)[(*n)++]);
     }
-    sqlite3_finalize(st);
+    store_finish(s, st);
     if (rc != SQLITE_DONE) {
         free(*out);
         *out = NULL;
@@ -96,7 +96,7 @@ static int job_visible(store_t *s, const char *org_id, const char *job_id, char 
     store_bind_str(st, 1, job_id);
     store_bind_nullable(st, 2, org_id);
     int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
+    store_finish(s, st);
     if (rc == SQLITE_ROW) return 0;
     if (rc != SQLITE_DONE) return store_sqlerr(s, err, "reading a job");
     core_errf(err, "No such fine-tune job: %s", job_id);
@@ -153,7 +153,7 @@ int store_event_exists(store_t *s, const char *job_id, const char *message, int 
     store_bind_str(st, 1, job_id);
     store_bind_str(st, 2, message);
     int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
+    store_finish(s, st);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) return store_sqlerr(s, err, "reading events");
     *exists = rc == SQLITE_ROW;
     return 0;
@@ -165,7 +165,7 @@ int store_event_last_seq(store_t *s, int64_t *seq, char *err)
     if (store_prep(s, "SELECT coalesce(max(seq), 0) FROM events", &st, err)) return -1;
     int rc = sqlite3_step(st);
     *seq = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-    sqlite3_finalize(st);
+    store_finish(s, st);
     if (rc != SQLITE_ROW) return store_sqlerr(s, err, "reading events");
     return 0;
 }
@@ -234,7 +234,7 @@ int store_checkpoint_add(store_t *s, store_checkpoint_t *c, char *err)
     store_bind_real(st, 11, c->full_valid_loss);
     store_bind_real(st, 12, c->full_valid_mean_token_accuracy);
     int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
+    store_finish(s, st);
     if (rc == SQLITE_CONSTRAINT) {
         core_errf(err, "No such fine-tune job: %s", c->job_id);
         return STORE_ENOTFOUND;
@@ -250,7 +250,7 @@ static int ckpt_rows(store_t *s, sqlite3_stmt *st, store_checkpoint_t **out, int
         if (store_grow((void **)out, &cap, *n, sizeof **out)) { rc = SQLITE_NOMEM; break; }
         ckpt_row(st, &(*out)[(*n)++]);
     }
-    sqlite3_finalize(st);
+    store_finish(s, st);
     if (rc != SQLITE_DONE) {
         free(*out);
         *out = NULL;
@@ -296,7 +296,7 @@ int store_checkpoint_last(store_t *s, const char *job_id, store_checkpoint_t *ou
     store_bind_str(st, 1, job_id);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) ckpt_row(st, out);
-    sqlite3_finalize(st);
+    store_finish(s, st);
     if (rc == SQLITE_ROW) return 0;
     if (rc != SQLITE_DONE) return store_sqlerr(s, err, "reading checkpoints");
     core_errf(err, "fine-tune %s has no checkpoint yet", job_id);
@@ -323,7 +323,7 @@ int store_checkpoint_by_model(store_t *s, const char *org_id, const char *model,
     store_bind_nullable(st, 2, org_id);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) ckpt_row(st, out);
-    sqlite3_finalize(st);
+    store_finish(s, st);
     if (rc == SQLITE_ROW) return 0;
     if (rc != SQLITE_DONE) return store_sqlerr(s, err, "reading checkpoints");
     core_errf(err, "The model `%s` does not exist", model);
@@ -358,7 +358,7 @@ int store_model_add(store_t *s, store_model_t *m, char *err)
     store_bind_str(st, 6, m->dir);
     sqlite3_bind_int64(st, 7, m->created);
     int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
+    store_finish(s, st);
     if (rc == SQLITE_CONSTRAINT) {
         core_errf(err, "a model called %s already exists", m->id);
         return STORE_ECONFLICT;
@@ -376,7 +376,7 @@ int store_model_get(store_t *s, const char *org_id, const char *id, store_model_
     store_bind_nullable(st, 2, org_id);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) model_row(st, out);
-    sqlite3_finalize(st);
+    store_finish(s, st);
     if (rc == SQLITE_ROW) return 0;
     if (rc != SQLITE_DONE) return store_sqlerr(s, err, "reading a model");
     core_errf(err, "The model `%s` does not exist", id);
@@ -396,7 +396,7 @@ int store_model_list(store_t *s, const char *org_id, store_model_t **out, int *n
         if (store_grow((void **)out, &cap, *n, sizeof **out)) { rc = SQLITE_NOMEM; break; }
         model_row(st, &(*out)[(*n)++]);
     }
-    sqlite3_finalize(st);
+    store_finish(s, st);
     if (rc != SQLITE_DONE) {
         free(*out);
         *out = NULL;

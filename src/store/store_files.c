@@ -198,7 +198,7 @@ int store_file_get(store_t *s, const char *org_id, const char *id, store_file_t 
     store_bind_nullable(st, 2, org_id);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) file_row(st, out);
-    sqlite3_finalize(st);
+    store_finish(s, st);
     if (rc == SQLITE_ROW) return 0;
     if (rc != SQLITE_DONE) return store_sqlerr(s, err, "reading a file");
     return not_found(err, id);
@@ -230,7 +230,7 @@ int store_file_list(store_t *s, const char *org_id, const char *purpose, const s
         if (store_grow((void **)out, &cap, *n, sizeof **out)) { rc = SQLITE_NOMEM; break; }
         file_row(st, &(*out)[(*n)++]);
     }
-    sqlite3_finalize(st);
+    store_finish(s, st);
     if (rc != SQLITE_DONE) {
         free(*out);
         *out = NULL;

@@ -9,17 +9,26 @@
 #include <sqlite3.h>
 
 /* One store_t may be used by many threads: the thread that opened it uses
- * db0, every other thread gets its own connection on first use (closed when
- * that thread exits), because an SQLite connection must not run two
- * transactions for two threads at once. */
+ * conn0, every other thread gets its own connection on first use (closed
+ * when that thread exits), because an SQLite connection must not run two
+ * transactions for two threads at once. Each connection keeps its prepared
+ * statements: preparing the 44-column job query costs more than running it. */
+#define STORE_STMT_CACHE 48
+typedef struct {
+    sqlite3 *db;
+    int n;
+    struct { char *sql; sqlite3_stmt *st; int busy; } c[STORE_STMT_CACHE];
+} store_conn_t;
+
 struct store {
-    sqlite3 *db0;
+    store_conn_t *conn0;
     pthread_t owner;
     pthread_key_t key;
     char dir[STORE_PATH_LEN];
 };
 
-/* The calling thread's connection. */
+/* Release a statement from store_prep (reset for reuse, or finalize). */
+void store_finish(store_t *s, sqlite3_stmt *st);
 sqlite3 *store_db(store_t *s);
 
 /* Current schema version (PRAGMA user_version). */

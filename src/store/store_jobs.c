@@ -154,7 +154,7 @@ int store_job_create(store_t *s, store_job_t *j, char *err)
     store_bind_nullable(st, c++, j->integrations);
     store_bind_nullable(st, c++, j->method);
     int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
+    store_finish(s, st);
     if (rc == SQLITE_CONSTRAINT)
         return core_errf(err, "cannot create the job: organization '%s' does not exist", j->org_id);
     if (rc != SQLITE_DONE) return store_sqlerr(s, err, "creating a job");
@@ -177,7 +177,7 @@ int store_job_get(store_t *s, const char *org_id, const char *id, store_job_t *o
     store_bind_nullable(st, 2, org_id);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) job_row(st, out);
-    sqlite3_finalize(st);
+    store_finish(s, st);
     if (rc == SQLITE_ROW) return 0;
     if (rc != SQLITE_DONE) return store_sqlerr(s, err, "reading a job");
     return job_not_found(err, id);
@@ -190,7 +190,7 @@ static int job_rows(store_t *s, sqlite3_stmt *st, store_job_t **out, int *n, cha
         if (store_grow((void **)out, &cap, *n, sizeof **out)) { rc = SQLITE_NOMEM; break; }
         job_row(st, &(*out)[(*n)++]);
     }
-    sqlite3_finalize(st);
+    store_finish(s, st);
     if (rc != SQLITE_DONE) {
         store_job_free(*out, *n);
         *out = NULL;
@@ -415,7 +415,7 @@ int store_job_queue_position(store_t *s, const char *id, int *pos, char *err)
     store_bind_str(st, 1, id);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) *pos = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
+    store_finish(s, st);
     if (rc == SQLITE_ROW) return 0;
     if (rc != SQLITE_DONE) return store_sqlerr(s, err, "reading the queue");
     return job_not_found(err, id);

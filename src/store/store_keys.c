@@ -33,7 +33,7 @@ int store_org_create(store_t *s, const char *name, store_org_t *out, char *err)
     store_bind_str(st, 3, o.slug);
     sqlite3_bind_int64(st, 4, o.created_at);
     int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
+    store_finish(s, st);
     if (rc == SQLITE_CONSTRAINT) {
         core_errf(err, "an organization called '%s' already exists", name);
         return STORE_ECONFLICT;
@@ -50,7 +50,7 @@ int store_org_get(store_t *s, const char *id_or_name, store_org_t *out, char *er
     store_bind_str(st, 1, id_or_name);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) org_row(st, out);
-    sqlite3_finalize(st);
+    store_finish(s, st);
     if (rc == SQLITE_ROW) return 0;
     if (rc != SQLITE_DONE) return store_sqlerr(s, err, "reading an organization");
     core_errf(err, "no organization '%s'", id_or_name);
@@ -68,7 +68,7 @@ int store_org_list(store_t *s, store_org_t **out, int *n, char *err)
         if (store_grow((void **)out, &cap, *n, sizeof **out)) { rc = SQLITE_NOMEM; break; }
         org_row(st, &(*out)[(*n)++]);
     }
-    sqlite3_finalize(st);
+    store_finish(s, st);
     if (rc != SQLITE_DONE) {
         free(*out);
         *out = NULL;
@@ -135,7 +135,7 @@ int store_key_auth(store_t *s, const char *key, store_org_t *org, char *err)
     store_bind_str(st, 1, hash);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) org_row(st, org);
-    sqlite3_finalize(st);
+    store_finish(s, st);
     if (rc == SQLITE_ROW) return 0;
     if (rc != SQLITE_DONE) return store_sqlerr(s, err, "checking an API key");
     core_errf(err, "Incorrect API key provided");
@@ -156,7 +156,7 @@ int store_key_list(store_t *s, const char *org_id, store_key_t **out, int *n, ch
         if (store_grow((void **)out, &cap, *n, sizeof **out)) { rc = SQLITE_NOMEM; break; }
         key_row(st, &(*out)[(*n)++]);
     }
-    sqlite3_finalize(st);
+    store_finish(s, st);
     if (rc != SQLITE_DONE) {
         free(*out);
         *out = NULL;
