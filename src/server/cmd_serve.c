@@ -111,6 +111,9 @@ int cmd_serve(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 
+    /* model names resolve against this data directory (core_model_dir),
+     * here and in the workers the scheduler starts */
+    if (o.data_dir) setenv("TUNERY_DATA", o.data_dir, 1);
     server_t *s;
     char *key = NULL, err[CORE_ERR_LEN];
     if (server_start(&s, &o, &key, err)) {

@@ -250,7 +250,13 @@ static int parse_params(req_t *r, creq_t *c, json_t *b)
 static int resolve_model(req_t *r, const char *name, char dir[4096])
 {
     char err[CORE_ERR_LEN];
-    if (!strchr(name, '/') && name[0] != '.' && !strchr(name, ':') && core_model_dir(name, dir, err) == 0) return 0;
+    if (!strchr(name, '/') && name[0] != '.' && !strchr(name, ':')) {
+        /* the server's own data directory first (imported bases), then the shipped ones */
+        char cfg[4096 + 64];
+        snprintf(dir, 4096, "%s/models/%s", r->srv->data_dir, name);
+        snprintf(cfg, sizeof cfg, "%s/config.json", dir);
+        if (fs_exists(cfg) || core_model_dir(name, dir, err) == 0) return 0;
+    }
     store_t *st = server_store(r);
     if (!st) return -1;
     store_model_t m;

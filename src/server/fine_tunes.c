@@ -53,10 +53,13 @@ static json_t *file_array(store_t *st, const char *org_id, const char *id)
 
 static json_t *num_or_null(int known, double v) { return known ? json_real(v) : json_null(); }
 
+/* with_events: 0 none, 1 all, 2 the create response: the job as it was
+ * created (pending, events up to the enqueue), even if the scheduler has
+ * already started it. */
 static json_t *job_json(store_t *st, const store_job_t *j, int with_events)
 {
     json_t *hp = json_object();
-    if (j->resolved) {
+    if (j->resolved && with_events != 2) {
         json_object_set_new(hp, "n_epochs", json_integer(j->r_n_epochs));
         json_object_set_new(hp, "batch_size", json_integer(j->r_batch_size));
         json_object_set_new(hp, "prompt_loss_weight", json_real(j->r_prompt_loss_weight));
@@ -81,7 +84,8 @@ static json_t *job_json(store_t *st, const store_job_t *j, int with_events)
                           "id", j->id, "object", "fine-tune", "created_at", (json_int_t)j->created_at,
                           "updated_at", (json_int_t)j->updated_at, "model", j->model,
                           "fine_tuned_model", j->fine_tuned_model[0] ? json_string(j->fine_tuned_model) : json_null(),
-                          "organization_id", j->org_id, "status", store_job_wire_status(j), "hyperparams", hp);
+                          "organization_id", j->org_id, "status", with_events == 2 ? "pending" : store_job_wire_status(j),
+                          "hyperparams", hp);
     json_object_set_new(o, "training_files", file_array(st, j->org_id, j->training_file));
     json_object_set_new(o, "validation_files", file_array(st, j->org_id, j->validation_file));
     json_object_set_new(o, "result_files", file_array(st, j->org_id, j->result_file));
@@ -91,8 +95,10 @@ static json_t *job_json(store_t *st, const store_job_t *j, int with_events)
         int n = 0;
         char err[CORE_ERR_LEN];
         if (store_event_since(st, j->org_id, j->id, 0, 0, &es, &n, err) == 0) {
-            for (int i = 0; i < n; i++)
+            for (int i = 0; i < n; i++) {
                 if (fine_tunes_event_visible(&es[i])) json_array_append_new(ev, fine_tunes_event_json(&es[i]));
+                if (with_events == 2 && !strncmp(es[i].message, "Fine-tune enqueued", 18)) break;
+            }
             free(es);
         }
         json_object_set_new(o, "events", ev);
@@ -243,7 +249,7 @@ int fine_tunes_create(req_t *r)
     snprintf(id, sizeof id, "%s", j.id);
     store_job_clear(&j);
     if (store_job_get(st, r->org_id, id, &j, err)) goto fail;
-    json_t *o = job_json(st, &j, 1);
+    json_t *o = job_json(st, &j, 2);
     store_job_clear(&j);
     return http_reply_json(r, 200, o);
 fail:
