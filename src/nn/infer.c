@@ -149,6 +149,44 @@ static void infer_attention(infer_t *s, int l, int R)
     }
 }
 
+/* Decode runs a handful of rows; forking threads for a 768-float LayerNorm
+ * costs more than the work, and on a busy machine every barrier can wait a
+ * whole scheduler slice for a descheduled thread. So small steps use these
+ * serial versions of the shared kernels (same arithmetic) and keep threads
+ * for the matmuls, where the work is. */
+#define INFER_SERIAL_ROWS 8
+
+static void ln_rows(float *out, const float *inp, const float *w, const float *b, int R, int C, infer_t *s)
+{
+    if (R > INFER_SERIAL_ROWS) { layernorm_forward(out, s->mean, s->rstd, inp, w, b, R, C); return; }
+    for (int i = 0; i < R; i++) {
+        const float *x = inp + (size_t)i * C;
+        float sum = 0.0f, v = 0.0f;
+        for (int c = 0; c < C; c++) sum += x[c];
+        float m = sum / C;
+        for (int c = 0; c < C; c++) { float d = x[c] - m; v += d * d; }
+        float r = 1.0f / sqrtf(v / C + 1e-5f);
+        float *o = out + (size_t)i * C;
+        for (int c = 0; c < C; c++) o[c] = (x[c] - m) * r * w[c] + b[c];
+    }
+}
+
+static void gelu_rows(float *out, const float *inp, int N, int R)
+{
+    if (R > INFER_SERIAL_ROWS) { gelu_forward(out, inp, N); return; }
+    for (int i = 0; i < N; i++) {
+        float x = inp[i];
+        float u = 0.7978845608028654f * (x + 0.044715f * x * x * x);
+        out[i] = 0.5f * x * (1.0f + tanhf(u));
+    }
+}
+
+static void add_rows(float *x, const float *y, int N, int R)
+{
+    if (R > INFER_SERIAL_ROWS) { residual_forward(x, x, y, N); return; }
+    for (int i = 0; i < N; i++) x[i] += y[i];
+}
+
 /* Forward R rows (tokens[r] for row_seq[r] at row_pos[r]); leaves the final
  * LayerNorm output in s->ln. Writes each row's K/V into the cache first, so
  * prompt rows of one sequence see each other causally. */
@@ -163,7 +201,7 @@ static void infer_forward_rows(infer_t *s, const int *tokens, int R)
         for (int i = 0; i < C; i++) x[i] = te[i] + pe[i];
     }
     for (int l = 0; l < s->L; l++) {
-        layernorm_forward(s->ln, s->mean, s->rstd, s->x, w->ln1w + (size_t)l * C, w->ln1b + (size_t)l * C, R, C);
+        ln_rows(s->ln, s->x, w->ln1w + (size_t)l * C, w->ln1b + (size_t)l * C, R, C, s);
         matmul_forward(s->qkv, s->ln, w->qkvw + (size_t)l * C3 * C, w->qkvb + (size_t)l * C3, R, C, C3);
         for (int r = 0; r < R; r++) {
             size_t at = kv_index(s, l, s->row_seq[r], s->row_pos[r]);
@@ -172,14 +210,14 @@ static void infer_forward_rows(infer_t *s, const int *tokens, int R)
         }
         infer_attention(s, l, R);
         matmul_forward(s->tmp, s->att, w->attprojw + (size_t)l * C * C, w->attprojb + (size_t)l * C, R, C, C);
-        residual_forward(s->x, s->x, s->tmp, R * C);
-        layernorm_forward(s->ln, s->mean, s->rstd, s->x, w->ln2w + (size_t)l * C, w->ln2b + (size_t)l * C, R, C);
+        add_rows(s->x, s->tmp, R * C, R);
+        ln_rows(s->ln, s->x, w->ln2w + (size_t)l * C, w->ln2b + (size_t)l * C, R, C, s);
         matmul_forward(s->fch, s->ln, w->fcw + (size_t)l * C4 * C, w->fcb + (size_t)l * C4, R, C, C4);
-        gelu_forward(s->fchg, s->fch, R * C4);
+        gelu_rows(s->fchg, s->fch, R * C4, R);
         matmul_forward(s->tmp, s->fchg, w->fcprojw + (size_t)l * C * C4, w->fcprojb + (size_t)l * C, R, C4, C);
-        residual_forward(s->x, s->x, s->tmp, R * C);
+        add_rows(s->x, s->tmp, R * C, R);
     }
-    layernorm_forward(s->ln, s->mean, s->rstd, s->x, w->lnfw, w->lnfb, R, C);
+    ln_rows(s->ln, s->x, w->lnfw, w->lnfb, R, C, s);
 }
 
 /* LM head (tied to wte) for n rows of s->ln starting at row r0, real
