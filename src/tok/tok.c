@@ -133,6 +133,8 @@ void tok_free(tok_t *t)
     free(t->specials);
     tok_re_free(t);
     free(t->re_src);
+    tok_bt_free(t);
+    pthread_mutex_destroy(&t->bt_lock);
     free(t);
 }
 
@@ -157,6 +159,7 @@ int tok_load_file(tok_t **out, const char *path, char *err)
     size_t pos = 8;
     int rc = -1;
     if (!t) { core_errf(err, "out of memory loading %s", path); goto done; }
+    pthread_mutex_init(&t->bt_lock, NULL);
     t->eot = -1;
     if (len < 8 || memcmp(buf, "TUNTOK1\n", 8) != 0 || rd_u32(buf, len, &pos, &nv) ||
         rd_u32(buf, len, &pos, &nm) || rd_u32(buf, len, &pos, &np) || rd_u32(buf, len, &pos, &ns) ||
@@ -199,6 +202,7 @@ int tok_load_file(tok_t **out, const char *path, char *err)
     for (int i = 0; i < t->n_merges * 2; i++)
         if (t->merges[i] < 0 || t->merges[i] >= t->n_vocab) { core_errf(err, "%s has a corrupt merge list", path); goto done; }
     t->whole_lookup = flags & 1;
+    t->bt_ok = flags & 1;
     t->pre = TOK_PRE_GPT2;
     rc = tok_build(t, pairs, np, err);
 done:

@@ -177,6 +177,10 @@ static size_t bpe_long(const tok_t *t, const unsigned char *p, size_t len, int *
     return m;
 }
 
+/* pieces longer than this go to the backtracking encoder when it applies:
+ * below it the heap is as fast and needs no tables */
+#define BPE_BT_MIN 256
+
 size_t tok_bpe_piece(const tok_t *t, const unsigned char *p, size_t len, int *out, tok_scratch_t *sc)
 {
     if (len == 1) { out[0] = t->byte_id[p[0]]; return 1; }
@@ -185,7 +189,19 @@ size_t tok_bpe_piece(const tok_t *t, const unsigned char *p, size_t len, int *ou
         if (id >= 0) { out[0] = id; return 1; }
     }
     if (len <= BPE_SHORT) return bpe_short(t, p, len, out);
+    if (t->bt_ok && len >= BPE_BT_MIN) {
+        size_t m = tok_bt_piece(t, p, len, out, sc);
+        if (m != (size_t)-2) return m;
+    }
     return bpe_long(t, p, len, out, sc);
+}
+
+size_t tok_bpe_piece_alg(const tok_t *t, const unsigned char *p, size_t len, int *out,
+                         tok_scratch_t *sc, int alg)
+{
+    if (alg == 0) return len <= BPE_SHORT ? bpe_short(t, p, len, out) : (size_t)-2;
+    if (alg == 1) return len >= 2 ? bpe_long(t, p, len, out, sc) : (size_t)-2;
+    return t->bt_ok ? tok_bt_piece(t, p, len, out, sc) : (size_t)-2;
 }
 
 void tok_scratch_free(tok_scratch_t *sc)

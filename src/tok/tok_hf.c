@@ -134,6 +134,9 @@ static int hf_build(tok_t **out, const hf_src_t *src, const char *what, char *er
         if (json_integer_value(id) > maxid) maxid = json_integer_value(id);
     }
     if (maxid < 255) return core_errf(err, "%s: the vocabulary is too small for a byte-level BPE", what);
+    if (maxid >= 2 * (long long)(json_object_size(src->vocab) + na) + 256)
+        return core_errf(err, "%s: token ids run to %lld for %zu tokens; ids must be dense", what, maxid,
+                         json_object_size(src->vocab) + na);
 
     int rc = -1;
     int nv = (int)maxid + 1;
@@ -142,6 +145,7 @@ static int hf_build(tok_t **out, const hf_src_t *src, const char *what, char *er
     uint32_t *pairs = NULL;
     buf_t blob = {0};
     if (!tokb || !t) { core_errf(err, "out of memory loading %s", what); goto done; }
+    pthread_mutex_init(&t->bt_lock, NULL);
     t->n_vocab = nv;
     t->eot = -1;
     json_object_foreach(src->vocab, key, val) {
@@ -204,6 +208,17 @@ static int hf_build(tok_t **out, const hf_src_t *src, const char *what, char *er
         t->merges[2 * k + 1] = ib;
     }
     t->n_merges = (int)nm;
+    /* an added token may have taken the id a merge makes: refuse, or
+     * decode(encode(x)) would not give x back */
+    for (size_t k = 0; k < nm; k++) {
+        const uint32_t *q = pairs + 4 * k;
+        size_t la = t->off[q[0] + 1] - t->off[q[0]], lb = t->off[q[1] + 1] - t->off[q[1]];
+        if (t->off[q[3] + 1] - t->off[q[3]] != la + lb || memcmp(t->blob + t->off[q[3]], t->blob + t->off[q[0]], la) != 0 ||
+            memcmp(t->blob + t->off[q[3]] + la, t->blob + t->off[q[1]], lb) != 0) {
+            core_errf(err, "%s: merge %zu makes token %u, whose bytes are not the two parts joined", what, k, q[3]);
+            goto done;
+        }
+    }
     t->whole_lookup = src->whole_lookup;
     if (tok_build(t, pairs, nm, err)) goto done;
     rc = 0;
@@ -260,8 +275,18 @@ static int hf_pretok(tok_t *t, json_t *pt, const char *what, char *err)
 
 int tok_load_hf(tok_t **out, const char *path, char *err)
 {
+    char *buf;
+    size_t len;
+    if (fs_read_all(path, &buf, &len, err)) return -1;
+    int rc = tok_load_hf_mem(out, buf, len, path, err);
+    free(buf);
+    return rc;
+}
+
+int tok_load_hf_mem(tok_t **out, const char *data, size_t len, const char *path, char *err)
+{
     json_error_t je;
-    json_t *root = json_load_file(path, 0, &je);
+    json_t *root = json_loadb(data, len, 0, &je);
     if (!root) return core_errf(err, "cannot read %s: %s (line %d)", path, je.text, je.line);
     int rc = -1;
     json_t *model = json_object_get(root, "model");

@@ -16,6 +16,7 @@
 #define TUNERY_TOK_INT_H
 
 #include "tok/tok.h"
+#include <pthread.h>
 #include <stdint.h>
 
 typedef struct {
@@ -26,6 +27,7 @@ typedef struct {
 } tok_special_t;
 
 enum { TOK_PRE_GPT2 = 0, TOK_PRE_REGEX = 1 };
+typedef struct tok_bt tok_bt_t;
 
 struct tok {
     int n_vocab;
@@ -51,6 +53,9 @@ struct tok {
     void *re;                /* pcre2_code_8 *, for TOK_PRE_REGEX */
     char *re_src;            /* the regex as written in the file */
     int shared;              /* the process-wide r50k: tok_free ignores it */
+    int bt_ok;               /* ranks are ids (tiktoken): tok_bt.c may encode giant pieces */
+    tok_bt_t *bt;            /* its tables, built on first use under bt_lock */
+    pthread_mutex_t bt_lock;
 };
 
 /* Builds the hash tables of t from off/blob/pairs; t owns all arrays given.
@@ -58,6 +63,8 @@ struct tok {
  * must be a token. */
 int tok_build(tok_t *t, const uint32_t *pairs, size_t n_pairs, char *err);
 int tok_lookup(const tok_t *t, const char *s, size_t len);
+/* tokenizer.json text already in memory; what names it in errors. */
+int tok_load_hf_mem(tok_t **out, const char *data, size_t len, const char *what, char *err);
 /* A TUNTOK1 file (data/tok/r50k.tok, see scripts/build_r50k.mjs). */
 int tok_load_file(tok_t **out, const char *path, char *err);
 
@@ -73,6 +80,15 @@ typedef struct {
 size_t tok_bpe_piece(const tok_t *t, const unsigned char *p, size_t len,
                      int *out, tok_scratch_t *sc);
 void tok_scratch_free(tok_scratch_t *sc);
+/* The same by algorithm, for tests: 0 short scan (len <= 64), 1 heap, 2 backtracking. */
+size_t tok_bpe_piece_alg(const tok_t *t, const unsigned char *p, size_t len, int *out,
+                         tok_scratch_t *sc, int alg);
+
+/* Linear-time BPE of giant pieces (tok_bt.c), for bt_ok tokenizers. Returns
+ * the number of ids, (size_t)-1 on out-of-memory, (size_t)-2 if the
+ * vocabulary defeats it (the caller falls back to the heap). */
+size_t tok_bt_piece(const tok_t *t, const unsigned char *p, size_t len, int *out, tok_scratch_t *sc);
+void tok_bt_free(tok_t *t);
 
 /* Regex pre-tokenizer (PCRE2), tok_re.c */
 int tok_re_compile(tok_t *t, const char *pattern, char *err);

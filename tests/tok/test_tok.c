@@ -4,7 +4,7 @@
  * merges), and save + reload of r50k. The full parity against tiktoken is
  * tests/tok/integration.sh. Run from the repo root (TUNERY_SHARE=data). */
 #include "test.h"
-#include "tok/tok.h"
+#include "tok/tok_int.h"
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -118,6 +118,35 @@ static void test_long_pieces(void)
     CHECK_EQ_INT(h, 1829723576u);
     tok_ids_free(&v);
     free(s);
+}
+
+static void test_bt_matches_heap(void)
+{
+    /* the backtracking encoder (giant pieces) against the heap merge, which
+     * follows tiktoken's rule literally, on pieces of many alphabets */
+    size_t n = 1500;
+    unsigned char *s = malloc(n);
+    int *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
+    tok_scratch_t sc = {0};
+    uint32_t seed = 42;
+    int bad = 0;
+    for (int it = 0; it < 120; it++) {
+        int k = 2 + it % 25, mode = it % 3;
+        for (size_t i = 0; i < n; i++) {
+            seed = seed * 1664525u + 1013904223u;
+            unsigned r = seed >> 24;
+            s[i] = mode == 0 ? (unsigned char)"abcdefghijklmnopqrstuvwxyz"[r % (unsigned)k]
+                 : mode == 1 ? (unsigned char)r
+                 : (unsigned char)"etaoinshrdlucmfwypvbgkqjxzETAOIN0123456789 .,'"[r % (unsigned)(k + 20)];
+        }
+        size_t na = tok_bpe_piece_alg(R, s, n, a, &sc, 1), nb = tok_bpe_piece_alg(R, s, n, b, &sc, 2);
+        if (na != nb || memcmp(a, b, na * sizeof *a)) bad++;
+    }
+    CHECKF(bad == 0, "%d of 120 pieces differ", bad);
+    tok_scratch_free(&sc);
+    free(s);
+    free(a);
+    free(b);
 }
 
 static void test_decode_errors(void)
@@ -258,6 +287,7 @@ int main(void)
     RUN(test_special);
     RUN(test_roundtrip_random_bytes);
     RUN(test_long_pieces);
+    RUN(test_bt_matches_heap);
     RUN(test_decode_errors);
     RUN(test_hf_gpt2_fixture);
     RUN(test_hf_llama3_fixture);

@@ -1,0 +1,178 @@
+/* bench_tokenize.c: `tunery bench tokenize [FILE]`, the tokenizer's speed as
+ * JSON lines: r50k load time, single-threaded MB/s and tokens/s on the KJV
+ * Bible (or FILE), the same for npm tiktoken (WASM) and js-tiktoken in the
+ * same run (scripts/bench_tiktoken.mjs), and the per-byte time of
+ * pathological inputs (10 MB without a space, 10 MB of one letter) relative
+ * to normal text, which shows the merge stays O(n log n) on giant pieces.
+ */
+#include "cmds.h"
+#include "tok/tok_int.h"
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char usage[] =
+    "usage: tunery bench tokenize [FILE] [--reps N] [--no-peers] [--no-pathological]\n"
+    "Prints JSON lines: load time of r50k, single-threaded MB/s and tokens/s of\n"
+    "encoding FILE (default: the KJV Bible from `bible Gen1:1-Rev22:21`), the same\n"
+    "figures for npm tiktoken and js-tiktoken (needs node and `npm ci` in\n"
+    "tests/tok/node), and pathological inputs' time per byte relative to FILE's.\n"
+    "  --reps N            timed repetitions, the median is reported (default 5)\n"
+    "  --no-peers          skip tiktoken and js-tiktoken\n"
+    "  --no-pathological   skip the 10 MB pathological inputs\n";
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* median seconds of reps encodes; *ntok gets the token count */
+static double time_encode(const tok_t *t, const char *s, size_t n, int reps, size_t *ntok)
+{
+    double ts[64];
+    tok_ids_t v = {0};
+    if (reps > 64) reps = 64;
+    tok_encode(t, s, n, 0, &v);   /* warm-up, sizes the id buffer */
+    for (int i = 0; i < reps; i++) {
+        v.len = 0;
+        double t0 = time_mono();
+        tok_encode(t, s, n, 0, &v);
+        ts[i] = time_mono() - t0;
+    }
+    *ntok = v.len;
+    tok_ids_free(&v);
+    qsort(ts, (size_t)reps, sizeof *ts, cmp_double);
+    return ts[reps / 2];
+}
+
+static void print_fig(const char *impl, const char *input, size_t bytes, size_t ntok, double s, double rel)
+{
+    printf("{\"bench\":\"tokenize\",\"impl\":\"%s\",\"input\":\"%s\",\"bytes\":%zu,\"tokens\":%zu,"
+           "\"seconds\":%.4f,\"mb_per_s\":%.2f,\"tokens_per_s\":%.0f",
+           impl, input, bytes, ntok, s, bytes / s / 1e6, ntok / s);
+    if (rel > 0) printf(",\"per_byte_vs_text\":%.2f", rel);
+    printf("}\n");
+    fflush(stdout);
+}
+
+static int read_kjv(buf_t *b, char *err)
+{
+    FILE *p = popen("bible -f 'Gen1:1-Rev22:21' 2>/dev/null || bible 'Gen1:1-Rev22:21'", "r");
+    if (!p) return core_errf(err, "cannot run bible: install the Debian packages bible-kjv and bible-kjv-text, or give a FILE");
+    char tmp[1 << 16];
+    size_t n;
+    while ((n = fread(tmp, 1, sizeof tmp, p)) > 0) buf_append(b, tmp, n);
+    if (pclose(p) != 0 || b->len < 1000000)
+        return core_errf(err, "`bible Gen1:1-Rev22:21` did not print the KJV text: install bible-kjv and bible-kjv-text, or give a FILE");
+    return 0;
+}
+
+static void run_peers(const char *file, int reps, const char *label, double our_mbps)
+{
+    char script[PATH_MAX + 64], cmd[3 * PATH_MAX];
+    snprintf(script, sizeof script, "%s/../scripts/bench_tiktoken.mjs", core_share_dir());
+    if (!fs_exists(script)) {
+        printf("{\"bench\":\"tokenize\",\"impl\":\"tiktoken-wasm\",\"skipped\":\"%s not found\"}\n", script);
+        return;
+    }
+    snprintf(cmd, sizeof cmd, "node '%s' '%s' %d '%s' 2>&1", script, file, reps, label);
+    FILE *p = popen(cmd, "r");
+    if (!p) return;
+    char line[4096];
+    while (fgets(line, sizeof line, p)) {
+        fputs(line, stdout);
+        const char *m = strstr(line, "\"mb_per_s\":");
+        if (strstr(line, "\"tiktoken-wasm\"") && m && our_mbps > 0)
+            printf("{\"bench\":\"tokenize\",\"figure\":\"speedup_vs_tiktoken\",\"input\":\"%s\",\"value\":%.2f}\n",
+                   label, our_mbps / atof(m + 11));
+    }
+    if (pclose(p) != 0)
+        printf("{\"bench\":\"tokenize\",\"impl\":\"tiktoken-wasm\",\"skipped\":\"node failed; run npm ci in tests/tok/node\"}\n");
+    fflush(stdout);
+}
+
+int cmd_bench_tokenize(int argc, char **argv)
+{
+    const char *file = NULL;
+    int reps = 5, peers = 1, patho = 1;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--no-peers")) peers = 0;
+        else if (!strcmp(argv[i], "--no-pathological")) patho = 0;
+        else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { fputs(usage, stdout); return 0; }
+        else if (argv[i][0] != '-' && !file) file = argv[i];
+        else { fprintf(stderr, "tunery bench tokenize: unknown option '%s'\n%s", argv[i], usage); return 2; }
+    }
+    if (reps < 1) reps = 1;
+    char err[CORE_ERR_LEN], path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/tok/r50k.tok", core_share_dir());
+    double lt[9];
+    for (int i = 0; i < 9; i++) {
+        tok_t *t = NULL;
+        double t0 = time_mono();
+        if (tok_load_file(&t, path, err)) { fprintf(stderr, "tunery bench tokenize: %s\n", err); return 1; }
+        lt[i] = time_mono() - t0;
+        tok_free(t);
+    }
+    qsort(lt, 9, sizeof *lt, cmp_double);
+    printf("{\"bench\":\"tokenize\",\"figure\":\"r50k_load_ms\",\"value\":%.2f}\n", lt[4] * 1e3);
+    const tok_t *t = tok_r50k(err);
+    if (!t) { fprintf(stderr, "tunery bench tokenize: %s\n", err); return 1; }
+
+    buf_t text = {0};
+    char tmpf[] = "/tmp/tunery-bench-tok-XXXXXX";
+    const char *label = file ? file : "kjv";
+    int rc = 1;
+    if (file ? fs_read_all(file, &text.data, &text.len, err) : read_kjv(&text, err)) {
+        fprintf(stderr, "tunery bench tokenize: %s\n", err);
+        goto done;
+    }
+    size_t ntok;
+    double s = time_encode(t, text.data, text.len, reps, &ntok);
+    double per_byte = s / (double)text.len;
+    print_fig("tunery", label, text.len, ntok, s, 0);
+    if (peers) {
+        const char *pf = file;
+        if (!pf) {
+            int fd = mkstemp(tmpf);
+            if (fd < 0 || write(fd, text.data, text.len) != (ssize_t)text.len) { if (fd >= 0) close(fd); goto patho; }
+            close(fd);
+            pf = tmpf;
+        }
+        run_peers(pf, reps, label, text.len / s / 1e6);
+    }
+patho:
+    if (patho) {
+        size_t n = 10u << 20;
+        char *p = malloc(n);
+        if (!p) goto done;
+        uint32_t seed = 42;
+        for (size_t i = 0; i < n; i++) {
+            seed = seed * 1664525u + 1013904223u;
+            p[i] = "abcdefghijklmnopqrstuvwxyz"[(seed >> 24) % 26];
+        }
+        int pr = reps < 3 ? reps : 3;
+        s = time_encode(t, p, n, pr, &ntok);
+        print_fig("tunery", "10MB-no-space-letters", n, ntok, s, s / n / per_byte);
+        for (size_t i = 0; i < n; i++) {
+            seed = seed * 1664525u + 1013904223u;
+            p[i] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJ0123456789.,;:-_/()"[(seed >> 24) % 55];
+        }
+        s = time_encode(t, p, n, pr, &ntok);
+        print_fig("tunery", "10MB-no-space-mixed", n, ntok, s, s / n / per_byte);
+        memset(p, 'a', n);
+        s = time_encode(t, p, n, pr, &ntok);
+        print_fig("tunery", "10MB-one-letter", n, ntok, s, s / n / per_byte);
+        memset(p, ' ', n);
+        s = time_encode(t, p, n, pr, &ntok);
+        print_fig("tunery", "10MB-spaces", n, ntok, s, s / n / per_byte);
+        free(p);
+    }
+    rc = 0;
+done:
+    if (!file && tmpf[sizeof tmpf - 2] != 'X') unlink(tmpf);
+    buf_free(&text);
+    return rc;
+}

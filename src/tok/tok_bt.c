@@ -1,0 +1,233 @@
+/* tok_bt.c: linear-time BPE for giant pieces of tiktoken-ranked vocabularies.
+ *
+ * The heap merge in tok_bpe.c is O(n log n) but touches memory at random, so
+ * a 10 MB piece (10 MB without a space, or of one letter) runs 30-60 times
+ * slower per byte than text. This is the "backtracking" encoder of GitHub's
+ * rust-gems `bpe` crate (van Antwerpen & Neubeck, 2024), which rests on one
+ * fact about BPE whose ranks are token ids (tiktoken's r50k): a token
+ * sequence is the BPE encoding of its bytes exactly when every adjacent pair
+ * is "compatible", i.e. BPE of the two tokens' bytes gives those two tokens.
+ * So: take the longest token that is a prefix of the rest, shorten it while it
+ * is incompatible with the previous token, and backtrack (remembering dead
+ * positions in a bitfield) when nothing fits. Amortised linear time,
+ * sequential memory access.
+ *
+ * Compatibility is decided by undoing both tokens' merges from the top and
+ * asking, at each step, whether the two tokens facing each other across the
+ * boundary would have merged before either side's next merge (pair table:
+ * every split of every token, rank = id, as tiktoken merges). Each token's
+ * own last merge (its "split") is found once, in id order, as in the crate.
+ *
+ * The tables (a byte trie of the vocabulary, each token's longest proper
+ * prefix token, each token's split) are built on first use, ~20 ms for r50k,
+ * so processes that never meet a giant piece never pay for them.
+ */
+#include "tok/tok_int.h"
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct tok_bt {
+    /* trie: child of (node, byte) in an open-addressing table */
+    uint32_t *ckey;           /* node << 8 | byte, UINT32_MAX = empty */
+    int32_t *cval;
+    uint32_t cmask;
+    int32_t *node_tok;        /* token ending at node, -1 if none */
+    int32_t *prefix;          /* longest proper prefix token of id, -1 if none */
+    int32_t *split;           /* 2 per id: the merge that made it; {id, id} for bytes */
+};
+
+static inline uint32_t child_hash(uint32_t k)
+{
+    return (uint32_t)((k * 0x9E3779B97F4A7C15ull) >> 32);
+}
+
+static inline int32_t trie_child(const tok_bt_t *b, int32_t node, unsigned char c)
+{
+    uint32_t k = (uint32_t)node << 8 | c, h = child_hash(k) & b->cmask;
+    for (;;) {
+        if (b->ckey[h] == k) return b->cval[h];
+        if (b->ckey[h] == UINT32_MAX) return -1;
+        h = (h + 1) & b->cmask;
+    }
+}
+
+static inline int32_t pair_merged(const tok_t *t, int32_t a, int32_t c)
+{
+    uint64_t key = (uint64_t)(uint32_t)a << 32 | (uint32_t)c;
+    uint32_t h = (uint32_t)((key * 0x9E3779B97F4A7C15ull) >> 32) & t->pair_mask;
+    for (;;) {
+        uint64_t k = t->pair_key[h];
+        if (k == key) return t->pair_val[2 * h];
+        if (k == UINT64_MAX) return INT_MAX;
+        h = (h + 1) & t->pair_mask;
+    }
+}
+
+/* Does BPE of bytes(t1) + bytes(t2) give [t1, t2]? Only merges ranked below
+ * limit count (INT_MAX when encoding; the token being split when building). */
+static int bt_compatible(const tok_t *t, const int32_t *split, int32_t t1, int32_t t2, int32_t limit)
+{
+    for (;;) {
+        if (pair_merged(t, t1, t2) < limit) return 0;
+        if (t1 > t2) {
+            limit = t1;
+            t1 = split[2 * t1 + 1];
+            if (t1 == limit) {
+                limit = t2 + 1;
+                t2 = split[2 * t2];
+                if (t2 + 1 == limit) return 1;
+            }
+        } else {
+            limit = t2 + 1;
+            t2 = split[2 * t2];
+            if (t2 + 1 == limit) {
+                limit = t1;
+                t1 = split[2 * t1 + 1];
+                if (t1 == limit) return 1;
+            }
+        }
+    }
+}
+
+static void bt_free(tok_bt_t *b)
+{
+    if (!b) return;
+    free(b->ckey);
+    free(b->cval);
+    free(b->node_tok);
+    free(b->prefix);
+    free(b->split);
+    free(b);
+}
+
+static tok_bt_t *bt_build(const tok_t *t)
+{
+    tok_bt_t *b = calloc(1, sizeof *b);
+    if (!b) return NULL;
+    size_t nodes_max = (size_t)t->off[t->n_vocab] + 1;
+    uint32_t cap = 16;
+    while (cap < 2 * nodes_max) cap *= 2;
+    b->ckey = malloc(cap * sizeof *b->ckey);
+    b->cval = malloc(cap * sizeof *b->cval);
+    b->node_tok = malloc(nodes_max * sizeof *b->node_tok);
+    b->prefix = malloc((size_t)t->n_vocab * sizeof *b->prefix);
+    b->split = malloc((size_t)t->n_vocab * 2 * sizeof *b->split);
+    if (!b->ckey || !b->cval || !b->node_tok || !b->prefix || !b->split) { bt_free(b); return NULL; }
+    memset(b->ckey, 0xff, cap * sizeof *b->ckey);
+    b->cmask = cap - 1;
+    int32_t nn = 1;
+    b->node_tok[0] = -1;
+    for (int id = 0; id < t->n_vocab; id++) {
+        const unsigned char *s = (const unsigned char *)t->blob + t->off[id];
+        size_t len = t->off[id + 1] - t->off[id];
+        if (len == 0 || tok_lookup(t, (const char *)s, len) != id) continue;   /* specials, duplicates */
+        int32_t node = 0;
+        for (size_t i = 0; i < len; i++) {
+            int32_t c = trie_child(b, node, s[i]);
+            if (c < 0) {
+                uint32_t k = (uint32_t)node << 8 | s[i], h = child_hash(k) & b->cmask;
+                while (b->ckey[h] != UINT32_MAX) h = (h + 1) & b->cmask;
+                b->ckey[h] = k;
+                b->cval[h] = c = nn;
+                b->node_tok[nn++] = -1;
+            }
+            node = c;
+        }
+        b->node_tok[node] = id;
+    }
+    for (int id = 0; id < t->n_vocab; id++) {
+        const unsigned char *s = (const unsigned char *)t->blob + t->off[id];
+        size_t len = t->off[id + 1] - t->off[id];
+        int32_t node = 0, pre = -1;
+        for (size_t i = 0; i + 1 < len && node >= 0; i++) {
+            node = trie_child(b, node, s[i]);
+            if (node >= 0 && b->node_tok[node] >= 0) pre = b->node_tok[node];
+        }
+        b->prefix[id] = pre;
+    }
+    /* each token's last merge: the longest prefix split whose parts are
+     * older tokens and compatible (ids are ranks) */
+    for (int id = 0; id < t->n_vocab; id++) {
+        b->split[2 * id] = b->split[2 * id + 1] = id;
+        const char *s = t->blob + t->off[id];
+        size_t len = t->off[id + 1] - t->off[id];
+        for (int32_t t1 = b->prefix[id]; t1 >= 0; t1 = b->prefix[t1]) {
+            size_t l1 = t->off[t1 + 1] - t->off[t1];
+            int32_t t2 = tok_lookup(t, s + l1, len - l1);
+            if (t1 < id && t2 >= 0 && t2 < id && bt_compatible(t, b->split, t1, t2, id)) {
+                b->split[2 * id] = t1;
+                b->split[2 * id + 1] = t2;
+                break;
+            }
+        }
+    }
+    return b;
+}
+
+void tok_bt_free(tok_t *t)
+{
+    bt_free(t->bt);
+    t->bt = NULL;
+}
+
+static const tok_bt_t *bt_get(const tok_t *t)
+{
+    tok_t *m = (tok_t *)t;   /* the lazily built tables are the only mutable part */
+    const tok_bt_t *b = __atomic_load_n(&m->bt, __ATOMIC_ACQUIRE);
+    if (b) return b;
+    pthread_mutex_lock(&m->bt_lock);
+    if (!m->bt) __atomic_store_n(&m->bt, bt_build(t), __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&m->bt_lock);
+    return m->bt;
+}
+
+static inline size_t tlen(const tok_t *t, int32_t id) { return t->off[id + 1] - t->off[id]; }
+
+size_t tok_bt_piece(const tok_t *t, const unsigned char *p, size_t len, int *out, tok_scratch_t *sc)
+{
+    const tok_bt_t *b = bt_get(t);
+    if (!b) return (size_t)-1;
+    size_t words = (len + 1 + 31) / 32;
+    if (sc->cap < words) {
+        int32_t *a = realloc(sc->a, words * sizeof *a);
+        if (!a) return (size_t)-1;
+        sc->a = a;
+        sc->cap = words;
+    }
+    uint32_t *live = (uint32_t *)sc->a;   /* bit i: encoding may still end at i */
+    memset(live, 0xff, words * sizeof *live);
+    size_t pos = 0, m = 0;
+    int32_t next = -1;
+#define LONGEST(at) do { \
+        int32_t node_ = 0; next = -1; \
+        for (size_t i_ = (at); i_ < len; i_++) { \
+            node_ = trie_child(b, node_, p[i_]); \
+            if (node_ < 0) break; \
+            if (b->node_tok[node_] >= 0) next = b->node_tok[node_]; \
+        } \
+    } while (0)
+    LONGEST(0);
+    while (next >= 0) {
+        int32_t tk = next, last = m ? out[m - 1] : -1;
+        for (;;) {
+            size_t end = pos + tlen(t, tk);
+            if ((live[end >> 5] >> (end & 31) & 1) && (last < 0 || bt_compatible(t, b->split, last, tk, INT_MAX))) {
+                out[m++] = tk;
+                pos = end;
+                if (pos < len) LONGEST(pos);
+                else next = -1;
+                break;
+            }
+            if (b->prefix[tk] >= 0) { tk = b->prefix[tk]; continue; }
+            if (m == 0) return (size_t)-2;   /* cannot happen for a BPE vocabulary */
+            live[pos >> 5] &= ~(1u << (pos & 31));
+            m--;
+            pos -= tlen(t, last);
+            next = last;
+            break;
+        }
+    }
+#undef LONGEST
+    return m;
+}
