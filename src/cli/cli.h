@@ -64,7 +64,8 @@ int cli_http_upload(const cli_opts_t *o, const char *filename, const char *local
 /* Server-sent events: fn gets each `data:` payload (without the prefix);
  * returning non-zero stops the stream. Return values: 0 the stream ended
  * ([DONE] or the server closed it cleanly), 1 *stop became non-zero (Ctrl-C),
- * 2 fn asked to stop, -1 the connection failed or broke (err set). A non-2xx
+ * 2 fn asked to stop, 3 the server closed the stream without [DONE],
+ * -1 the connection failed or broke (err set). A non-2xx
  * answer returns 0 with r->status and r->body set and fn never called. */
 typedef int (*cli_sse_fn)(const char *data, size_t len, void *ud);
 int cli_http_sse(const cli_opts_t *o, const char *method, const char *path,

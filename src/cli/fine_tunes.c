@@ -227,8 +227,17 @@ static int stream_events(const cli_opts_t *o, const char *id)
         return rc;
     }
     cli_resp_free(&r);
+    const char *st;
+    if (rc == 3) {
+        /* closed without [DONE]: fine if the job is over, a drop if not */
+        int jrc = get_job(o, id, &job);
+        if (jrc) return jrc;
+        st = json_string_value(json_object_get(job, "status"));
+        rc = st && (!strcmp(st, "succeeded") || !strcmp(st, "failed") || !strcmp(st, "cancelled")) ? 0 : -2;
+        json_decref(job);
+    }
     if (rc != 0) {
-        if (rc < 0) fprintf(stderr, "tunery: %s\n", err);
+        if (rc == -1) fprintf(stderr, "tunery: %s\n", err);
         printf("\nStream interrupted (client disconnected).\n"
                "To resume the stream, run:\n\n"
                "  tunery api fine_tunes.follow -i %s\n\n", id);
@@ -236,7 +245,7 @@ static int stream_events(const cli_opts_t *o, const char *id)
     }
     int jrc = get_job(o, id, &job);
     if (jrc) return jrc;
-    const char *st = json_string_value(json_object_get(job, "status"));
+    st = json_string_value(json_object_get(job, "status"));
     if (st && !strcmp(st, "succeeded")) {
         const char *m = json_string_value(json_object_get(job, "fine_tuned_model"));
         printf("\nJob complete! Status: succeeded \xf0\x9f\x8e\x89");

@@ -344,7 +344,7 @@ int cli_http_sse(const cli_opts_t *o, const char *method, const char *path,
     else if (rc == CURLE_OK) {
         /* EOF without [DONE]; a line without its newline still counts */
         if (s.ok && s.line.len) { buf_reserve(&s.line, 1); s.line.data[s.line.len] = 0; sse_line(&s, s.line.data, s.line.len); }
-        ret = 0;
+        ret = s.done ? 0 : s.fn_stop ? 2 : s.ok ? 3 : 0;
     } else if (s.checked) {
         ret = core_errf(err, "the stream from %s broke: %s", url, curl_err[0] ? curl_err : curl_easy_strerror(rc));
     } else {
