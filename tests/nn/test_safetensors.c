@@ -39,7 +39,7 @@ static void expect_error(const char *header, size_t dlen, const char *needle)
 
 static void test_valid(void)
 {
-    uint8_t buf[256];
+    uint8_t buf[1024];
     float v[6] = {1, 2, 3, 4, 5, 6};
     uint16_t h[2] = {0x3c00, 0xc000};   /* F16 1.0, -2.0 */
     uint16_t bf[2] = {0x3f80, 0x4040};  /* BF16 1.0, 3.0 */
