@@ -162,10 +162,11 @@ static int conn_open(const char *dir, store_conn_t **out, char *err)
     }
     sqlite3_busy_timeout(c->db, 10000);
     /* WAL: readers never block the writer; synchronous=NORMAL is durable
-     * against process crashes (kill -9), which is the promise we make. */
+     * against process crashes (kill -9), which is the promise we make. A
+     * small page cache: a server may hold a connection per thread. */
     char *msg = NULL;
-    if (sqlite3_exec(c->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
-                     NULL, NULL, &msg) != SQLITE_OK) {
+    if (sqlite3_exec(c->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; "
+                     "PRAGMA cache_size=-512;", NULL, NULL, &msg) != SQLITE_OK) {
         core_errf(err, "cannot set up the store %s: %s", p, msg ? msg : sqlite3_errmsg(c->db));
         sqlite3_free(msg);
         conn_close(c);

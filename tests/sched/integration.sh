@@ -10,6 +10,9 @@
 #      have no gap or duplicate, and its loss curve equals run 1's
 #   3. kill -9 of the worker alone: the job is failed with the reason
 #   4. two jobs: queue numbers, and cancel from another process
+#   5. current API: metrics events, checkpoints, pause and resume
+#   6. clean shutdown (sched_stop) mid-training: re-queued, resumed later
+#   7. tunery keys create/list/revoke
 set -u
 cd "$(dirname "$0")/../.."
 root=$(pwd)
@@ -164,6 +167,34 @@ ckpts_ok() { # every listed checkpoint: its directory loads (config.json), its n
   done <<<"$ck"
 }
 check "checkpoints listed newest first, loadable, named" ckpts_ok
+
+# ---- 6. clean shutdown of the scheduler mid-training
+D6=$(newdata f)
+J6=$(TUNERY_DATA=$D6 DRIVER_EPOCHS=3 "$DRV" create "$D6" "$tmp/train.jsonl" tiny legacy)
+# A run with a 2.5 s budget ends with sched_stop while the worker trains:
+# SIGTERM, a checkpoint, exit, and the job goes back to the queue.
+TUNERY_DATA=$D6 "$DRV" run "$D6" "$TUNERY" 2.5; rc=$?
+read -r st6b _ < <("$DRV" status "$D6" "$J6")
+check "sched_stop re-queues a running job" '[ $rc -eq 1 ] && [ "$st6b" = queued ] && [ -z "$(worker_pids "$J6")" ]'
+TUNERY_DATA=$D6 "$DRV" run "$D6" "$TUNERY" 90; rc=$?
+read -r st6c _ res6 _ < <("$DRV" status "$D6" "$J6")
+check "after a clean stop the job resumes and succeeds" '[ $rc -eq 0 ] && [ "$st6c" = succeeded ]'
+check "clean stop: same loss curve" 'cmp -s "$D1/files/$res1" "$D6/files/$res6"'
+check "clean stop: no duplicate events" '[ -z "$(msgs "$D6" "$J6" | sort | uniq -d)" ]'
+
+# ---- 7. tunery keys
+D7=$tmp/k
+key=$("$TUNERY" keys create --org "Acme Co" --data "$D7" 2>/dev/null)
+check "keys create prints one sk- key" '[[ "$key" =~ ^sk-[A-Za-z0-9]{48}$ ]]'
+list=$("$TUNERY" keys list --data "$D7")
+kid=$(awk 'NR==2 {print $1}' <<<"$list")
+check "keys list shows the key by id and hint, not the secret" 'grep -q "Acme Co" <<<"$list" && ! grep -q "$key" <<<"$list" && [[ "$kid" =~ ^key- ]]'
+"$TUNERY" keys revoke "$kid" --data "$D7" 2>/dev/null
+check "keys revoke" '"$TUNERY" keys list --data "$D7" | grep -q revoked'
+"$TUNERY" keys revoke "$kid" --data "$D7" 2>/dev/null; rc=$?
+check "revoking twice fails" '[ $rc -ne 0 ]'
+"$TUNERY" keys create --data "$D7" >/dev/null 2>&1; rc=$?
+check "keys create without --org fails" '[ $rc -ne 0 ]'
 
 echo "sched integration: $passed passed, $failed failed"
 [ $failed -eq 0 ]

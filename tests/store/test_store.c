@@ -610,6 +610,41 @@ static void test_threads_share_a_store(void)
     done(s);
 }
 
+/* Cached statements must not pin an old snapshot: a connection that read
+ * a job sees another connection's (another process's) later write. */
+static void test_sees_other_writers(void)
+{
+    store_t *s = fresh();
+    store_t *w = NULL;
+    CHECK(store_open(dir, &w, err) == 0);
+    store_org_t o;
+    char key[STORE_KEY_LEN];
+    make_org(s, "a", &o, key);
+    store_job_t j, g;
+    new_job(s, o.id, STORE_API_LEGACY, &j);
+    for (int i = 0; i < 3; i++) {
+        CHECK(store_job_get(s, o.id, j.id, &g, err) == 0);
+        store_job_clear(&g);
+    }
+    CHECK(store_job_transition(w, j.id, NULL, "queued", err) == 0);
+    CHECK(store_job_get(s, o.id, j.id, &g, err) == 0);
+    CHECK_EQ_STR(g.status, "queued");
+    store_job_clear(&g);
+    /* and a listing stopped early (limit) does not hold a read open either */
+    store_job_t *l;
+    int n, more;
+    store_page_t pg = {NULL, 1, 0};
+    new_job(s, o.id, STORE_API_LEGACY, &g);
+    CHECK(store_job_list(s, o.id, STORE_API_LEGACY, &pg, NULL, NULL, &l, &n, &more, err) == 0 && n == 1 && more);
+    store_job_free(l, n);
+    CHECK(store_job_transition(w, j.id, NULL, "running", err) == 0);
+    CHECK(store_job_get(s, o.id, j.id, &g, err) == 0);
+    CHECK_EQ_STR(g.status, "running");
+    store_job_clear(&g);
+    store_close(w);
+    done(s);
+}
+
 static void test_naming(void)
 {
     char out[STORE_NAME_LEN];
@@ -645,6 +680,7 @@ int main(void)
     RUN(test_isolation);
     RUN(test_migration_from_v1);
     RUN(test_threads_share_a_store);
+    RUN(test_sees_other_writers);
     RUN(test_naming);
     return test_summary();
 }
