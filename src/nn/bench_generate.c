@@ -139,39 +139,55 @@ int cmd_bench_generate(int argc, char **argv)
     uint64_t x = 88172645463325252ull;
     for (int i = 0; i < T; i++) { x ^= x << 13; x ^= x >> 7; x ^= x << 17; prompt[i] = (int)(x % (uint64_t)V); }
 
-    /* prefill T tokens (a warm-up first: oneDNN builds its primitives once) */
-    infer_prefill(st, 0, prompt, T, logits, 0, err);
-    for (int r = 0; r < reps; r++) {
+    double tp = 0, rate[2] = {0, 0};
+    nn_prec_t prec0 = nn_matmul_get_precision();
+    for (int pass = 0; pass < 2; pass++) {
+        /* pass 0: fp32 (the default, bit-for-bit the tested path); pass 1: bf16
+         * matmuls (TUNERY_MATMUL=bf16), what AMX can do when parity to 1e-4
+         * is not needed */
+        nn_prec_t prec = pass ? NN_PREC_BF16 : NN_PREC_FP32;
+        const char *sfx = pass ? "_bf16" : "";
+        char name[64];
+        nn_matmul_set_precision(prec);
+        if (nn_matmul_get_precision() != prec) break; /* no bf16 on this CPU */
+        /* prefill T tokens (a warm-up first: oneDNN builds its primitives once) */
         infer_reset(st, 0);
-        t0 = time_mono();
         infer_prefill(st, 0, prompt, T, logits, 0, err);
-        tv[r] = time_mono() - t0;
-    }
-    double tp = median(tv, reps);
-    snprintf(extra, sizeof extra, "\"T\":%d,\"ms\":%.2f", T, tp * 1e3);
-    emit(cfgname, "prefill_tokens_per_s", T / tp, "tokens/s", extra);
-
-    /* decode at batch 1 and batch 8, from a T-token context */
-    double rate[2];
-    int batches[2] = {1, nb};
-    for (int b = 0; b < 2; b++) {
-        int B = batches[b], seqs[8], toks[8];
         for (int r = 0; r < reps; r++) {
-            infer_reset(st, 0); /* every rep decodes from the same T-token context */
-            infer_prefill(st, 0, prompt, T, NULL, 0, err);
-            for (int q = 0; q < B; q++) { seqs[q] = q; infer_copy_seq(st, q, 0); }
+            infer_reset(st, 0);
             t0 = time_mono();
-            for (int s = 0; s < steps; s++) {
-                for (int q = 0; q < B; q++) toks[q] = prompt[(s + q) % T];
-                if (infer_decode(st, seqs, toks, B, logits, err)) { fprintf(stderr, "tunery bench generate: %s\n", err); return 1; }
-            }
+            infer_prefill(st, 0, prompt, T, logits, 0, err);
             tv[r] = time_mono() - t0;
         }
-        rate[b] = B * steps / median(tv, reps);
-        snprintf(extra, sizeof extra, "\"batch\":%d,\"context\":%d,\"steps\":%d,\"ms_per_step\":%.2f", B, T, steps,
-                 1e3 * B / rate[b]);
-        emit(cfgname, b ? "decode_tokens_per_s_batch8" : "decode_tokens_per_s_batch1", rate[b], "tokens/s", extra);
+        double tpp = median(tv, reps);
+        snprintf(extra, sizeof extra, "\"T\":%d,\"ms\":%.2f", T, tpp * 1e3);
+        snprintf(name, sizeof name, "prefill_tokens_per_s%s", sfx);
+        emit(cfgname, name, T / tpp, "tokens/s", extra);
+        if (!pass) tp = tpp;
+        /* decode at batch 1 and batch 8, from a T-token context */
+        int batches[2] = {1, nb};
+        for (int b = 0; b < 2; b++) {
+            int B = batches[b], seqs[8], toks[8];
+            for (int r = 0; r < reps; r++) {
+                infer_reset(st, 0); /* every rep decodes from the same T-token context */
+                infer_prefill(st, 0, prompt, T, NULL, 0, err);
+                for (int q = 0; q < B; q++) { seqs[q] = q; infer_copy_seq(st, q, 0); }
+                t0 = time_mono();
+                for (int s = 0; s < steps; s++) {
+                    for (int q = 0; q < B; q++) toks[q] = prompt[(s + q) % T];
+                    if (infer_decode(st, seqs, toks, B, logits, err)) { fprintf(stderr, "tunery bench generate: %s\n", err); return 1; }
+                }
+                tv[r] = time_mono() - t0;
+            }
+            double rt = B * steps / median(tv, reps);
+            if (!pass) rate[b] = rt;
+            snprintf(extra, sizeof extra, "\"batch\":%d,\"context\":%d,\"steps\":%d,\"ms_per_step\":%.2f", B, T, steps,
+                     1e3 * B / rt);
+            snprintf(name, sizeof name, "decode_tokens_per_s_batch%d%s", B, sfx);
+            emit(cfgname, name, rt, "tokens/s", extra);
+        }
     }
+    nn_matmul_set_precision(prec0);
 
     /* the bound: every weight is read once per decode step (wpe: one row) */
     double bytes = (double)(m.num_parameters - (size_t)cfg.max_seq_len * cfg.channels) * sizeof(float);
