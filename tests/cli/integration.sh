@@ -1,0 +1,159 @@
+#!/bin/bash
+# cli integration: `tunery api …` against a real `tunery serve` on a free
+# loopback port with a throw-away data directory, the way a user runs the
+# fine-tuning guide. Outputs are compared with committed golden transcripts in
+# tests/cli/golden/ after normalising what changes between runs (ids, times,
+# ports). UPDATE_GOLDEN=1 rewrites them (review the diff before committing).
+# Ends with "cli-integration: N passed, N failed".
+cd "$(dirname "$0")" || exit 1
+here=$(pwd)
+bin=${TUNERY_BIN:-$here/../../tunery}
+export TUNERY_SHARE=${TUNERY_SHARE:-$(cd "$here/../../data" && pwd)}
+pass=0; fail=0
+ok()  { pass=$((pass + 1)); echo "ok   $1"; }
+bad() { fail=$((fail + 1)); echo "FAIL $1"; [ -n "$2" ] && printf '%s\n' "$2" | head -n 40 | sed 's/^/     /'; }
+finish() { echo "cli-integration: $pass passed, $fail failed"; [ "$fail" -eq 0 ]; exit $?; }
+
+if ! "$bin" serve --help >/dev/null 2>&1; then
+  echo "SKIP: \`tunery serve\` is not built into $bin yet; nothing to run the client against"
+  finish
+fi
+
+tmp=$(mktemp -d /tmp/tunery-cli-it-XXXXXX)
+srv=""
+cleanup() { [ -n "$srv" ] && kill "$srv" 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"; }
+trap cleanup EXIT
+# a private copy: others rebuild ./tunery while suites run
+cp "$bin" "$tmp/tunery" && bin=$tmp/tunery
+
+# Ids, times and addresses differ per run; everything else must not.
+norm() {
+  sed -E -e 's/\b(file|ft|ftjob|ftevent|cmpl|modelperm)-[A-Za-z0-9]{10,}/\1-ID/g' \
+         -e 's/"(created_at|updated_at|created|finished_at)": [0-9]+/"\1": T/g' \
+         -e 's/^\[[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}\]/[TIME]/' \
+         -e 's/-[0-9]{4}-[0-9]{2}-[0-9]{2}-[0-9]{2}-[0-9]{2}-[0-9]{2}\b/-TS/g' \
+         -e 's#http://127\.0\.0\.1:[0-9]+#http://HOST#g' \
+         -e "s#$tmp#TMP#g"
+}
+
+# golden NAME ACTUAL: compare normalised output with golden/NAME.txt
+golden() {
+  local name=$1 actual=$2 want="$here/golden/$1.txt"
+  if [ -n "$UPDATE_GOLDEN" ]; then mkdir -p "$here/golden"; printf '%s\n' "$actual" > "$want"; ok "$name (golden rewritten)"; return; fi
+  if [ ! -f "$want" ]; then bad "$name: no golden/$name.txt (run with UPDATE_GOLDEN=1)"; return; fi
+  local d
+  if d=$(diff <(printf '%s\n' "$actual") "$want"); then ok "$name"; else bad "$name" "$d"; fi
+}
+
+# ---- before a server exists: the connection error says what to do ----
+out=$(OPENAI_API_KEY=sk-x "$bin" api -b http://127.0.0.1:9/v1 models.list 2>&1); rc=$?
+[ $rc -eq 1 ] && [ "$out" = 'Error: cannot connect to http://127.0.0.1:9/v1: connection refused; is `tunery serve` running? Start it with `tunery serve --listen HOST:PORT`, or point -b/OPENAI_API_BASE at a running server' ] \
+  && ok "server down: one line, exit 1" || bad "server down (rc=$rc)" "$out"
+out=$(env -u OPENAI_API_KEY -u OPENAI_API_KEY_PATH TUNERY_DATA="$tmp/none" "$bin" api models.list 2>&1); rc=$?
+[ $rc -eq 1 ] && grep -q '^Error: No API key provided' <<<"$out" && ok "no key: refused before sending" || bad "no key (rc=$rc)" "$out"
+
+# ---- start the server ----
+"$bin" serve --listen 127.0.0.1:0 --data "$tmp/data" >"$tmp/serve.log" 2>&1 &
+srv=$!
+for _ in $(seq 1 100); do grep -q 'serving http' "$tmp/serve.log" 2>/dev/null && break; sleep 0.1; done
+base=$(grep -o 'http://[^ ]*/v1' "$tmp/serve.log" | head -n 1)
+if [ -z "$base" ] || [ ! -s "$tmp/data/initial-api-key" ]; then
+  bad "tunery serve did not start" "$(cat "$tmp/serve.log")"; finish
+fi
+export OPENAI_API_BASE=$base
+unset OPENAI_API_KEY OPENAI_API_KEY_PATH OPENAI_ORGANIZATION
+export OPENAI_API_KEY_PATH=$tmp/key
+cp "$tmp/data/initial-api-key" "$tmp/key"
+api() { "$bin" api "$@"; }
+
+# ---- a small dataset, checked by prepare_data first, as the guide does ----
+cd "$tmp" || exit 1
+for i in $(seq 1 24); do
+  printf '{"prompt": "Question %d ->", "completion": " Answer %d\\n"}\n' "$i" "$i"
+done > train.jsonl
+out=$("$bin" tools fine_tunes.prepare_data -f train.jsonl -q 2>&1); rc=$?
+golden prepare_data_clean "$(norm <<<"$out")"
+
+# ---- files ----
+out=$(api files.create -f train.jsonl -p fine-tune 2>&1)
+golden files_create "$(norm <<<"$out")"
+fid=$(grep -o '"id": "file-[^"]*"' <<<"$out" | head -n 1 | cut -d'"' -f4)
+out=$(api files.get -i "$fid" 2>&1) && grep -q "\"id\": \"$fid\"" <<<"$out" && ok "files.get" || bad "files.get" "$out"
+out=$(api files.list 2>&1) && grep -q "\"id\": \"$fid\"" <<<"$out" && ok "files.list" || bad "files.list" "$out"
+out=$(api files.get -i file-doesnotexist 2>&1); rc=$?
+[ $rc -eq 1 ] && golden files_get_unknown "$(norm <<<"$out")" || bad "files.get unknown: exit $rc" "$out"
+
+# ---- fine_tunes.create, following the stream to the end ----
+# The same file is already uploaded: the duplicate check offers it; an empty answer uploads anyway.
+out=$(echo "" | api fine_tunes.create -t train.jsonl -m ada --n_epochs 2 2>&1); rc=$?
+golden fine_tunes_create_follow "$(norm <<<"$out")"
+ftid=$(grep -o 'Created fine-tune: ft-[A-Za-z0-9]*' <<<"$out" | head -n 1 | cut -d' ' -f3)
+model=$(grep -o 'completions.create -m [^ ]*' <<<"$out" | cut -d' ' -f3)
+
+# reuse by id at the duplicate prompt, and --no_follow prints the job
+out=$(echo "$fid" | api fine_tunes.create -t train.jsonl -m ada --no_follow 2>&1)
+grep -q "Using your file train.jsonl: $fid" <<<"$out" && grep -q '"object": "fine-tune"' <<<"$out" \
+  && ok "duplicate check: reuse an uploaded file, --no_follow prints the job" || bad "duplicate reuse / --no_follow" "$out"
+ft2=$(grep -o '"id": "ft-[^"]*"' <<<"$out" | head -n 1 | cut -d'"' -f4)
+
+# ---- resume: kill the follower mid-stream, follow again: full history + success block ----
+api fine_tunes.follow -i "$ft2" >"$tmp/killed.out" 2>&1 &
+fpid=$!
+sleep 0.3; kill -9 "$fpid" 2>/dev/null; wait "$fpid" 2>/dev/null
+out=$(api fine_tunes.follow -i "$ft2" 2>&1)
+grep -q "^\[.*\] Created fine-tune: $ft2$" <<<"$out" && grep -q 'Job complete! Status: succeeded' <<<"$out" \
+  && ok "follow after a killed follower replays the history and ends with the success block" || bad "resume with follow" "$out"
+out2=$(api fine_tunes.follow -i "$ft2" 2>&1)
+[ "$(norm <<<"$out")" = "$(norm <<<"$out2")" ] && ok "follow twice prints the same transcript" || bad "follow twice differs" "$(diff <(echo "$out") <(echo "$out2"))"
+
+# ---- Ctrl-C while the job is still going ----
+for i in $(seq 1 400); do printf '{"prompt": "Longer question number %d ->", "completion": " A fairly long answer number %d\\n"}\n' "$i" "$i"; done > big.jsonl
+out=$(api fine_tunes.create -t big.jsonl -m ada --n_epochs 20 --no_check_if_files_exist --no_follow 2>&1)
+ft3=$(grep -o '"id": "ft-[^"]*"' <<<"$out" | head -n 1 | cut -d'"' -f4)
+api fine_tunes.follow -i "$ft3" >"$tmp/int.out" 2>&1 &
+fpid=$!
+sleep 1.5; kill -INT "$fpid"; wait "$fpid"; rc=$?
+out=$(cat "$tmp/int.out")
+if [ $rc -eq 0 ] && grep -qE '^Stream interrupted\. Job is still (pending|running)\.$' <<<"$out" \
+   && grep -q "^  tunery api fine_tunes.follow -i $ft3$" <<<"$out" && grep -q "^  tunery api fine_tunes.cancel -i $ft3$" <<<"$out"; then
+  ok "Ctrl-C: job still running, resume and cancel commands, exit 0"
+else bad "Ctrl-C block (rc=$rc)" "$out"; fi
+out=$(api fine_tunes.cancel -i "$ft3" 2>&1) && grep -q '"status": "cancelled"' <<<"$out" && ok "fine_tunes.cancel" || bad "fine_tunes.cancel" "$out"
+out=$(api fine_tunes.cancel -i "$ft3" 2>&1); rc=$?
+[ $rc -eq 1 ] && grep -qE '^(\[organization=[^]]*\] )?Error: .* \(HTTP status code: 400\)$' <<<"$out" && ok "cancel a finished job: error line, exit 1" || bad "cancel twice (rc=$rc)" "$out"
+
+# ---- the other fine_tunes commands ----
+out=$(api fine_tunes.list 2>&1) && grep -q "\"id\": \"$ftid\"" <<<"$out" && grep -q '"object": "list"' <<<"$out" && ok "fine_tunes.list" || bad "fine_tunes.list" "$out"
+out=$(api fine_tunes.get -i "$ftid" 2>&1) && grep -q '"status": "succeeded"' <<<"$out" && grep -q '"events": \[' <<<"$out" && ok "fine_tunes.get" || bad "fine_tunes.get" "$out"
+out=$(api fine_tunes.events -i "$ftid" 2>&1) && grep -q '"message": "Fine-tune succeeded"' <<<"$out" && ok "fine_tunes.events" || bad "fine_tunes.events" "$out"
+out=$(api fine_tunes.events -i "$ftid" -s 2>&1); rc=$?
+[ $rc -eq 1 ] && grep -q "tunery api fine_tunes.follow -i $ftid" <<<"$out" && ok "fine_tunes.events -s points at follow" || bad "events -s" "$out"
+out=$(api fine_tunes.results -i "$ftid" 2>&1) && head -n 1 <<<"$out" | grep -q '^step,elapsed_tokens,elapsed_examples,training_loss' && ok "fine_tunes.results prints compiled_results.csv" || bad "fine_tunes.results" "$out"
+out=$(api fine_tunes.results -i "$ft3" 2>&1); rc=$?
+[ $rc -eq 1 ] && [ "$out" = "Error: No results file available for fine-tune $ft3" ] && ok "results of a job without results" || bad "results without file (rc=$rc)" "$out"
+
+# ---- models and completions ----
+out=$(api models.list 2>&1) && grep -q '"id": "curie"' <<<"$out" && grep -q "\"id\": \"$model\"" <<<"$out" && ok "models.list has the base models and the new one" || bad "models.list" "$out"
+out=$(api models.get -i "$model" 2>&1) && grep -q "\"id\": \"$model\"" <<<"$out" && ok "models.get of a name with ':'" || bad "models.get" "$out"
+out=$(api completions.create -m "$model" -p "Question 3 ->" -M 4 -t 0 2>&1); rc=$?
+[ $rc -eq 0 ] && [[ "$out" == "Question 3 ->"* ]] && ok "completions.create echoes the prompt, then the completion" || bad "completions.create (rc=$rc)" "$out"
+out=$(api completions.create -m "$model" -p "Question 3 ->" -M 4 -t 0 --stream 2>&1); rc=$?
+[ $rc -eq 0 ] && [ -n "$out" ] && ok "completions.create --stream" || bad "completions.create --stream (rc=$rc)" "$out"
+out=$(api completions.create -m "$model" -p "Q ->" -M 2 -n 2 2>&1)
+[ "$(grep -c '^===== Completion [01] =====$' <<<"$out")" = 2 ] && ok "completions.create -n 2 headers" || bad "completions -n 2" "$out"
+out=$(api completions.create -m no-such-model -p x 2>&1); rc=$?
+[ $rc -eq 1 ] && grep -qE 'Error: .*\(HTTP status code: 404\)$' <<<"$out" && ok "completions.create unknown model: 404 line" || bad "unknown model (rc=$rc)" "$out"
+out=$(api models.delete -i "$model" 2>&1) && grep -q '"deleted": true' <<<"$out" && ok "models.delete" || bad "models.delete" "$out"
+out=$(api files.delete -i "$fid" 2>&1) && grep -q '"deleted": true' <<<"$out" && ok "files.delete" || bad "files.delete" "$out"
+
+# ---- the current jobs API ----
+out=$(api fine_tuning.jobs.create -t train.jsonl -m ada --n_epochs 1 --no_check_if_files_exist 2>&1); rc=$?
+jid=$(grep -o '"id": "ftjob-[^"]*"' <<<"$out" | head -n 1 | cut -d'"' -f4)
+[ $rc -eq 0 ] && [ -n "$jid" ] && grep -q '"object": "fine_tuning.job"' <<<"$out" && ok "fine_tuning.jobs.create" || bad "fine_tuning.jobs.create (rc=$rc)" "$out"
+if [ -n "$jid" ]; then
+  out=$(timeout 120 "$bin" api fine_tuning.jobs.follow -i "$jid" 2>&1) && grep -q 'Job complete! Status: succeeded' <<<"$out" && ok "fine_tuning.jobs.follow" || bad "fine_tuning.jobs.follow" "$out"
+  out=$(api fine_tuning.jobs.list -l 2 2>&1) && grep -q "\"id\": \"$jid\"" <<<"$out" && ok "fine_tuning.jobs.list" || bad "fine_tuning.jobs.list" "$out"
+  out=$(api fine_tuning.jobs.get -i "$jid" 2>&1) && grep -q '"status": "succeeded"' <<<"$out" && ok "fine_tuning.jobs.get" || bad "fine_tuning.jobs.get" "$out"
+  out=$(api fine_tuning.jobs.events -i "$jid" -l 3 2>&1) && grep -q '"object": "fine_tuning.job.event"' <<<"$out" && ok "fine_tuning.jobs.events" || bad "fine_tuning.jobs.events" "$out"
+fi
+finish
