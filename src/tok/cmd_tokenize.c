@@ -55,8 +55,10 @@ static int load_model(tok_t **t, const char *model, char *err)
     return tok_load_dir(t, dir, err);
 }
 
-static int put_ids(const int *ids, size_t n)
+/* writes ids space-separated; *first tracks the separator across blocks */
+static int put_ids(const int *ids, size_t n, int *first)
 {
+    if (n == 0) return 0;
     buf_t out = {0};
     if (buf_reserve(&out, n * 7 + 2)) return -1;
     char *p = out.data;
@@ -65,12 +67,45 @@ static int put_ids(const int *ids, size_t n)
         int k = 0;
         unsigned v = (unsigned)ids[i];
         do { tmp[k++] = (char)('0' + v % 10); v /= 10; } while (v);
-        if (i) *p++ = ' ';
+        if (!*first) *p++ = ' ';
+        *first = 0;
         while (k) *p++ = tmp[--k];
     }
-    *p++ = '\n';
     int rc = write_all(out.data, (size_t)(p - out.data));
     buf_free(&out);
+    return rc;
+}
+
+/* stdin in 1 MB blocks, ids written as they are final: memory stays bounded
+ * by the block and the longest piece, whatever the input's size */
+static int encode_stdin(const tok_t *t, int allow, int count_only, char *err)
+{
+    buf_t in = {0};
+    tok_ids_t ids = {0};
+    size_t total = 0, used;
+    int eof = 0, first = 1, rc = -1;
+    while (!eof) {
+        if (buf_reserve(&in, 1 << 20)) { core_errf(err, "out of memory"); goto done; }
+        ssize_t n = read(0, in.data + in.len, 1 << 20);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) { core_errf(err, "cannot read stdin: %s", strerror(errno)); goto done; }
+        if (n == 0) eof = 1;
+        in.len += (size_t)n;
+        ids.len = 0;
+        if (tok_encode_stream(t, in.data, in.len, allow, eof, count_only ? NULL : &ids, &total, &used)) {
+            core_errf(err, "out of memory");
+            goto done;
+        }
+        memmove(in.data, in.data + used, in.len - used);
+        in.len -= used;
+        if (!count_only && put_ids(ids.ids, ids.len, &first)) { core_errf(err, "cannot write to stdout: %s", strerror(errno)); goto done; }
+    }
+    if (count_only) printf("%zu\n", total);
+    else if (write_all("\n", 1)) { core_errf(err, "cannot write to stdout: %s", strerror(errno)); goto done; }
+    rc = 0;
+done:
+    buf_free(&in);
+    tok_ids_free(&ids);
     return rc;
 }
 
@@ -134,27 +169,14 @@ int cmd_tokenize(int argc, char **argv)
     }
     buf_t in = {0};
     int rc = 1;
-    if (read_stdin(&in)) {
-        fprintf(stderr, "tunery tokenize: cannot read stdin: %s\n", strerror(errno));
-        goto done;
-    }
-    if (decode) {
-        if (decode_ids(t, &in, err)) { fprintf(stderr, "tunery tokenize: %s\n", err); goto done; }
-    } else if (count && !allow) {
-        printf("%zu\n", tok_count(t, in.data ? in.data : "", in.len));
+    if (!decode) {
+        if (encode_stdin(t, allow, count, err)) { fprintf(stderr, "tunery tokenize: %s\n", err); goto done; }
     } else {
-        tok_ids_t ids = {0};
-        if (tok_encode(t, in.data ? in.data : "", in.len, allow, &ids)) {
-            fprintf(stderr, "tunery tokenize: out of memory\n");
+        if (read_stdin(&in)) {
+            fprintf(stderr, "tunery tokenize: cannot read stdin: %s\n", strerror(errno));
             goto done;
         }
-        if (count) printf("%zu\n", ids.len);
-        else if (put_ids(ids.ids, ids.len)) {
-            tok_ids_free(&ids);
-            fprintf(stderr, "tunery tokenize: cannot write to stdout: %s\n", strerror(errno));
-            goto done;
-        }
-        tok_ids_free(&ids);
+        if (decode_ids(t, &in, err)) { fprintf(stderr, "tunery tokenize: %s\n", err); goto done; }
     }
     rc = 0;
 done:

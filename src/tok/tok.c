@@ -240,6 +240,9 @@ typedef struct {
     tok_ids_t tmp;       /* ids of one piece when counting */
     tok_scratch_t sc;
     int oom;
+    /* regex pre-tokenizer, streaming: the last piece seen, held back */
+    const unsigned char *held;
+    size_t held_len;
 } enc_t;
 
 static int enc_piece(const unsigned char *p, size_t n, void *ctx)
@@ -255,15 +258,32 @@ static int enc_piece(const unsigned char *p, size_t n, void *ctx)
     return 0;
 }
 
-static int enc_ordinary(enc_t *e, const unsigned char *s, size_t n)
+static int enc_piece_held(const unsigned char *p, size_t n, void *ctx)
 {
-    if (e->t->pre == TOK_PRE_REGEX) return tok_re_split(e->t, s, n, enc_piece, e);
+    enc_t *e = ctx;
+    if (e->held && enc_piece(e->held, e->held_len, e)) return -1;
+    e->held = p;
+    e->held_len = n;
+    return 0;
+}
+
+/* Encodes the pieces of s[0..n). Unless final, the last piece is left alone:
+ * more text may extend it. Returns the bytes consumed, (size_t)-1 on OOM. */
+static size_t enc_ordinary(enc_t *e, const unsigned char *s, size_t n, int final)
+{
+    if (e->t->pre == TOK_PRE_REGEX) {
+        if (final) return tok_re_split(e->t, s, n, enc_piece, e) ? (size_t)-1 : n;
+        e->held = NULL;
+        if (tok_re_split(e->t, s, n, enc_piece_held, e)) return (size_t)-1;
+        return e->held ? (size_t)(e->held - s) : n;
+    }
     for (size_t i = 0; i < n;) {
         size_t j = tok_pretok_gpt2(s, i, n);
-        if (enc_piece(s + i, j - i, e)) return -1;
+        if (j == n && !final) return i;
+        if (enc_piece(s + i, j - i, e)) return (size_t)-1;
         i = j;
     }
-    return 0;
+    return n;
 }
 
 static int enc_add_id(enc_t *e, int id)
@@ -275,6 +295,11 @@ static int enc_add_id(enc_t *e, int id)
     return 0;
 }
 
+static int special_on(const tok_special_t *sp, int allow)
+{
+    return sp->len > 0 && (allow || sp->always);
+}
+
 /* earliest special at or after pos (longest on a tie); next[] caches each
  * special's next occurrence so the search stays linear */
 static int enc_find_special(const tok_t *t, const unsigned char *s, size_t n, size_t pos,
@@ -283,7 +308,7 @@ static int enc_find_special(const tok_t *t, const unsigned char *s, size_t n, si
     int best = -1;
     for (int i = 0; i < t->n_special; i++) {
         const tok_special_t *sp = &t->specials[i];
-        if ((!allow && !sp->always) || sp->len == 0) continue;
+        if (!special_on(sp, allow)) continue;
         if (next[i] < pos || next[i] == SIZE_MAX - 1) {
             const unsigned char *q = pos <= n ? memmem(s + pos, n - pos, sp->s, sp->len) : NULL;
             next[i] = q ? (size_t)(q - s) : SIZE_MAX;
@@ -297,43 +322,69 @@ static int enc_find_special(const tok_t *t, const unsigned char *s, size_t n, si
     return best;
 }
 
-static int enc_text(enc_t *e, const char *text, size_t len, int allow_special)
+/* Streaming: where text may still change meaning when more follows. A UTF-8
+ * sequence cut at the end, or an end that starts a special token, must wait. */
+static size_t stream_safe_end(const tok_t *t, const unsigned char *s, size_t len, int allow)
+{
+    size_t end = len;
+    for (size_t k = 1; k <= 3 && k <= len; k++) {
+        unsigned char c = s[len - k];
+        if ((c & 0xc0) == 0x80) continue;
+        size_t need = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
+        if (need > k && c >= 0xc2 && c <= 0xf4) end = len - k;
+        break;
+    }
+    for (int i = 0; i < t->n_special; i++) {
+        const tok_special_t *sp = &t->specials[i];
+        if (!special_on(sp, allow)) continue;
+        for (size_t k = sp->len - 1; k >= 1; k--)
+            if (k <= len && len - k < end && memcmp(s + len - k, sp->s, k) == 0) { end = len - k; break; }
+    }
+    return end;
+}
+
+static int enc_text(enc_t *e, const char *text, size_t len, int allow_special, int final, size_t *used)
 {
     const tok_t *t = e->t;
     const unsigned char *s = (const unsigned char *)text;
     char *pref = NULL;
-    if (t->add_prefix_space && len > 0 && text[0] != ' ') {
+    size_t lim = final ? len : stream_safe_end(t, s, len, allow_special), shift = 0;
+    if (final && t->add_prefix_space && len > 0 && text[0] != ' ') {
         if (!(pref = malloc(len + 1))) return -1;
         pref[0] = ' ';
         memcpy(pref + 1, text, len);
         s = (const unsigned char *)pref;
-        len++;
+        lim = ++len;
+        shift = 1;
     }
     int rc = 0;
-    if (t->n_special == 0) {
-        rc = enc_ordinary(e, s, len);
-    } else {
-        size_t *next = malloc((size_t)t->n_special * sizeof *next), pos = 0;
-        if (!next) rc = -1;
-        for (int i = 0; next && i < t->n_special; i++) next[i] = SIZE_MAX - 1;
-        while (rc == 0) {
-            size_t at = 0;
-            int sp = enc_find_special(t, s, len, pos, allow_special, next, &at);
-            if (sp < 0) { rc = enc_ordinary(e, s + pos, len - pos); break; }
-            rc = enc_ordinary(e, s + pos, at - pos);
-            if (rc == 0) rc = enc_add_id(e, t->specials[sp].id);
-            pos = at + t->specials[sp].len;
+    size_t pos = 0, k = 0;
+    size_t ns = t->n_special > 0 ? (size_t)t->n_special : 0;
+    size_t *next = ns ? malloc(ns * sizeof *next) : NULL;
+    if (ns && !next) rc = -1;
+    for (int i = 0; next && i < t->n_special; i++) next[i] = SIZE_MAX - 1;
+    while (rc == 0) {
+        size_t at = 0;
+        int sp = next ? enc_find_special(t, s, lim, pos, allow_special, next, &at) : -1;
+        if (sp < 0) {
+            k = enc_ordinary(e, s + pos, lim - pos, final);
+            if (k == (size_t)-1) rc = -1;
+            else pos += k;
+            break;
         }
-        free(next);
+        if (enc_ordinary(e, s + pos, at - pos, 1) == (size_t)-1 || enc_add_id(e, t->specials[sp].id)) rc = -1;
+        pos = at + t->specials[sp].len;
     }
+    free(next);
     free(pref);
+    if (used) *used = pos - shift;
     return rc;
 }
 
 int tok_encode(const tok_t *t, const char *text, size_t len, int allow_special, tok_ids_t *out)
 {
     enc_t e = { .t = t, .out = out };
-    int rc = enc_text(&e, text, len, allow_special);
+    int rc = enc_text(&e, text, len, allow_special, 1, NULL);
     tok_scratch_free(&e.sc);
     return rc ? -1 : 0;
 }
@@ -341,10 +392,21 @@ int tok_encode(const tok_t *t, const char *text, size_t len, int allow_special, 
 size_t tok_count(const tok_t *t, const char *text, size_t len)
 {
     enc_t e = { .t = t };
-    enc_text(&e, text, len, 0);
+    enc_text(&e, text, len, 0, 1, NULL);
     tok_scratch_free(&e.sc);
     tok_ids_free(&e.tmp);
     return e.count;
+}
+
+int tok_encode_stream(const tok_t *t, const char *text, size_t len, int allow_special, int final,
+                      tok_ids_t *out, size_t *count, size_t *used)
+{
+    enc_t e = { .t = t, .out = out };
+    int rc = enc_text(&e, text, len, allow_special, final, used);
+    tok_scratch_free(&e.sc);
+    tok_ids_free(&e.tmp);
+    if (count) *count += e.count;
+    return rc ? -1 : 0;
 }
 
 /* ---- decode and accessors ---- */

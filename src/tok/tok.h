@@ -46,6 +46,19 @@ int tok_eot(const tok_t *t);  /* <|endoftext|> id, 50256 for r50k */
 int tok_encode(const tok_t *t, const char *text, size_t len, int allow_special, tok_ids_t *out);
 /* Number of tokens of text, without keeping the ids (bounded memory). */
 size_t tok_count(const tok_t *t, const char *text, size_t len);
+/* Streaming, for files and pipes read in blocks: appends to out (NULL: only
+ * count) the ids of the longest prefix of text[0..len) whose tokens cannot
+ * change whatever text follows, adds their number to *count (if not NULL),
+ * and sets *used to that prefix's length; with final set, of all of it.
+ * Keep text[*used..len), append the next block, call again; the ids are
+ * those tok_encode gives for the whole text. A tokenizer whose
+ * add_prefix_space is set gets no prefix space here. Returns 0 or -1 (OOM). */
+int tok_encode_stream(const tok_t *t, const char *text, size_t len, int allow_special, int final,
+                      tok_ids_t *out, size_t *count, size_t *used);
+/* The tokens of a whole file (specials as plain text), read in 1 MB blocks:
+ * memory is bounded by the block and the longest pre-tokenizer piece, not by
+ * the file's size. For pricing a 100 MB JSONL upload. */
+int tok_count_file(const tok_t *t, const char *path, size_t *count, char *err);
 /* The bytes of one token (not NUL-terminated); NULL for an id out of range. */
 const char *tok_piece(const tok_t *t, int id, size_t *len);
 /* Append the bytes of ids to out. Returns 0, or -1 if an id is out of range

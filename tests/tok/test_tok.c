@@ -6,6 +6,7 @@
 #include "test.h"
 #include "tok/tok_int.h"
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 static const tok_t *R;
@@ -279,10 +280,94 @@ static void test_threads_share(void)
     tok_ids_free(&b);
 }
 
+static void stream_check(const tok_t *t, const char *s, size_t n, int allow, uint32_t seed)
+{
+    tok_ids_t whole = {0}, st = {0};
+    CHECK(tok_encode(t, s, n, allow, &whole) == 0);
+    /* feed blocks of random sizes (1..300 bytes), keeping the unused tail */
+    char *buf = malloc(n + 1);
+    size_t have = 0, fed = 0, count = 0, used;
+    while (fed < n || have > 0) {
+        seed = seed * 1664525u + 1013904223u;
+        size_t k = 1 + (seed >> 24) % 300;
+        if (k > n - fed) k = n - fed;
+        memcpy(buf + have, s + fed, k);
+        have += k;
+        fed += k;
+        int final = fed == n;
+        CHECK(tok_encode_stream(t, buf, have, allow, final, &st, &count, &used) == 0);
+        CHECK(used <= have);
+        memmove(buf, buf + used, have - used);
+        have -= used;
+        if (final) { CHECK(have == 0); break; }
+    }
+    CHECKF(st.len == whole.len && memcmp(st.ids, whole.ids, st.len * sizeof *st.ids) == 0,
+           "streamed %zu ids, whole %zu", st.len, whole.len);
+    CHECK_EQ_INT(count, st.len);
+    free(buf);
+    tok_ids_free(&whole);
+    tok_ids_free(&st);
+}
+
+static void test_stream(void)
+{
+    const char *texts[] = {
+        "In the beginning God created the heaven and the earth.\n\nAnd the earth was without form, and void;  "
+        "and darkness was upon the face of the deep.   It's   \t\t\r\n  done<|endoftext|>next<|endoftext|><|endoftext|>",
+        "\xe4\xb8\xad\xe6\x96\x87\xe5\xad\x97 \xf0\x9f\x98\x80\xf0\x9f\x98\x80 caf\xc3\xa9 \xd9\x85\xd8\xb1\xd8\xad\xd8\xa8\xd8\xa7 <|endof",
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa b",
+    };
+    for (int rep = 0; rep < 30; rep++)
+        for (size_t i = 0; i < sizeof texts / sizeof *texts; i++) {
+            stream_check(R, texts[i], strlen(texts[i]), rep & 1, (uint32_t)(rep * 7 + i));
+        }
+    char raw[3000];
+    uint32_t seed = 3;
+    for (int rep = 0; rep < 20; rep++) {
+        for (size_t i = 0; i < sizeof raw; i++) {
+            seed = seed * 1664525u + 1013904223u;
+            raw[i] = (rep & 1) ? (char)(seed >> 24) : " \t\nab'sZ9\xc3\xa9\xe4\xb8\xad\xf0\x9f\x98\x80<|>"[(seed >> 24) % 20];
+        }
+        stream_check(R, raw, sizeof raw, rep & 2, seed);
+    }
+    tok_t *t = load_fixture("llama3_style.json");
+    if (t) {
+        for (int rep = 0; rep < 10; rep++) stream_check(t, texts[0], strlen(texts[0]), rep & 1, (uint32_t)rep);
+        tok_free(t);
+    }
+}
+
+static void test_count_file_bounded(void)
+{
+    /* 32 MB of JSONL, counted with far less memory than the file's size */
+    char path[] = "/tmp/tunery-tok-count-XXXXXX", err[CORE_ERR_LEN] = "";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    const char *line = "{\"prompt\": \"In the beginning God created the heaven and the earth. ->\", "
+                       "\"completion\": \" And the earth was without form, and void.\\n\"}\n";
+    size_t n = 0, per = strlen(line);
+    while (n < (32u << 20)) { fputs(line, f); n += per; }
+    fclose(f);
+    struct rusage ru0, ru1;
+    getrusage(RUSAGE_SELF, &ru0);
+    size_t count = 0;
+    CHECKF(tok_count_file(R, path, &count, err) == 0, "%s", err);
+    getrusage(RUSAGE_SELF, &ru1);
+    CHECK_EQ_INT(count, (n / per) * tok_count(R, line, per));
+    if (!getenv("TUNERY_ASAN"))   /* ASan's shadow memory would blur the figure */
+        CHECKF(ru1.ru_maxrss - ru0.ru_maxrss < 16 * 1024, "peak RSS grew %ld KB", ru1.ru_maxrss - ru0.ru_maxrss);
+    CHECK(tok_count_file(R, "/tmp/does-not-exist-tunery", &count, err) < 0 && strstr(err, "does-not-exist"));
+    unlink(path);
+}
+
 int main(void)
 {
     if (!getenv("TUNERY_SHARE")) setenv("TUNERY_SHARE", "data", 1);
     RUN(test_r50k_loads);
+    RUN(test_count_file_bounded);   /* first: it measures the peak RSS */
     RUN(test_known_ids);
     RUN(test_special);
     RUN(test_roundtrip_random_bytes);
@@ -294,5 +379,6 @@ int main(void)
     RUN(test_hf_errors);
     RUN(test_save_reload_r50k);
     RUN(test_threads_share);
+    RUN(test_stream);
     return test_summary();
 }
