@@ -25,6 +25,10 @@
 
 #define JSON_BODY_LIMIT (64u << 20)   /* a JSON request body (prompts included) */
 #define HEADER_LIMIT (48u << 10)      /* total request header bytes we accept */
+/* A refused body up to this much over the limit is read and dropped before
+ * the error goes out: a client still writing its body would otherwise get a
+ * reset instead of the 413. Beyond it the connection is closed. */
+#define DRAIN_MAX (64ull << 20)
 
 /* Per-request decoded query strings, freed with the request. */
 typedef struct qstr {
@@ -216,6 +220,12 @@ static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const ch
 /* First call: route, size limits, auth. Returns 0 to go on reading the body. */
 static int req_start(req_t *r, const char *url)
 {
+    /* With a body on its way, an early refusal waits for the body to be
+     * drained (see DRAIN_MAX), so the client reads the error, not a reset. */
+    const char *cl = http_header(r, "Content-Length");
+    const char *te = http_header(r, "Transfer-Encoding");
+    unsigned long long declared = cl ? strtoull(cl, NULL, 10) : 0;
+    r->in_body = (declared > 0 && declared <= r->srv->opts.upload_limit + DRAIN_MAX) || (!cl && te);
     size_t hdr = 0;
     MHD_get_connection_values(r->conn, MHD_HEADER_KIND, count_header, &hdr);
     if (hdr > HEADER_LIMIT) {
@@ -233,8 +243,8 @@ static int req_start(req_t *r, const char *url)
     if (auth_request(r)) return -1;
     r->limit = r->route->body == BODY_MULTIPART ? r->srv->opts.upload_limit
              : (JSON_BODY_LIMIT < r->srv->opts.upload_limit ? JSON_BODY_LIMIT : r->srv->opts.upload_limit);
-    const char *cl = http_header(r, "Content-Length");
-    if (cl && strtoull(cl, NULL, 10) > r->limit) {
+    if (cl && declared > r->limit) {
+        r->in_body = declared <= r->limit + DRAIN_MAX;   /* else refuse at once and close */
         http_reply_error(r, 413, "invalid_request_error", NULL, "request_too_large",
                          "The request body is %s bytes; the limit is %llu bytes.", cl, (unsigned long long)r->limit);
         return -1;
@@ -318,12 +328,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         snprintf(r->method, sizeof r->method, "%s", method);
         id_random(r->request_id, "req_", 32);
         req_start(r, url);
+        r->in_body = 0;
         return MHD_YES;
     }
     if (*upload_data_size) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
-        if (r->replied) return MHD_YES;   /* refused mid-body: drain quietly */
+        if (r->replied) {   /* refused: drain quietly, within reason */
+            r->received += n;
+            return r->received > r->srv->opts.upload_limit + DRAIN_MAX ? MHD_NO : MHD_YES;
+        }
         r->in_body = 1;
         req_body(r, upload_data, n);
         r->in_body = 0;

@@ -13,15 +13,22 @@ export const BIN = process.env.TUNERY_BIN || path.resolve(here, '../../tunery');
 export const FIXTURES = path.join(here, 'fixtures');
 export const TRAIN = path.join(FIXTURES, 'train.jsonl');
 
-// A 1-layer, 32-channel random GPT-2 (r50k vocabulary) made once per process
-// by `tunery train` itself, copied into each data directory as models/curie.
+// A 1-layer, 32-channel random GPT-2 (r50k vocabulary) made by `tunery
+// train` itself, copied into each data directory as models/curie. Made once
+// per binary (the cache key is the binary's size and mtime), so the suites
+// share it; written to a temp name and renamed, so a half-made one is never used.
 let tinyModel = null;
 export function tinyModelDir() {
   if (tinyModel) return tinyModel;
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tunery-e2e-model-'));
-  const out = path.join(dir, 'curie');
-  execFileSync(BIN, ['train', '--model', 'random:1,2,32,64', '--train', TRAIN, '--out', out,
-    '--n-epochs', '1', '--seed', '1', '-q'], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const st = fs.statSync(BIN);
+  const out = path.join(os.tmpdir(), `tunery-e2e-curie-${st.size}-${Math.floor(st.mtimeMs)}`);
+  if (!fs.existsSync(path.join(out, 'config.json'))) {
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'tunery-e2e-model-'));
+    execFileSync(BIN, ['train', '--model', 'random:1,2,32,64', '--train', TRAIN, '--out', path.join(tmp, 'curie'),
+      '--n-epochs', '1', '--seed', '1', '-q'], { stdio: ['ignore', 'ignore', 'inherit'] });
+    try { fs.renameSync(path.join(tmp, 'curie'), out); } catch (e) { if (!fs.existsSync(out)) throw e; }
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
   tinyModel = out;
   return out;
 }
