@@ -307,20 +307,22 @@ double crossentropy_forward(float *logits, float *losses, int *argmax, const int
         for (int j = 0; j < V; j++) mx = x[j] > mx ? x[j] : mx;
         int am = 0;
         while (x[am] != mx && am < V - 1) am++;
-        float sum = 0.0f;
-        #pragma omp simd reduction(+:sum)
-        for (int j = 0; j < V; j++) sum += nn_expf(x[j] - mx);
-        float lse = mx + logf(sum);
         int tg = targets ? targets[i] : -1;
         float wi = tg < 0 ? 0.0f : (w ? w[i] : 1.0f);
-        float li = tg < 0 ? 0.0f : lse - x[tg];
-        losses[i] = li;
+        float xt = tg < 0 ? 0.0f : x[tg];
+        /* one exp per logit: keep exp(x - max) in place, scale by w / sum after */
+        float sum = 0.0f;
+        #pragma omp simd reduction(+:sum)
+        for (int j = 0; j < V; j++) { float e = nn_expf(x[j] - mx); x[j] = e; sum += e; }
+        float lse = mx + logf(sum);
+        losses[i] = tg < 0 ? 0.0f : lse - xt;
         if (argmax) argmax[i] = am;
         if (wi == 0.0f) {
             memset(x, 0, (size_t)Vp * sizeof(float));
             continue;
         }
-        for (int j = 0; j < V; j++) x[j] = wi * nn_expf(x[j] - lse);
+        float f = wi / sum;
+        for (int j = 0; j < V; j++) x[j] *= f;
         for (int j = V; j < Vp; j++) x[j] = 0.0f;
         x[tg] -= wi;
     }
