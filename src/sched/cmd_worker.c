@@ -207,11 +207,31 @@ static int finish_succeeded(worker_t *w, const char *out_dir, const train_result
 {
     char err[CORE_ERR_LEN], name[STORE_NAME_LEN], dest[STORE_PATH_LEN + STORE_NAME_LEN], csv[STORE_PATH_LEN + 64];
     const char *dir = store_data_dir(w->s);
-    if (w->job.api == STORE_API_JOBS) store_model_name_ft(w->root, w->org.slug, w->job.suffix, w->job.model_tag, name);
-    else store_model_name_legacy(w->root, w->org.slug, w->job.suffix, time_unix(), name);
+    store_model_t *ms;
+    int nm, mine = 0;
+    name[0] = 0;
+    /* A retry after a crash past the registration reuses that model. */
+    if (store_model_list(w->s, w->job.org_id, &ms, &nm, err) == 0) {
+        for (int i = 0; i < nm && !mine; i++)
+            if (!strcmp(ms[i].job_id, w->job.id)) {
+                snprintf(name, sizeof name, "%s", ms[i].id);
+                mine = 1;
+            }
+        free(ms);
+    }
+    int64_t t = time_unix();
+    for (int tries = 0; !mine && tries < 100; tries++, t++) {
+        store_model_t other;
+        if (w->job.api == STORE_API_JOBS) store_model_name_ft(w->root, w->org.slug, w->job.suffix, w->job.model_tag, name);
+        else store_model_name_legacy(w->root, w->org.slug, w->job.suffix, t, name);
+        snprintf(dest, sizeof dest, "%s/models/%s", dir, name);
+        /* Two legacy jobs of one org finishing in the same second: the
+         * second takes the next second's name. */
+        if (store_model_get(w->s, NULL, name, &other, err) == STORE_ENOTFOUND && !fs_exists(dest)) break;
+        if (w->job.api == STORE_API_JOBS) id_random(w->job.model_tag, "", 8);
+    }
     snprintf(dest, sizeof dest, "%s/models/%s", dir, name);
-    /* A retry after a crash right after the rename finds the model in place. */
-    if (!fs_exists(dest) && rename(out_dir, dest)) {
+    if (!mine && rename(out_dir, dest)) {
         snprintf(err, sizeof err, "cannot move the trained model into %s: %s", dest, strerror(errno));
         return finish_failed(w, err);
     }
@@ -223,8 +243,7 @@ static int finish_succeeded(worker_t *w, const char *out_dir, const train_result
     snprintf(m.parent, sizeof m.parent, "%s", w->job.model);
     snprintf(m.job_id, sizeof m.job_id, "%s", w->job.id);
     snprintf(m.dir, sizeof m.dir, "%s", dest);
-    int rc = store_model_add(w->s, &m, err);
-    if (rc && rc != STORE_ECONFLICT) return finish_failed(w, err);
+    if (!mine && store_model_add(w->s, &m, err)) return finish_failed(w, err);
     store_file_t f;
     memset(&f, 0, sizeof f);
     snprintf(csv, sizeof csv, "%s/jobs/%s/compiled_results.csv", dir, w->job.id);
@@ -333,6 +352,12 @@ int cmd_worker(int argc, char **argv)
         store_model_t pm;   /* continued fine-tuning: the root is the parent model's root */
         if (store_model_get(w.s, w.job.org_id, w.job.model, &pm, err) == 0 && pm.base[0])
             snprintf(w.root, sizeof w.root, "%s", pm.base);
+    }
+    if (w.job.integrations && strstr(w.job.integrations, "\"wandb\"")) {
+        const char *msg = "Weights & Biases integration: recorded, but this server trains offline and sends "
+                          "nothing; the metrics are in this job's events and results file";
+        int exists = 1;
+        if (store_event_exists(w.s, w.job.id, msg, &exists, err) == 0 && !exists) wevent(&w, "warn", "message", NULL, "%s", msg);
     }
     w.start_step = w.job.last_step;
     w.total_steps = w.job.total_steps;

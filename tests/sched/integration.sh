@@ -13,6 +13,9 @@
 #   5. current API: metrics events, checkpoints, pause and resume
 #   6. clean shutdown (sched_stop) mid-training: re-queued, resumed later
 #   7. tunery keys create/list/revoke
+#   8. an unknown base model fails the job with a reason; continued
+#      fine-tuning of a fine-tuned model keeps the root base in the name
+#   9. two identical jobs at once (max_concurrent 2): two distinct models
 set -u
 cd "$(dirname "$0")/../.."
 root=$(pwd)
@@ -195,6 +198,27 @@ check "keys revoke" '"$TUNERY" keys list --data "$D7" | grep -q revoked'
 check "revoking twice fails" '[ $rc -ne 0 ]'
 "$TUNERY" keys create --data "$D7" >/dev/null 2>&1; rc=$?
 check "keys create without --org fails" '[ $rc -ne 0 ]'
+
+# ---- 8. bad base model; continued fine-tuning (reuses run 1's data dir)
+J8=$(TUNERY_DATA=$D1 DRIVER_EPOCHS=1 "$DRV" create "$D1" "$tmp/train.jsonl" no-such-model legacy)
+J9=$(TUNERY_DATA=$D1 DRIVER_EPOCHS=1 "$DRV" create "$D1" "$tmp/train.jsonl" "$model1" legacy)
+TUNERY_DATA=$D1 "$DRV" run "$D1" "$TUNERY" 60
+read -r st8 _ < <("$DRV" status "$D1" "$J8")
+err8=$("$DRV" status "$D1" "$J8" | cut -d' ' -f4-)
+check "unknown base model: failed, and the reason names it" '[ "$st8" = failed ] && grep -q "no-such-model" <<<"$err8" && [ "$(msgs "$D1" "$J8" | tail -1)" = "Fine-tune failed" ]'
+read -r st9 model9 _ < <("$DRV" status "$D1" "$J9")
+check "continued fine-tune succeeds under the root base name" '[ "$st9" = succeeded ] && [[ "$model9" =~ ^tiny:ft-personal-[0-9-]+$ ]] && [ "$model9" != "$model1" ]'
+grep -q "\"base\": *\"$D1/models/$model1\"" "$D1/models/$model9/tunery.json" 2>/dev/null
+check "continued fine-tune started from the fine-tuned weights" '[ $? -eq 0 ]'
+
+# ---- 9. two jobs at once, finishing in (about) the same second
+D9=$(newdata g)
+Ja=$(TUNERY_DATA=$D9 DRIVER_EPOCHS=1 "$DRV" create "$D9" "$tmp/train.jsonl" tiny legacy)
+Jb=$(TUNERY_DATA=$D9 DRIVER_EPOCHS=1 "$DRV" create "$D9" "$tmp/train.jsonl" tiny legacy)
+TUNERY_DATA=$D9 DRIVER_CONCURRENT=2 "$DRV" run "$D9" "$TUNERY" 60; rc=$?
+read -r sta ma _ < <("$DRV" status "$D9" "$Ja")
+read -r stb mb _ < <("$DRV" status "$D9" "$Jb")
+check "concurrent jobs both succeed with distinct models" '[ $rc -eq 0 ] && [ "$sta" = succeeded ] && [ "$stb" = succeeded ] && [ "$ma" != "$mb" ] && [ -f "$D9/models/$ma/config.json" ] && [ -f "$D9/models/$mb/config.json" ]'
 
 echo "sched integration: $passed passed, $failed failed"
 [ $failed -eq 0 ]

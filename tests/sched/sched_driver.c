@@ -84,7 +84,8 @@ static int run(const char *data, const char *exe, double seconds)
     sched_t *sc;
     store_t *s;
     if (store_open(data, &s, err)) return die(err);
-    if (sched_start(data, 1, exe, &sc, err)) return die(err);
+    const char *conc = getenv("DRIVER_CONCURRENT");
+    if (sched_start(data, conc ? atoi(conc) : 1, exe, &sc, err)) return die(err);
     double until = time_mono() + seconds;
     int rc = 1;
     while (time_mono() < until) {
