@@ -116,4 +116,7 @@ int results_header(buf_t *b, const results_cols_t *c);
 /* cm may be NULL (classification cells empty). */
 int results_row(buf_t *b, const results_cols_t *c, const train_metrics_t *m, const cls_metrics_t *cm);
 
+/* ---- the engine's share of a fine-tune (trainer.c), for bench finetune ---- */
+int train_raw_steps(const train_opts_t *o, int steps, double *secs, long long *tokens, long long *examples, char *err);
+
 #endif

@@ -606,3 +606,43 @@ int train_run(const train_opts_t *o, const train_hooks_t *h, train_result_t *res
     trainer_free(&t);
     return rc ? -1 : 0;
 }
+
+/* The engine's share of a fine-tune, for `tunery bench finetune`: the same
+ * model, data, order and micro-batches as train_run, timed over the first
+ * `steps` steps with nothing else (no validation, results file, checkpoint
+ * or output). Data loading happens before the clock starts. */
+int train_raw_steps(const train_opts_t *o, int steps, double *secs, long long *tokens, long long *examples, char *err)
+{
+    trainer_t t = {0};
+    t.o = o;
+    int start = 1, rc = 0;
+    if (trainer_open(&t, &start, err)) { trainer_free(&t); return -1; }
+    lr_schedule_t sched = {LR_LINEAR, (float)t.r.learning_rate, 0.0f, 0, t.r.total_steps + 1};
+    adamw_config_t opt = {0, 0.9f, 0.95f, 1e-8f, 0.1f};
+    if (steps > t.r.total_steps) steps = t.r.total_steps;
+    *tokens = 0;
+    *examples = 0;
+    double t0 = time_mono();
+    for (int step = 1; step <= steps && !rc; step++) {
+        int epoch = (step - 1) / t.spe, k = (step - 1) % t.spe, bs = t.r.batch_size;
+        epoch_order(&t, epoch);
+        int n = t.tr.n - k * bs < bs ? t.tr.n - k * bs : bs;
+        const int *idx = t.perm + (size_t)k * bs;
+        double W = 0;
+        for (int i = 0; i < n; i++) {
+            const tex_t *x = &t.tr.ex[idx[i]];
+            for (int p = 1; p < x->n; p++) W += x->w[p];
+            *tokens += x->n;
+        }
+        evalsum_t es = {0};
+        gpt2_zero_grad(&t.m);
+        if (W <= 0 || run_examples(&t, &t.tr, idx, n, 1, (float)(1.0 / W), &es)) rc = core_errf(err, "step %d failed", step);
+        gpt2_clip_grad_norm(&t.m, 1.0f);
+        opt.lr = lr_at(&sched, step);
+        gpt2_update(&t.m, &opt, step);
+        *examples += n;
+    }
+    *secs = time_mono() - t0;
+    trainer_free(&t);
+    return rc;
+}
