@@ -215,9 +215,13 @@ static char *lower_utf8(pd_table_t *t, const char *s)
 static char *concat(pd_table_t *t, const char *a, const char *b)
 {
     size_t la = strlen(a), lb = strlen(b);
-    char *r = pd_strndup(t, a, la + lb);
-    if (r) memcpy(r + la, b, lb + 1);
-    return r;
+    char *tmp = malloc(la + lb + 1);
+    if (!tmp) return (char *)a;
+    memcpy(tmp, a, la);
+    memcpy(tmp + la, b, lb + 1);
+    char *r = pd_strndup(t, tmp, la + lb);
+    free(tmp);
+    return r ? r : (char *)a;
 }
 
 static void apply_optional(pd_ctx_t *x, rem_t *r)
