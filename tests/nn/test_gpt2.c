@@ -217,6 +217,74 @@ static void test_parity_bf16(void)
     st_file_close(&fx.f);
 }
 
+/* Attention kernels alone (blocked path for head size 16 and 32, generic for
+ * 8; odd T for the block tails) against a float64 naive forward, and the
+ * backward against central finite differences of L = sum(out * G). */
+static double naive_attn_loss(const double *qkv, const float *G, float *outf, int B, int T, int C, int NH)
+{
+    int hs = C / NH;
+    double L = 0;
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++)
+            for (int t = 0; t < T; t++) {
+                const double *q = qkv + ((size_t)b * T + t) * 3 * C + h * hs;
+                double s[64], mx = -1e300, sum = 0;
+                for (int t2 = 0; t2 <= t; t2++) {
+                    const double *k = qkv + ((size_t)b * T + t2) * 3 * C + C + h * hs;
+                    double d = 0;
+                    for (int i = 0; i < hs; i++) d += q[i] * k[i];
+                    s[t2] = d / sqrt((double)hs);
+                    mx = fmax(mx, s[t2]);
+                }
+                for (int t2 = 0; t2 <= t; t2++) { s[t2] = exp(s[t2] - mx); sum += s[t2]; }
+                for (int i = 0; i < hs; i++) {
+                    double o = 0;
+                    for (int t2 = 0; t2 <= t; t2++) o += s[t2] / sum * qkv[((size_t)b * T + t2) * 3 * C + 2 * C + h * hs + i];
+                    size_t oi = ((size_t)b * T + t) * C + h * hs + i;
+                    if (outf) outf[oi] = (float)o;
+                    L += o * G[oi];
+                }
+            }
+    return L;
+}
+
+static void attention_case(int B, int T, int C, int NH)
+{
+    size_t n3 = (size_t)B * T * 3 * C, n1 = (size_t)B * T * C;
+    float *qkv = malloc(n3 * 4), *dqkv = malloc(n3 * 4), *out = malloc(n1 * 4), *ref = malloc(n1 * 4);
+    float *G = malloc(n1 * 4), *lse = malloc((size_t)B * NH * T * 4);
+    double *qd = malloc(n3 * sizeof(double));
+    fixture_fill(qkv, n3, 99, 1, 0.0, 1.0);
+    fixture_fill(G, n1, 99, 2, 0.0, 1.0);
+    for (size_t i = 0; i < n3; i++) qd[i] = qkv[i];
+    attention_forward(out, lse, qkv, B, T, C, NH);
+    naive_attn_loss(qd, G, ref, B, T, C, NH);
+    double err = 0;
+    for (size_t i = 0; i < n1; i++) err = fmax(err, fabs(out[i] - ref[i]));
+    CHECKF(err < 1e-5, "attention forward C=%d NH=%d T=%d: max error %.3g", C, NH, T, err);
+    attention_backward(dqkv, G, qkv, out, lse, B, T, C, NH);
+    double worst = 0;
+    for (int k = 0; k < 40; k++) {
+        size_t i = (size_t)(k * 7919) % n3;
+        double h = 1e-4, x = qd[i];
+        qd[i] = x + h;
+        double lp = naive_attn_loss(qd, G, NULL, B, T, C, NH);
+        qd[i] = x - h;
+        double lm = naive_attn_loss(qd, G, NULL, B, T, C, NH);
+        qd[i] = x;
+        worst = fmax(worst, fabs((lp - lm) / (2 * h) - dqkv[i]));
+    }
+    CHECKF(worst < 1e-4, "attention backward C=%d NH=%d T=%d: max error %.3g vs finite differences", C, NH, T, worst);
+    free(qkv); free(dqkv); free(out); free(ref); free(G); free(lse); free(qd);
+}
+
+static void test_attention_kernels(void)
+{
+    attention_case(2, 7, 32, 2);    /* hs 16: blocked, T tail */
+    attention_case(1, 37, 64, 2);   /* hs 32: blocked, several key blocks */
+    attention_case(2, 9, 24, 3);    /* hs 8: generic */
+}
+
 static void test_parity_tiny50k(void) { parity("gpt2_tiny50k.safetensors"); }
 static void test_parity_odd(void) { parity("gpt2_odd.safetensors"); }
 
@@ -454,6 +522,7 @@ static void test_random_init(void)
 
 int main(void)
 {
+    RUN(test_attention_kernels);
     RUN(test_parity_tiny50k);
     RUN(test_parity_odd);
     RUN(test_parity_bf16);
