@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 bin="$root/tunery"
-dataset="${1:-$root/data/examples/fortunes-small.jsonl}"
+dataset="${1:-$root/data/examples/fortunes_train.jsonl}"
 base="${2:-curie}"
 [ -x "$bin" ] || { echo "demo: $bin is missing; run 'make' first" >&2; exit 1; }
 [ -f "$dataset" ] || { echo "demo: dataset $dataset not found; run scripts/make_fortunes_dataset.py or pass a JSONL file" >&2; exit 1; }
