@@ -32,7 +32,12 @@ typedef struct {
     pid_t pid;                      /* 0 = free slot */
     char job_id[STORE_ID_LEN];
     int stopping;                   /* SIGTERM sent by sched_stop */
+    double kill_at;                 /* cancelled: SIGKILL if still alive then (0 = never) */
 } slot_t;
+
+/* A cancelled worker stops at its next step; one stuck longer than this in a
+ * step (or in loading a huge file) is killed, so cancel always frees the CPU. */
+#define SCHED_CANCEL_GRACE 10.0
 
 struct sched {
     char data_dir[STORE_PATH_LEN];
@@ -126,12 +131,15 @@ static slot_t *slot_of(sched_t *sc, const char *job_id)
 }
 
 /* Tell a running worker to look at its job's status now (cancel, pause). */
-static int signal_worker(sched_t *sc, const char *job_id)
+static int signal_worker(sched_t *sc, const char *job_id, int cancel)
 {
     if (!sc) return 0;
     pthread_mutex_lock(&sc->mu);
     slot_t *sl = slot_of(sc, job_id);
-    if (sl) kill(sl->pid, SIGTERM);
+    if (sl) {
+        kill(sl->pid, SIGTERM);
+        if (cancel) sl->kill_at = time_mono() + SCHED_CANCEL_GRACE;
+    }
     pthread_mutex_unlock(&sc->mu);
     return sl != NULL;
 }
@@ -146,7 +154,7 @@ int sched_cancel(sched_t *sc, store_t *s, const char *org_id, const char *job_id
     if (rc) return rc;
     event(s, job_id, "info", SCHED_MSG_CANCELLED);
     /* With a worker, the reaper removes the work directory once it exits. */
-    if (!signal_worker(sc, job_id)) rm_job_dir(s, job_id);
+    if (!signal_worker(sc, job_id, 1)) rm_job_dir(s, job_id);
     sched_wake(sc);
     return 0;
 }
@@ -160,7 +168,7 @@ int sched_pause(sched_t *sc, store_t *s, const char *org_id, const char *job_id,
     rc = store_job_transition(s, job_id, "queued,running", "paused", err);
     if (rc) return rc;
     event(s, job_id, "info", SCHED_MSG_PAUSED);
-    signal_worker(sc, job_id);
+    signal_worker(sc, job_id, 0);
     sched_wake(sc);
     return 0;
 }
@@ -258,6 +266,7 @@ static void start_job(sched_t *sc, slot_t *sl, const store_job_t *j)
     }
     sl->pid = pid;
     sl->stopping = 0;
+    sl->kill_at = 0;
     cpy(sl->job_id, sizeof sl->job_id, j->id);
     store_job_set_worker(s, j->id, pid, err);
 }
@@ -312,7 +321,10 @@ static void tick(sched_t *sc)
         pid_t r = waitpid(sl->pid, &ws, WNOHANG);
         if (r == sl->pid) reap(sc, sl, ws);
         else if (r < 0 && errno == ECHILD) reap(sc, sl, 0x7f00);   /* lost: treat as a crash */
-        else running++;
+        else {
+            running++;
+            if (sl->kill_at && time_mono() > sl->kill_at) kill(sl->pid, SIGKILL);
+        }
     }
     if (!sc->stop) {
         store_job_t *q = NULL;

@@ -286,6 +286,39 @@ static void test_restart_recovery(void)
     done(s);
 }
 
+/* Cancel of a running job signals its worker (here a script that exits on
+ * SIGTERM), and the reaper then removes the work directory. */
+static void test_cancel_signals_worker(void)
+{
+    store_org_t org;
+    store_t *s = fresh(&org);
+    char exe[512], text[512];
+    snprintf(exe, sizeof exe, "%s/term-worker.sh", dir);
+    snprintf(text, sizeof text, "#!/bin/sh\ntrap 'exit 0' TERM\nsleep 20 &\nwait\n");
+    CHECK(fs_write_atomic(exe, text, strlen(text), err) == 0);
+    chmod(exe, 0755);
+    store_job_t a;
+    job(s, &org, STORE_API_LEGACY, &a);
+    CHECK(sched_enqueue(NULL, s, a.id, err) == 0);
+    sched_t *sc;
+    CHECKF(sched_start(dir, 1, exe, &sc, err) == 0, "%s", err);
+    double until = time_mono() + 10;
+    while (sched_running(sc) == 0 && time_mono() < until) usleep(10000);
+    CHECK(sched_running(sc) == 1);
+    char p[512];
+    snprintf(p, sizeof p, "%s/jobs/%s", dir, a.id);
+    CHECK(fs_exists(p));   /* the scheduler made it for the worker's log */
+    double t0 = time_mono();
+    CHECK(sched_cancel(sc, s, org.id, a.id, err) == 0);
+    while (sched_running(sc) > 0 && time_mono() < until) usleep(10000);
+    CHECKF(time_mono() - t0 < 2.0, "worker took %.1f s to stop", time_mono() - t0);
+    CHECK_EQ_STR(status_of(s, a.id), "cancelled");
+    CHECK(last_event_is(s, a.id, "Fine-tune cancelled"));
+    CHECK(!fs_exists(p));
+    sched_stop(sc);
+    done(s);
+}
+
 int main(void)
 {
     RUN(test_enqueue_numbers);
@@ -293,5 +326,6 @@ int main(void)
     RUN(test_worker_argv);
     RUN(test_queue_order);
     RUN(test_restart_recovery);
+    RUN(test_cancel_signals_worker);
     return test_summary();
 }
