@@ -101,10 +101,9 @@ int tok_build(tok_t *t, const uint32_t *pairs, size_t n_pairs, char *err)
             return core_errf(err, "the tokenizer has no token for byte 0x%02x; only byte-level BPE tokenizers are supported", b);
     }
     cap = pow2_at_least(n_pairs * 2);
-    t->pair_key = malloc(cap * sizeof *t->pair_key);
-    t->pair_val = malloc(cap * 2 * sizeof *t->pair_val);
-    if (!t->pair_key || !t->pair_val) return core_errf(err, "out of memory loading the tokenizer");
-    memset(t->pair_key, 0xff, cap * sizeof *t->pair_key);
+    t->pairs = malloc(cap * sizeof *t->pairs);
+    if (!t->pairs) return core_errf(err, "out of memory loading the tokenizer");
+    for (uint32_t i = 0; i < cap; i++) t->pairs[i].key = UINT64_MAX;
     t->pair_mask = cap - 1;
     for (size_t i = 0; i < n_pairs; i++) {
         const uint32_t *q = pairs + 4 * i;
@@ -112,11 +111,11 @@ int tok_build(tok_t *t, const uint32_t *pairs, size_t n_pairs, char *err)
             return core_errf(err, "the tokenizer's merge %zu names a token id out of range", i);
         uint64_t key = (uint64_t)q[0] << 32 | q[1];
         uint32_t h = (uint32_t)((key * 0x9E3779B97F4A7C15ull) >> 32) & t->pair_mask;
-        while (t->pair_key[h] != UINT64_MAX && t->pair_key[h] != key) h = (h + 1) & t->pair_mask;
-        if (t->pair_key[h] == key) continue;   /* first (lowest rank) wins */
-        t->pair_key[h] = key;
-        t->pair_val[2 * h] = (int32_t)q[2];
-        t->pair_val[2 * h + 1] = (int32_t)q[3];
+        while (t->pairs[h].key != UINT64_MAX && t->pairs[h].key != key) h = (h + 1) & t->pair_mask;
+        if (t->pairs[h].key == key) continue;   /* first (lowest rank) wins */
+        t->pairs[h].key = key;
+        t->pairs[h].rank = (int32_t)q[2];
+        t->pairs[h].merged = (int32_t)q[3];
     }
     return 0;
 }
@@ -127,8 +126,7 @@ void tok_free(tok_t *t)
     free(t->off);
     free(t->blob);
     free(t->str_tab);
-    free(t->pair_key);
-    free(t->pair_val);
+    free(t->pairs);
     free(t->merges);
     free(t->specials);
     tok_re_free(t);

@@ -29,10 +29,10 @@ static inline int32_t pair_rank(const tok_t *t, int32_t a, int32_t b, int32_t *m
     uint64_t key = (uint64_t)(uint32_t)a << 32 | (uint32_t)b;
     uint32_t h = pair_hash(key) & t->pair_mask;
     for (;;) {
-        uint64_t k = t->pair_key[h];
+        uint64_t k = t->pairs[h].key;
         if (k == key) {
-            *merged = t->pair_val[2 * h + 1];
-            return t->pair_val[2 * h];
+            *merged = t->pairs[h].merged;
+            return t->pairs[h].rank;
         }
         if (k == UINT64_MAX) return INT_MAX;
         h = (h + 1) & t->pair_mask;
@@ -177,9 +177,50 @@ static size_t bpe_long(const tok_t *t, const unsigned char *p, size_t len, int *
     return m;
 }
 
-/* pieces longer than this go to the backtracking encoder when it applies:
- * below it the heap is as fast and needs no tables */
-#define BPE_BT_MIN 256
+/* Giant pieces, tiktoken ranks: the heap over a 10 MB piece misses the cache
+ * at every step. Instead, merge windows of BPE_WIN bytes (cache-resident),
+ * keep each window's tokens up to the last boundary BPE_MARGIN bytes before
+ * its end, and start the next window there. This is exact, not a guess: a
+ * token sequence is the BPE encoding of its bytes iff every adjacent pair is
+ * compatible (tok_bt.c); inside a window the pairs are, being a BPE output,
+ * and each junction is checked. A failing junction backs up a few tokens and
+ * retries; the backtracking encoder is the last resort. */
+#define BPE_WIN 4096
+#define BPE_MARGIN 256
+
+static size_t bpe_windowed(const tok_t *t, const unsigned char *p, size_t len, int *out, tok_scratch_t *sc)
+{
+    size_t pos = 0, m = 0;
+    int retries = 0;
+    while (pos < len) {
+        size_t w = len - pos < BPE_WIN ? len - pos : BPE_WIN;
+        size_t k = w <= BPE_SHORT ? bpe_short(t, p + pos, w, out + m) : bpe_long(t, p + pos, w, out + m, sc);
+        if (k == (size_t)-1) return k;
+        size_t keep = k, end = pos + w;
+        if (end < len) {
+            /* drop the tokens that end within the margin */
+            size_t at = end;
+            while (keep > 1 && at > end - BPE_MARGIN) at -= t->off[out[m + keep - 1] + 1] - t->off[out[m + keep - 1]], keep--;
+            end = at;
+        }
+        if (m > 0) {
+            int ok = tok_bt_compatible(t, out[m - 1], out[m]);
+            if (ok < 0) return (size_t)-2;
+            if (!ok) {
+                /* back up over a few kept tokens and merge again from there */
+                if (++retries > 64) return (size_t)-2;
+                for (int i = 0; i < 4 && m > 0; i++) {
+                    m--;
+                    pos -= t->off[out[m] + 1] - t->off[out[m]];
+                }
+                continue;
+            }
+        }
+        m += keep;
+        pos = end;
+    }
+    return m;
+}
 
 size_t tok_bpe_piece(const tok_t *t, const unsigned char *p, size_t len, int *out, tok_scratch_t *sc)
 {
@@ -189,8 +230,9 @@ size_t tok_bpe_piece(const tok_t *t, const unsigned char *p, size_t len, int *ou
         if (id >= 0) { out[0] = id; return 1; }
     }
     if (len <= BPE_SHORT) return bpe_short(t, p, len, out);
-    if (t->bt_ok && len >= BPE_BT_MIN) {
-        size_t m = tok_bt_piece(t, p, len, out, sc);
+    if (t->bt_ok && len > BPE_WIN) {
+        size_t m = bpe_windowed(t, p, len, out, sc);
+        if (m == (size_t)-2) m = tok_bt_piece(t, p, len, out, sc);
         if (m != (size_t)-2) return m;
     }
     return bpe_long(t, p, len, out, sc);
@@ -201,12 +243,15 @@ size_t tok_bpe_piece_alg(const tok_t *t, const unsigned char *p, size_t len, int
 {
     if (alg == 0) return len <= BPE_SHORT ? bpe_short(t, p, len, out) : (size_t)-2;
     if (alg == 1) return len >= 2 ? bpe_long(t, p, len, out, sc) : (size_t)-2;
+    if (alg == 3) return t->bt_ok ? bpe_windowed(t, p, len, out, sc) : (size_t)-2;
     return t->bt_ok ? tok_bt_piece(t, p, len, out, sc) : (size_t)-2;
 }
 
 void tok_scratch_free(tok_scratch_t *sc)
 {
     free(sc->a);
+    free(sc->memo);
     sc->a = NULL;
+    sc->memo = NULL;
     sc->cap = 0;
 }

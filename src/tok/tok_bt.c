@@ -27,12 +27,25 @@
 #include <stdlib.h>
 #include <string.h>
 
+typedef struct {
+    uint32_t key;             /* parent node << 8 | byte; UINT32_MAX = empty */
+    int32_t child;
+    int32_t tok;              /* token ending at child, -1 if none */
+    int32_t pad;
+} bt_slot_t;
+
+typedef struct {
+    int32_t node, tok;
+} bt_direct_t;
+
 struct tok_bt {
-    /* trie: child of (node, byte) in an open-addressing table */
-    uint32_t *ckey;           /* node << 8 | byte, UINT32_MAX = empty */
-    int32_t *cval;
+    /* byte trie of the vocabulary: children in an open-addressing table; the
+     * first two levels also in direct tables, where most walks end */
+    bt_slot_t *ch;
     uint32_t cmask;
-    int32_t *node_tok;        /* token ending at node, -1 if none */
+    bt_direct_t l1[256];
+    bt_direct_t *l2;          /* 65536: two-byte prefixes */
+    int32_t *node_tok;        /* token ending at node, -1 if none (building) */
     int32_t *prefix;          /* longest proper prefix token of id, -1 if none */
     int32_t *split;           /* 2 per id: the merge that made it; {id, id} for bytes */
 };
@@ -42,14 +55,38 @@ static inline uint32_t child_hash(uint32_t k)
     return (uint32_t)((k * 0x9E3779B97F4A7C15ull) >> 32);
 }
 
-static inline int32_t trie_child(const tok_bt_t *b, int32_t node, unsigned char c)
+static inline const bt_slot_t *trie_slot(const tok_bt_t *b, int32_t node, unsigned char c)
 {
     uint32_t k = (uint32_t)node << 8 | c, h = child_hash(k) & b->cmask;
     for (;;) {
-        if (b->ckey[h] == k) return b->cval[h];
-        if (b->ckey[h] == UINT32_MAX) return -1;
+        if (b->ch[h].key == k) return &b->ch[h];
+        if (b->ch[h].key == UINT32_MAX) return NULL;
         h = (h + 1) & b->cmask;
     }
+}
+
+static inline int32_t trie_child(const tok_bt_t *b, int32_t node, unsigned char c)
+{
+    const bt_slot_t *sl = trie_slot(b, node, c);
+    return sl ? sl->child : -1;
+}
+
+/* the longest token that is a prefix of p[at..len) */
+static inline int32_t bt_longest(const tok_bt_t *b, const unsigned char *p, size_t at, size_t len)
+{
+    int32_t best = b->l1[p[at]].tok;
+    if (at + 1 >= len) return best;
+    const bt_direct_t *d = &b->l2[p[at] << 8 | p[at + 1]];
+    if (d->node < 0) return best;
+    if (d->tok >= 0) best = d->tok;
+    int32_t node = d->node;
+    for (size_t i = at + 2; i < len; i++) {
+        const bt_slot_t *sl = trie_slot(b, node, p[i]);
+        if (!sl) break;
+        if (sl->tok >= 0) best = sl->tok;
+        node = sl->child;
+    }
+    return best;
 }
 
 static inline int32_t pair_merged(const tok_t *t, int32_t a, int32_t c)
@@ -57,8 +94,8 @@ static inline int32_t pair_merged(const tok_t *t, int32_t a, int32_t c)
     uint64_t key = (uint64_t)(uint32_t)a << 32 | (uint32_t)c;
     uint32_t h = (uint32_t)((key * 0x9E3779B97F4A7C15ull) >> 32) & t->pair_mask;
     for (;;) {
-        uint64_t k = t->pair_key[h];
-        if (k == key) return t->pair_val[2 * h];
+        uint64_t k = t->pairs[h].key;
+        if (k == key) return t->pairs[h].rank;
         if (k == UINT64_MAX) return INT_MAX;
         h = (h + 1) & t->pair_mask;
     }
@@ -93,8 +130,8 @@ static int bt_compatible(const tok_t *t, const int32_t *split, int32_t t1, int32
 static void bt_free(tok_bt_t *b)
 {
     if (!b) return;
-    free(b->ckey);
-    free(b->cval);
+    free(b->ch);
+    free(b->l2);
     free(b->node_tok);
     free(b->prefix);
     free(b->split);
@@ -108,13 +145,13 @@ static tok_bt_t *bt_build(const tok_t *t)
     size_t nodes_max = (size_t)t->off[t->n_vocab] + 1;
     uint32_t cap = 16;
     while (cap < 2 * nodes_max) cap *= 2;
-    b->ckey = malloc(cap * sizeof *b->ckey);
-    b->cval = malloc(cap * sizeof *b->cval);
+    b->ch = malloc(cap * sizeof *b->ch);
+    b->l2 = malloc(65536 * sizeof *b->l2);
     b->node_tok = malloc(nodes_max * sizeof *b->node_tok);
     b->prefix = malloc((size_t)t->n_vocab * sizeof *b->prefix);
     b->split = malloc((size_t)t->n_vocab * 2 * sizeof *b->split);
-    if (!b->ckey || !b->cval || !b->node_tok || !b->prefix || !b->split) { bt_free(b); return NULL; }
-    memset(b->ckey, 0xff, cap * sizeof *b->ckey);
+    if (!b->ch || !b->l2 || !b->node_tok || !b->prefix || !b->split) { bt_free(b); return NULL; }
+    for (uint32_t i = 0; i < cap; i++) b->ch[i].key = UINT32_MAX;
     b->cmask = cap - 1;
     int32_t nn = 1;
     b->node_tok[0] = -1;
@@ -127,14 +164,26 @@ static tok_bt_t *bt_build(const tok_t *t)
             int32_t c = trie_child(b, node, s[i]);
             if (c < 0) {
                 uint32_t k = (uint32_t)node << 8 | s[i], h = child_hash(k) & b->cmask;
-                while (b->ckey[h] != UINT32_MAX) h = (h + 1) & b->cmask;
-                b->ckey[h] = k;
-                b->cval[h] = c = nn;
+                while (b->ch[h].key != UINT32_MAX) h = (h + 1) & b->cmask;
+                b->ch[h].key = k;
+                b->ch[h].child = c = nn;
                 b->node_tok[nn++] = -1;
             }
             node = c;
         }
         b->node_tok[node] = id;
+    }
+    for (uint32_t h = 0; h <= b->cmask; h++)
+        if (b->ch[h].key != UINT32_MAX) b->ch[h].tok = b->node_tok[b->ch[h].child];
+    for (int c0 = 0; c0 < 256; c0++) {
+        int32_t n1 = trie_child(b, 0, (unsigned char)c0);
+        b->l1[c0].node = n1;
+        b->l1[c0].tok = n1 >= 0 ? b->node_tok[n1] : -1;
+        for (int c1 = 0; c1 < 256; c1++) {
+            int32_t n2 = n1 >= 0 ? trie_child(b, n1, (unsigned char)c1) : -1;
+            b->l2[c0 << 8 | c1].node = n2;
+            b->l2[c0 << 8 | c1].tok = n2 >= 0 ? b->node_tok[n2] : -1;
+        }
     }
     for (int id = 0; id < t->n_vocab; id++) {
         const unsigned char *s = (const unsigned char *)t->blob + t->off[id];
@@ -182,6 +231,15 @@ static const tok_bt_t *bt_get(const tok_t *t)
     return m->bt;
 }
 
+#define BT_MEMO_BITS 14
+#define BT_MEMO (1u << BT_MEMO_BITS)
+
+int tok_bt_compatible(const tok_t *t, int a, int c)
+{
+    const tok_bt_t *b = bt_get(t);
+    return b ? bt_compatible(t, b->split, a, c, INT_MAX) : -1;
+}
+
 static inline size_t tlen(const tok_t *t, int32_t id) { return t->off[id + 1] - t->off[id]; }
 
 size_t tok_bt_piece(const tok_t *t, const unsigned char *p, size_t len, int *out, tok_scratch_t *sc)
@@ -197,25 +255,35 @@ size_t tok_bt_piece(const tok_t *t, const unsigned char *p, size_t len, int *out
     }
     uint32_t *live = (uint32_t *)sc->a;   /* bit i: encoding may still end at i */
     memset(live, 0xff, words * sizeof *live);
+    /* compatibility of token pairs, memoised: giant pieces repeat pairs, and
+     * each check walks the pair table at random */
+    if (!sc->memo) {
+        sc->memo = malloc(BT_MEMO * sizeof *sc->memo);
+        if (!sc->memo) return (size_t)-1;
+    }
+    memset(sc->memo, 0xff, BT_MEMO * sizeof *sc->memo);
+    uint64_t *memo = sc->memo;
     size_t pos = 0, m = 0;
     int32_t next = -1;
-#define LONGEST(at) do { \
-        int32_t node_ = 0; next = -1; \
-        for (size_t i_ = (at); i_ < len; i_++) { \
-            node_ = trie_child(b, node_, p[i_]); \
-            if (node_ < 0) break; \
-            if (b->node_tok[node_] >= 0) next = b->node_tok[node_]; \
-        } \
-    } while (0)
-    LONGEST(0);
+    next = bt_longest(b, p, 0, len);
     while (next >= 0) {
         int32_t tk = next, last = m ? out[m - 1] : -1;
         for (;;) {
             size_t end = pos + tlen(t, tk);
-            if ((live[end >> 5] >> (end & 31) & 1) && (last < 0 || bt_compatible(t, b->split, last, tk, INT_MAX))) {
+            int ok = live[end >> 5] >> (end & 31) & 1;
+            if (ok && last >= 0) {
+                uint64_t key = (uint64_t)(uint32_t)last << 32 | (uint32_t)tk;
+                uint64_t *slot = &memo[(key * 0x9E3779B97F4A7C15ull) >> (64 - BT_MEMO_BITS)];
+                if ((*slot & ~(1ull << 63)) == key) ok = (int)(*slot >> 63);
+                else {
+                    ok = bt_compatible(t, b->split, last, tk, INT_MAX);
+                    *slot = key | (uint64_t)ok << 63;
+                }
+            }
+            if (ok) {
                 out[m++] = tk;
                 pos = end;
-                if (pos < len) LONGEST(pos);
+                if (pos < len) next = bt_longest(b, p, pos, len);
                 else next = -1;
                 break;
             }
@@ -228,6 +296,5 @@ size_t tok_bt_piece(const tok_t *t, const unsigned char *p, size_t len, int *out
             break;
         }
     }
-#undef LONGEST
     return m;
 }

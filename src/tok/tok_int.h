@@ -28,6 +28,10 @@ typedef struct {
 
 enum { TOK_PRE_GPT2 = 0, TOK_PRE_REGEX = 1 };
 typedef struct tok_bt tok_bt_t;
+typedef struct {
+    uint64_t key;            /* a << 32 | b; UINT64_MAX = empty */
+    int32_t rank, merged;
+} tok_pair_t;
 
 struct tok {
     int n_vocab;
@@ -37,8 +41,7 @@ struct tok {
     int32_t *str_tab;
     uint32_t str_mask;
     /* (a << 32 | b) -> {rank, merged}; key UINT64_MAX = empty */
-    uint64_t *pair_key;
-    int32_t *pair_val;       /* 2 per slot: rank, merged */
+    tok_pair_t *pairs;       /* slot: key, rank, merged; one cache line holds 4 */
     uint32_t pair_mask;
     /* merges in rank order, for writing merges.txt: {a, b} */
     int32_t *merges;
@@ -76,11 +79,13 @@ size_t tok_pretok_gpt2(const unsigned char *s, size_t i, size_t n);
 typedef struct {
     int32_t *a;              /* ids / heap / links, grown to need */
     size_t cap;
+    uint64_t *memo;          /* tok_bt.c's pair-compatibility memo */
 } tok_scratch_t;
 size_t tok_bpe_piece(const tok_t *t, const unsigned char *p, size_t len,
                      int *out, tok_scratch_t *sc);
 void tok_scratch_free(tok_scratch_t *sc);
-/* The same by algorithm, for tests: 0 short scan (len <= 64), 1 heap, 2 backtracking. */
+/* The same by algorithm, for tests: 0 short scan (len <= 64), 1 heap,
+ * 2 backtracking, 3 windowed heap (the last two need tiktoken ranks). */
 size_t tok_bpe_piece_alg(const tok_t *t, const unsigned char *p, size_t len, int *out,
                          tok_scratch_t *sc, int alg);
 
@@ -89,6 +94,8 @@ size_t tok_bpe_piece_alg(const tok_t *t, const unsigned char *p, size_t len, int
  * vocabulary defeats it (the caller falls back to the heap). */
 size_t tok_bt_piece(const tok_t *t, const unsigned char *p, size_t len, int *out, tok_scratch_t *sc);
 void tok_bt_free(tok_t *t);
+/* 1 if BPE of bytes(a) + bytes(b) gives [a, b], 0 if not, -1 without tables (OOM). */
+int tok_bt_compatible(const tok_t *t, int a, int b);
 
 /* Regex pre-tokenizer (PCRE2), tok_re.c */
 int tok_re_compile(tok_t *t, const char *pattern, char *err);

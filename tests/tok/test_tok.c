@@ -143,7 +143,28 @@ static void test_bt_matches_heap(void)
         size_t na = tok_bpe_piece_alg(R, s, n, a, &sc, 1), nb = tok_bpe_piece_alg(R, s, n, b, &sc, 2);
         if (na != nb || memcmp(a, b, na * sizeof *a)) bad++;
     }
-    CHECKF(bad == 0, "%d of 120 pieces differ", bad);
+    CHECKF(bad == 0, "backtracking: %d of 120 pieces differ", bad);
+    /* the windowed heap (pieces over 4 KB) against the plain heap */
+    size_t big = 20000;
+    unsigned char *g = malloc(big);
+    int *ga = malloc(big * sizeof *ga), *gb = malloc(big * sizeof *gb);
+    bad = 0;
+    for (int it = 0; it < 24; it++) {
+        int k = 2 + it % 25, mode = it % 3;
+        for (size_t i = 0; i < big; i++) {
+            seed = seed * 1664525u + 1013904223u;
+            unsigned r = seed >> 24;
+            g[i] = mode == 0 ? (unsigned char)"abcdefghijklmnopqrstuvwxyz"[r % (unsigned)k]
+                 : mode == 1 ? (unsigned char)r
+                 : (unsigned char)"etaoinshrdlucmfwypvbgkqjxzETAOIN0123456789 .,'"[r % (unsigned)(k + 20)];
+        }
+        size_t na = tok_bpe_piece_alg(R, g, big, ga, &sc, 1), nb = tok_bpe_piece_alg(R, g, big, gb, &sc, 3);
+        if (na != nb || memcmp(ga, gb, na * sizeof *ga)) bad++;
+    }
+    CHECKF(bad == 0, "windowed: %d of 24 pieces differ", bad);
+    free(g);
+    free(ga);
+    free(gb);
     tok_scratch_free(&sc);
     free(s);
     free(a);
