@@ -333,6 +333,11 @@ int store_checkpoint_delete(store_t *s, const char *job_id, int step, char *err)
 int store_checkpoint_by_model(store_t *s, const char *org_id, const char *model,
                               store_checkpoint_t *out, char *err);
 
+/* Every checkpoint usable as a model (current API, model name set) of one
+ * org's jobs that were not cancelled, oldest first: what /v1/models lists
+ * beside the fine-tuned models. free() the array. */
+int store_checkpoint_models(store_t *s, const char *org_id, store_checkpoint_t **out, int *n, char *err);
+
 /* ------------------------------------------------------------------ models */
 
 typedef struct {

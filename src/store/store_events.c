@@ -330,6 +330,19 @@ int store_checkpoint_by_model(store_t *s, const char *org_id, const char *model,
     return STORE_ENOTFOUND;
 }
 
+int store_checkpoint_models(store_t *s, const char *org_id, store_checkpoint_t **out, int *n, char *err)
+{
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *st;
+    if (store_prep(s, "SELECT " CKPT_COLS " FROM checkpoints c JOIN jobs j ON j.id = c.job_id "
+                      "WHERE c.model<>'' AND j.status<>'cancelled' AND (?1 IS NULL OR j.org_id=?1) ORDER BY c.seq",
+                   &st, err))
+        return -1;
+    store_bind_nullable(st, 1, org_id);
+    return ckpt_rows(s, st, out, n, err);
+}
+
 /* ------------------------------------------------------------------ models */
 
 #define MODEL_COLS "id, org_id, base, parent, job_id, dir, created"

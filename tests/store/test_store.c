@@ -433,6 +433,25 @@ static void test_checkpoints_and_models(void)
     char name[STORE_NAME_LEN];
     snprintf(name, sizeof name, "ft:curie:a::%s:ckpt-step-20", j.model_tag);
     CHECK(store_checkpoint_by_model(s, o.id, name, &c, err) == 0 && c.step == 20);
+    store_checkpoint_t *cm;
+    CHECK(store_checkpoint_models(s, o.id, &cm, &n, err) == 0 && n == 4);
+    CHECK(n == 4 && cm[0].step == 10 && cm[3].step == 40 && strstr(cm[3].model, ":ckpt-step-40") != NULL);
+    free(cm);
+    CHECK(store_checkpoint_models(s, "org-other", &cm, &n, err) == 0 && n == 0);
+    free(cm);
+    store_job_t cj;   /* a cancelled job's checkpoints are not models */
+    new_job(s, o.id, STORE_API_JOBS, &cj);
+    store_checkpoint_t cc;
+    memset(&cc, 0, sizeof cc);
+    store_copy(cc.job_id, sizeof cc.job_id, cj.id);
+    cc.step = 5;
+    store_copy(cc.model, sizeof cc.model, "ft:curie:a::zzz:ckpt-step-5");
+    CHECK(store_checkpoint_add(s, &cc, err) == 0);
+    CHECK(store_checkpoint_models(s, o.id, &cm, &n, err) == 0 && n == 5);
+    free(cm);
+    CHECK(store_job_transition(s, cj.id, NULL, "cancelled", err) == 0);
+    CHECK(store_checkpoint_models(s, o.id, &cm, &n, err) == 0 && n == 4);
+    free(cm);
     CHECK(store_checkpoint_delete(s, j.id, 20, err) == 0);
     CHECK(store_checkpoint_by_model(s, o.id, name, &c, err) == STORE_ENOTFOUND);
     CHECK(store_checkpoint_list(s, o.id, j.id, NULL, &cs, &n, &more, err) == 0 && n == 3);
