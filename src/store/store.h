@@ -183,7 +183,9 @@ typedef struct {
     char result_file[STORE_ID_LEN];    /* compiled_results.csv file id, "" until succeeded */
     char model_tag[16];             /* 8 alnum chosen at create: the {id} of ft:{base}:{org}:{suffix}:{id} */
 
-    /* Hyper-parameters as requested; 0 (or < 0 for prompt_loss_weight) = auto/default. */
+    /* Hyper-parameters as requested. n_epochs, batch_size and
+     * learning_rate_multiplier: 0 = auto; prompt_loss_weight: < 0 = default
+     * (0.01), since 0 is a valid weight. */
     int n_epochs, batch_size;
     double learning_rate_multiplier, prompt_loss_weight;
     int compute_classification_metrics, classification_n_classes;
@@ -257,7 +259,7 @@ int store_job_set_queue_number(store_t *s, const char *id, int queue_number, cha
 int store_job_succeed(store_t *s, const char *id, const char *fine_tuned_model,
                       const char *result_file, long long trained_tokens, char *err);
 
-/* Scheduler queries. Queued jobs of every org, oldest first (free()). */
+/* Scheduler queries. Queued jobs of every org, oldest first (store_job_free). */
 int store_job_queued(store_t *s, store_job_t **out, int *n, char *err);
 /* Jobs in `status` of every org, oldest first (store_job_free). */
 int store_job_by_status(store_t *s, const char *status, store_job_t **out, int *n, char *err);
