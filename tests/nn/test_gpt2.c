@@ -253,7 +253,7 @@ static void attention_case(int B, int T, int C, int NH)
     size_t n3 = (size_t)B * T * 3 * C, n1 = (size_t)B * T * C;
     float *qkv = malloc(n3 * 4), *dqkv = malloc(n3 * 4), *out = malloc(n1 * 4), *ref = malloc(n1 * 4);
     float *G = malloc(n1 * 4), *lse = malloc((size_t)B * NH * T * 4);
-    double *qd = malloc(n3 * sizeof(double));
+    double *qd = calloc(n3, sizeof(double));
     fixture_fill(qkv, n3, 99, 1, 0.0, 1.0);
     fixture_fill(G, n1, 99, 2, 0.0, 1.0);
     for (size_t i = 0; i < n3; i++) qd[i] = qkv[i];
