@@ -17,6 +17,7 @@
 #include "nn/nn.h"
 
 #include <jansson.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,10 +48,11 @@ static json_t *torch_reference(const char *script, int steps)
 {
     if (!fs_exists(script)) return NULL;
     char cmd[1024];
+    int th = omp_get_max_threads(); /* the same thread count as ours */
     snprintf(cmd, sizeof cmd,
-             "env -u OPENBLAS_CORETYPE OMP_NUM_THREADS=2 /usr/bin/python3 '%s' --child "
-             "'{\"kind\":\"generate\",\"threads\":2,\"mkldnn\":1,\"env\":\"default\",\"bf16\":0,"
-             "\"B\":1,\"T\":128,\"steps\":1,\"decode\":%d}' 2>/dev/null", script, steps);
+             "env -u OPENBLAS_CORETYPE OMP_NUM_THREADS=%d /usr/bin/python3 '%s' --child "
+             "'{\"kind\":\"generate\",\"threads\":%d,\"mkldnn\":1,\"env\":\"default\",\"bf16\":0,"
+             "\"B\":1,\"T\":128,\"steps\":1,\"decode\":%d}' 2>/dev/null", th, script, th, steps);
     FILE *p = popen(cmd, "r");
     if (!p) return NULL;
     char line[4096];
