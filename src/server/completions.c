@@ -384,6 +384,8 @@ static int completions_run(req_t *r, const char *model)
     int hit = 0;
     if (parse_params(r, c, b) || resolve_model(r, model, dir)) goto out;
     c->ref = model_cache_get(r->srv, model, dir, &hit, err);
+    r->extra_header[0] = "x-tunery-model-cache";
+    r->extra_header[1] = hit ? "hit" : "miss";
     if (!c->ref) {
         HTTP_500(r, "The model `%s` could not be loaded: %s", model, err);
         goto out;

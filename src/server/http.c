@@ -44,6 +44,7 @@ static void add_common_headers(req_t *r, struct MHD_Response *resp, int status, 
     MHD_add_response_header(resp, "x-request-id", r->request_id);
     if (status >= 500) MHD_add_response_header(resp, "x-should-retry", "false");
     if (r->org_id[0]) MHD_add_response_header(resp, "openai-organization", r->org_name);
+    if (r->extra_header[0]) MHD_add_response_header(resp, r->extra_header[0], r->extra_header[1]);
 }
 
 static int queue(req_t *r, int status, struct MHD_Response *resp)
@@ -79,6 +80,13 @@ int http_reply_json(req_t *r, int status, json_t *body)
     char *s = json_dumps(body, JSON_COMPACT);
     json_decref(body);
     if (!s) return -1;
+    if (!r->conn) {
+        free(r->captured);
+        r->captured = s;
+        r->captured_status = status;
+        r->replied = 1;
+        return 0;
+    }
     size_t n = strlen(s);
     struct MHD_Response *resp = MHD_create_response_from_buffer(n, s, MHD_RESPMEM_MUST_FREE);
     if (!resp) {

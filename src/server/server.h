@@ -139,6 +139,11 @@ struct req {
     int replied;
     void *qstrs;             /* http.c: decoded query strings to free */
     int in_body;             /* http.c: inside a body call (replies are deferred) */
+    const char *extra_header[2]; /* one more response header (name, value), static strings */
+    /* Without a connection (unit tests, fuzzers) replies are captured here;
+     * the caller frees captured. */
+    int captured_status;
+    char *captured;
     struct MHD_Response *pending; /* a reply decided mid-body, sent at the end */
     int pending_status;
 };

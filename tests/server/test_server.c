@@ -5,6 +5,7 @@
 #include "server/server.h"
 #include "test.h"
 #include <stdlib.h>
+#include <jansson.h>
 
 typedef struct {
     int nparts;
@@ -215,6 +216,85 @@ static void test_error_shape(void)
     json_decref(e);
 }
 
+/* Parameter checks reply through a captured req (no connection). */
+static json_t *captured_error(req_t *r)
+{
+    json_t *j = r->captured ? json_loads(r->captured, 0, NULL) : NULL;
+    free(r->captured);
+    r->captured = NULL;
+    r->replied = 0;
+    return j;
+}
+
+static void test_params_types_and_nulls(void)
+{
+    req_t r;
+    memset(&r, 0, sizeof r);
+    json_t *b = json_loads("{\"n\":3,\"x\":2.0,\"s\":\"str\",\"t\":true,\"nul\":null,\"bad\":\"4\",\"big\":99}", 0, NULL);
+    long long n = -1;
+    int given = -1;
+    CHECK_EQ_INT(json_opt_int(&r, b, "n", 1, 10, &n, &given), 0);
+    CHECK(n == 3 && given == 1);
+    CHECK_EQ_INT(json_opt_int(&r, b, "x", 1, 10, &n, NULL), 0);   /* 2.0 is an integer */
+    CHECK_EQ_INT(n, 2);
+    n = 7;
+    CHECK_EQ_INT(json_opt_int(&r, b, "nul", 1, 10, &n, &given), 0);   /* null = default */
+    CHECK(n == 7 && given == 0);
+    CHECK_EQ_INT(json_opt_int(&r, b, "absent", 1, 10, &n, &given), 0);
+    CHECK(n == 7 && given == 0 && !r.replied);
+    CHECK(json_opt_int(&r, b, "bad", 1, 10, &n, NULL) < 0);
+    json_t *e = captured_error(&r);
+    CHECK_EQ_INT(r.captured_status, 400);
+    CHECK_EQ_STR(json_string_value(json_object_get(json_object_get(e, "error"), "param")), "bad");
+    CHECK_EQ_STR(json_string_value(json_object_get(json_object_get(e, "error"), "type")), "invalid_request_error");
+    json_decref(e);
+    CHECK(json_opt_int(&r, b, "big", 1, 10, &n, NULL) < 0);
+    e = captured_error(&r);
+    CHECK(e && strstr(json_string_value(json_object_get(json_object_get(e, "error"), "message")), "between 1 and 10"));
+    json_decref(e);
+    double d = 0;
+    CHECK_EQ_INT(json_opt_num(&r, b, "n", 0, 5, &d, NULL), 0);
+    CHECK_NEAR(d, 3, 0);
+    CHECK(json_opt_num(&r, b, "s", 0, 5, &d, NULL) < 0);
+    json_decref(captured_error(&r));
+    int t = 0;
+    CHECK_EQ_INT(json_opt_bool(&r, b, "t", &t, NULL), 0);
+    CHECK_EQ_INT(t, 1);
+    CHECK(json_opt_bool(&r, b, "n", &t, NULL) < 0);
+    json_decref(captured_error(&r));
+    const char *str = NULL;
+    CHECK_EQ_INT(json_opt_str(&r, b, "s", &str), 0);
+    CHECK_EQ_STR(str, "str");
+    CHECK(json_opt_str(&r, b, "n", &str) < 0);
+    json_decref(captured_error(&r));
+    static const char *const known[] = {"n", "x", "s", "t", "nul", "bad", NULL};
+    CHECK(json_check_known(&r, b, known) < 0);   /* "big" is not known */
+    e = captured_error(&r);
+    CHECK_EQ_STR(json_string_value(json_object_get(json_object_get(e, "error"), "param")), "big");
+    CHECK_EQ_STR(json_string_value(json_object_get(json_object_get(e, "error"), "message")), "Unrecognized request argument supplied: big");
+    json_decref(e);
+    json_decref(b);
+}
+
+static void test_router_table(void)
+{
+    char p[ROUTE_MAX_PARAMS][ROUTE_PARAM_LEN];
+    int np;
+    const route_t *rt = NULL;
+    CHECK_EQ_INT(router_match("GET", "/v1/files/file-1/content", &rt, p, &np), 0);
+    CHECK(rt && rt->fn == files_content);
+    CHECK_EQ_INT(router_match("DELETE", "/v1/models/curie%3Aft-acme-2021", &rt, p, &np), 0);
+    CHECK(rt->fn == models_delete);
+    CHECK_EQ_STR(p[0], "curie:ft-acme-2021");
+    CHECK_EQ_INT(router_match("POST", "/v1/fine-tunes/ft-1/cancel", &rt, p, &np), 0);
+    CHECK(rt->fn == fine_tunes_cancel && rt->body == BODY_JSON);
+    CHECK_EQ_INT(router_match("POST", "/v1/files", &rt, p, &np), 0);
+    CHECK(rt->body == BODY_MULTIPART);
+    CHECK_EQ_INT(router_match("PUT", "/v1/files", &rt, p, &np), -2);   /* path known, method not */
+    CHECK_EQ_INT(router_match("GET", "/v1/nothing", &rt, p, &np), -1);
+    CHECK_EQ_INT(router_match("GET", "/files", &rt, p, &np), -1);      /* everything is under /v1 */
+}
+
 int main(void)
 {
     RUN(test_multipart_node_order_any_chunking);
@@ -224,5 +304,7 @@ int main(void)
     RUN(test_url_decode);
     RUN(test_route_patterns);
     RUN(test_error_shape);
+    RUN(test_params_types_and_nulls);
+    RUN(test_router_table);
     return test_summary();
 }
