@@ -26,4 +26,5 @@ CMD_DECL(cmd_bench_generate);
 CMD_DECL(cmd_bench_tokenize);
 CMD_DECL(cmd_bench_serve);
 CMD_DECL(cmd_bench_finetune);
+CMD_DECL(cmd_bench_prepare_data);   /* cli/ */
 #endif

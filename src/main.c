@@ -36,6 +36,7 @@ static int cmd_bench_dispatch(int argc, char **argv)
         {"tokenize", cmd_bench_tokenize, "tokenize [FILE]   MB/s and tokens/s of r50k encoding"},
         {"serve", cmd_bench_serve, "serve    requests/s of the HTTP server"},
         {"finetune", cmd_bench_finetune, "finetune [--examples 1000]   end-to-end fine-tune throughput (data loading and checkpoints included)"},
+        {"prepare_data", cmd_bench_prepare_data, "prepare_data [--mb 500] [--file F]   MB/s and peak RSS of tools fine_tunes.prepare_data"},
     };
     for (size_t i = 0; argc >= 2 && i < sizeof benches / sizeof *benches; i++) {
         if (strcmp(argv[1], benches[i].name)) continue;

@@ -25,6 +25,8 @@ typedef struct {
     char **p, **c;
     size_t n;
     int reindexed;   /* rows were dropped: pandas' index is no longer a RangeIndex */
+    unsigned version, task_version;   /* bumped on every change; task cached per version */
+    int task;
 } df_t;
 
 typedef enum { OPT_NONE, OPT_DEDUP, OPT_LONG, OPT_LOWER_P, OPT_LOWER_C, OPT_ADD_P_SUFFIX,
@@ -85,31 +87,47 @@ static void list_repr(buf_t *b, const size_t *idx, size_t n)
 
 /* ---- hashing, for nunique and duplicates ---- */
 
+/* 8 bytes a step; a 500 MB file is hashed several times per run. */
 static uint64_t hash_str(const char *s, uint64_t h)
 {
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
-    return h;
+    size_t n = strlen(s), i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        h = (h ^ w) * 0x9E3779B97F4A7C15ULL;
+        h ^= h >> 29;
+    }
+    uint64_t w = 0;
+    memcpy(&w, s + i, n - i);
+    h = (h ^ w ^ ((uint64_t)n << 56)) * 0xBF58476D1CE4E5B9ULL;
+    return h ^ (h >> 31);
 }
 
 /* Rows whose (a[i], b ? b[i] : -) was already seen get dup[i] = 1; returns
- * the number of distinct keys. */
-static size_t hash_unique(char **a, char **b, size_t n, unsigned char *dup)
+ * the number of distinct keys, or stops early (returning stop_at) once that
+ * many are found when stop_at is non-zero. */
+static size_t hash_unique(char **a, char **b, size_t n, unsigned char *dup, size_t stop_at)
 {
     size_t cap = 16;
     while (cap < 2 * n + 16) cap <<= 1;
-    size_t *slot = calloc(cap, sizeof *slot), uniq = 0;
+    struct slot { uint64_t h; size_t i; } *slot = calloc(cap, sizeof *slot);
+    size_t uniq = 0;
     if (!slot) return n;
     for (size_t i = 0; i < n; i++) {
-        uint64_t h = hash_str(a[i], 0xcbf29ce484222325ULL);
-        if (b) h = hash_str(b[i], h * 31 + 7);
-        size_t k = (size_t)(h ^ (h >> 29)) & (cap - 1);
+        uint64_t h = hash_str(a[i], 0x243F6A8885A308D3ULL);
+        if (b) h = hash_str(b[i], h);
+        size_t k = (size_t)h & (cap - 1);
         int seen = 0;
-        for (; slot[k]; k = (k + 1) & (cap - 1)) {
-            size_t j = slot[k] - 1;
-            if (!strcmp(a[j], a[i]) && (!b || !strcmp(b[j], b[i]))) { seen = 1; break; }
+        for (; slot[k].i; k = (k + 1) & (cap - 1)) {
+            size_t j = slot[k].i - 1;
+            if (slot[k].h == h && !strcmp(a[j], a[i]) && (!b || !strcmp(b[j], b[i]))) { seen = 1; break; }
         }
         if (dup) dup[i] = (unsigned char)seen;
-        if (!seen) { slot[k] = i + 1; uniq++; }
+        if (!seen) {
+            slot[k].h = h;
+            slot[k].i = i + 1;
+            if (++uniq == stop_at) break;
+        }
     }
     free(slot);
     return uniq;
@@ -117,23 +135,31 @@ static size_t hash_unique(char **a, char **b, size_t n, unsigned char *dup)
 
 typedef enum { TASK_OPEN, TASK_CLASS, TASK_COND } task_t;
 
-static task_t infer_task(const df_t *d)
+static task_t infer_task(df_t *d)
 {
+    if (d->task_version == d->version + 1) return d->task;   /* cached for this state of the data */
     int any = 0;
     for (size_t i = 0; i < d->n && !any; i++) any = d->p[i][0] != 0;
-    if (!any) return TASK_OPEN;
-    if ((double)hash_unique(d->c, NULL, d->n, NULL) < (double)d->n / 3) return TASK_CLASS;
-    return TASK_COND;
+    task_t t = TASK_COND;
+    if (!any) t = TASK_OPEN;
+    else {
+        /* classification iff distinct completions < n/3: stop counting at n/3 */
+        size_t limit = d->n / 3 + 1;
+        if ((double)hash_unique(d->c, NULL, d->n, NULL, limit) < (double)d->n / 3) t = TASK_CLASS;
+    }
+    d->task = t;
+    d->task_version = d->version + 1;
+    return t;
 }
 
 /* Longest common prefix/suffix of every row, whole characters only. */
 static char *common_xfix(char **col, size_t n, int suffix)
 {
     if (!n) return strdup("");
-    size_t L = strlen(col[0]);
+    size_t L = strlen(col[0]), l0 = L;
     for (size_t i = 1; i < n && L; i++) {
         size_t li = strlen(col[i]), k = 0, m = L < li ? L : li;
-        if (suffix) while (k < m && col[0][strlen(col[0]) - 1 - k] == col[i][li - 1 - k]) k++;
+        if (suffix) while (k < m && col[0][l0 - 1 - k] == col[i][li - 1 - k]) k++;
         else while (k < m && col[0][k] == col[i][k]) k++;
         L = k;
     }
@@ -177,6 +203,7 @@ static char *fmt(const char *f, ...)
 
 static void df_keep(df_t *d, const unsigned char *drop)
 {
+    d->version++;
     size_t k = 0;
     for (size_t i = 0; i < d->n; i++) {
         if (drop[i]) { d->reindexed = 1; continue; }
@@ -228,11 +255,12 @@ static void apply_optional(pd_ctx_t *x, rem_t *r)
 {
     df_t *d = &x->df;
     size_t n = d->n;
+    d->version++;
     switch (r->kind) {
     case OPT_NONE: break;
     case OPT_DEDUP: {
         unsigned char *dup = calloc(n + 1, 1);
-        hash_unique(d->p, d->c, n, dup);
+        hash_unique(d->p, d->c, n, dup, 0);
         df_keep(d, dup);
         free(dup);
         break;
@@ -352,7 +380,7 @@ static void v_duplicated(pd_ctx_t *x)
     rem_t *r = rem_new(x, "duplicated_rows");
     df_t *d = &x->df;
     unsigned char *dup = calloc(d->n + 1, 1);
-    hash_unique(d->p, d->c, d->n, dup);
+    hash_unique(d->p, d->c, d->n, dup, 0);
     size_t *idx = malloc((d->n + 1) * sizeof *idx), k = 0;
     for (size_t i = 0; i < d->n; i++) if (dup[i]) idx[k++] = i;
     if (k) {
@@ -417,10 +445,7 @@ static int contains_before_suffix(char **col, size_t n, const char *sfx)
     for (size_t i = 0; i < n; i++) {
         size_t len = u8_len(col[i]);
         size_t cut = len > chars ? u8_offset(col[i], len - chars) : 0;
-        char *head = strndup(col[i], cut);
-        int hit = strstr(head, sfx) != NULL;
-        free(head);
-        if (hit) return 1;
+        if (memmem(col[i], cut, sfx, strlen(sfx))) return 1;
     }
     return 0;
 }
@@ -660,7 +685,7 @@ static void out_names(const char *fname, int split, char names[2][4200])
 
 static void estimate_time(pd_ctx_t *x)
 {
-    const df_t *d = &x->df;
+    df_t *d = &x->df;
     double t;
     if (infer_task(d) == TASK_CLASS) t = (double)d->n * 1.44;
     else t = (16.0 * (double)d->n + (d->reindexed ? 8.0 * (double)d->n : 128.0)) * 0.0515;
@@ -709,7 +734,7 @@ static int write_out(pd_ctx_t *x, const char *fname, int any_applied)
             free(perm); free(valid); free(in_train);
             /* number of classes, and the most frequent one (first seen wins a tie) */
             unsigned char *dup = calloc(n + 1, 1);
-            size_t ncls = hash_unique(d->c, NULL, n, dup), best = 0, best_n = 0;
+            size_t ncls = hash_unique(d->c, NULL, n, dup, 0), best = 0, best_n = 0;
             for (size_t i = 0; i < n && ncls == 2; i++) {
                 if (dup[i]) continue;
                 size_t cnt = 0;
