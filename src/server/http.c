@@ -385,7 +385,7 @@ int http_listen(server_t *s, char *err)
                                  MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL,
                                  MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(1u << 20),
                                  MHD_OPTION_CONNECTION_LIMIT, (unsigned)512,
-                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)0,
+                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600,   /* idle keep-alive; streams ping well inside it */
                                  MHD_OPTION_EXTERNAL_LOGGER, log_mhd, NULL,
                                  MHD_OPTION_END);
     if (!s->daemon)
