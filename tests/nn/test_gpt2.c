@@ -13,6 +13,7 @@
 #include "nn/nn.h"
 #include "test.h"
 
+#include <omp.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -344,6 +345,46 @@ static void test_clip_sync(void)
     st_file_close(&fx.f);
 }
 
+/* DESIGN.md: a fixed seed on the same machine gives bit-identical losses.
+ * Two runs of 2 steps, with 2 threads and with 1, end in the same bits. */
+static void run_steps(const char *file, float *losses, float **params, size_t *n)
+{
+    fixture_t fx;
+    gpt2_t m;
+    if (fixture_open(&fx, file, &m)) return;
+    adamw_config_t opt = {.lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.1f};
+    for (int step = 1; step <= 2; step++) {
+        gpt2_zero_grad(&m);
+        losses[step - 1] = gpt2_forward(&m, fx.inputs, fx.targets, fx.weights, fx.B, fx.T);
+        gpt2_backward(&m, (float)(1.0 / weight_sum(&fx, 0, fx.B)));
+        gpt2_clip_grad_norm(&m, 1.0f);
+        gpt2_update(&m, &opt, step);
+    }
+    *n = m.num_parameters;
+    *params = malloc(*n * sizeof(float));
+    memcpy(*params, m.params_memory, *n * sizeof(float));
+    gpt2_free(&m);
+    st_file_close(&fx.f);
+}
+
+static void test_deterministic(void)
+{
+    float l1[2] = {0}, l2[2] = {0}, l3[2] = {0}, *p1 = NULL, *p2 = NULL, *p3 = NULL;
+    size_t n = 0;
+    const char *file = "gpt2_odd.safetensors";
+    run_steps(file, l1, &p1, &n);
+    run_steps(file, l2, &p2, &n);
+    int nt = omp_get_max_threads();
+    omp_set_num_threads(1);
+    run_steps(file, l3, &p3, &n);
+    omp_set_num_threads(nt);
+    if (!p1 || !p2 || !p3) { CHECK(0); return; }
+    CHECK(memcmp(l1, l2, sizeof l1) == 0 && memcmp(p1, p2, n * sizeof(float)) == 0);
+    CHECKF(memcmp(l1, l3, sizeof l1) == 0 && memcmp(p1, p3, n * sizeof(float)) == 0,
+           "1 thread vs %d: losses %.9g %.9g vs %.9g %.9g", nt, l3[0], l3[1], l1[0], l1[1]);
+    free(p1); free(p2); free(p3);
+}
+
 /* Weights 0 for all positions: loss 0, no gradient, no NaN. */
 static void test_zero_weights(void)
 {
@@ -528,6 +569,7 @@ int main(void)
     RUN(test_parity_bf16);
     RUN(test_grad_accumulation);
     RUN(test_clip_sync);
+    RUN(test_deterministic);
     RUN(test_zero_weights);
     RUN(test_save_load_roundtrip);
     RUN(test_hf_directory);
