@@ -24,7 +24,13 @@ void cli_flags_usage(FILE *f, const char *cmd, const char *summary,
     for (int i = 0; i < nflags; i++) {
         const cli_flag_t *fl = &flags[i];
         const char *n = fl->short_name ? fl->short_name : fl->long_name;
-        const char *arg = fl->kind == CLI_BOOL ? "" : fl->kind == CLI_FLOATS ? " X [X ...]" : " VALUE";
+        char meta[64] = "", arg[160] = "";
+        size_t k = 0;
+        for (const char *c = fl->long_name + 2; *c && k + 1 < sizeof meta; c++)   /* argparse's metavar */
+            meta[k++] = *c == '-' ? '_' : (char)(*c >= 'a' && *c <= 'z' ? *c - 32 : *c);
+        meta[k] = 0;
+        if (fl->kind == CLI_FLOATS) snprintf(arg, sizeof arg, " %s [%s ...]", meta, meta);
+        else if (fl->kind != CLI_BOOL) snprintf(arg, sizeof arg, " %s", meta);
         fprintf(f, fl->required ? " %s%s" : " [%s%s]", n, arg);
     }
     fprintf(f, "\n\n%s\n", summary);

@@ -342,6 +342,23 @@ static void test_classification_split(void)
     buf_free(&b);
 }
 
+/* Past 5000 rows the validation set is capped at 1000: train = n - 1000. */
+static void test_split_sizes_large(void)
+{
+    buf_t b = {0};
+    for (int i = 0; i < 6000; i++) buf_printf(&b, "{\"prompt\": \"r%d ->\", \"completion\": \" %s\"}\n", i, i % 4 ? "a" : "b");
+    put_file("six.jsonl", b.data, b.len);
+    run_t r = run("six.jsonl", NULL);
+    HAS(r.out, "--classification_positive_class \" a\"");
+    char *tr = read_out("six_prepared_train.jsonl"), *va = read_out("six_prepared_valid.jsonl");
+    CHECK_EQ_INT(count_lines(tr), 5000);
+    CHECK_EQ_INT(count_lines(va), 1000);
+    free(tr);
+    free(va);
+    run_free(&r);
+    buf_free(&b);
+}
+
 static void test_multiclass_flags(void)
 {
     buf_t b = {0};
@@ -465,6 +482,7 @@ int main(void)
     RUN(test_completion_ending_fallbacks);
     RUN(test_identical_rows_abort);
     RUN(test_classification_split);
+    RUN(test_split_sizes_large);
     RUN(test_multiclass_flags);
     RUN(test_formats);
     RUN(test_read_errors);
