@@ -402,8 +402,9 @@ typedef struct {
     int *tokens;
     float *token_logprobs;      /* NAN = JSON null (the first echoed prompt token) */
     size_t *text_offset;        /* byte offset in text where each token starts */
-    int n_top;                  /* = logprobs */
-    int *top_ids;               /* (n_tokens, n_top); a row of -1 = null */
+    int n_top;                  /* = logprobs. OpenAI's top_logprobs dict also holds the */
+    int *top_ids;               /* sampled token (up to logprobs+1 keys): add tokens[i] with
+                                 * token_logprobs[i]. (n_tokens, n_top); a row of -1 = null */
     float *top_logprobs;        /* (n_tokens, n_top) */
     int completion_tokens;      /* tokens generated for this choice */
     double mean_logprob;        /* mean logprob of the generated tokens (best_of's rank) */
