@@ -119,6 +119,7 @@ static void gpt2_train_free(gpt2_train_state_t *s)
     free(s->acts_memory);
     free(s->dacts_memory);
     free(s->inputs);
+    free(s->live_rows);
     free(s->m);
     free(s->v);
     free(s);
@@ -170,14 +171,15 @@ static int gpt2_acts_reserve(gpt2_t *m, size_t BT)
 
     float *acts = malloc(total * sizeof(float));
     float *dacts = malloc(dtotal * sizeof(float));
-    int *inputs = malloc(BT * sizeof(int));
+    int *inputs = malloc(BT * sizeof(int)), *live = malloc(BT * sizeof(int));
     float *losses = malloc(BT * sizeof(float));
     int *argmax = malloc(BT * sizeof(int));
-    if (!acts || !dacts || !inputs || !losses || !argmax) {
-        free(acts); free(dacts); free(inputs); free(losses); free(argmax);
+    if (!acts || !dacts || !inputs || !losses || !argmax || !live) {
+        free(acts); free(dacts); free(inputs); free(losses); free(argmax); free(live);
         return -1;
     }
-    free(s->acts_memory); free(s->dacts_memory); free(s->inputs);
+    free(s->acts_memory); free(s->dacts_memory); free(s->inputs); free(s->live_rows);
+    s->live_rows = live;
     free(m->out_losses); free(m->out_argmax);
     s->acts_memory = acts; s->acts_floats = total;
     s->dacts_memory = dacts; s->dacts_floats = dtotal;
@@ -306,6 +308,10 @@ float gpt2_forward(gpt2_t *m, const int *inputs, const int *targets, const float
                                        BT, V, Vp, &wsum);
     PROF_END(crossentropy);
     m->mean_loss = wsum > 0.0 ? (float)(lsum / wsum) : 0.0f;
+    s->n_live = 0;
+    s->lm_compacted = 0;
+    for (size_t i = 0; i < BT; i++)
+        if (targets[i] >= 0 && (!loss_weights || loss_weights[i] != 0.0f)) s->live_rows[s->n_live++] = (int)i;
     return m->mean_loss;
 }
 
@@ -323,15 +329,31 @@ void gpt2_backward(gpt2_t *m, float grad_scale)
     gpt2_params_t *g = &m->grads;
 
     PROF_START();
-    /* LM head: dlogits holds w_i (p - y) unscaled. Scale the (B,T,C) side
-     * instead of the (B,T,Vp) one: dwte += dlogits^T (scale lnf), and
-     * dlnf = scale (dlogits wte). */
-    float *scaled = s->scratch, *dlnf = s->dln;
+    /* LM head. dlogits holds w_i (p - y) unscaled; rows with weight 0
+     * (padding, ignored targets) are all zero, so the live rows are moved to
+     * the front and only they go through the two GEMMs. grad_scale goes on
+     * the (rows, C) side, not the (rows, Vp) one: dwte += dlogits^T (scale
+     * lnf), dlnf = scale (dlogits wte). */
+    int nl = s->n_live;
+    size_t rowb = (size_t)Vp * sizeof(float);
+    if (!s->lm_compacted)
+        for (int k = 0; k < nl; k++)
+            if (s->live_rows[k] != k) memcpy(s->logits + (size_t)k * Vp, s->logits + (size_t)s->live_rows[k] * Vp, rowb);
+    s->lm_compacted = 1;
+    float *scaled = s->scratch, *dlive = s->datty, *dlnf = s->dln;
+    #pragma omp parallel for schedule(static)
+    for (int k = 0; k < nl; k++) {
+        const float *x = s->lnf + (size_t)s->live_rows[k] * C;
+        for (int c = 0; c < C; c++) { scaled[(size_t)k * C + c] = grad_scale * x[c]; dlive[(size_t)k * C + c] = 0.0f; }
+    }
+    if (nl) matmul_backward(dlive, g->wte, NULL, s->logits, scaled, p->wte, nl, C, Vp);
     #pragma omp parallel for simd schedule(static)
-    for (size_t i = 0; i < BT * C; i++) { scaled[i] = grad_scale * s->lnf[i]; dlnf[i] = 0.0f; }
-    matmul_backward(dlnf, g->wte, NULL, s->logits, scaled, p->wte, BT, C, Vp);
-    #pragma omp parallel for simd schedule(static)
-    for (size_t i = 0; i < BT * C; i++) { dlnf[i] *= grad_scale; s->dresidual[i] = 0.0f; }
+    for (size_t i = 0; i < BT * C; i++) { dlnf[i] = 0.0f; s->dresidual[i] = 0.0f; }
+    #pragma omp parallel for schedule(static)
+    for (int k = 0; k < nl; k++) {
+        float *d = dlnf + (size_t)s->live_rows[k] * C;
+        for (int c = 0; c < C; c++) d[c] = grad_scale * dlive[(size_t)k * C + c];
+    }
     PROF_END(lmhead_matmul);
     layernorm_backward(s->dresidual, g->lnfw, g->lnfb, dlnf, s->residual3 + (L - 1) * BT * C, p->lnfw,
                        s->lnf_mean, s->lnf_rstd, BT, C);

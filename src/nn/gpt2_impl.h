@@ -29,6 +29,9 @@ struct gpt2_train_state {
     float *logits;          /* (B,T,Vp): logits, then in place the loss gradient */
     float *scratch;         /* (B,T,C): projection outputs before the residual add */
     int *inputs;            /* (B,T) copy of the last inputs (encoder backward) */
+    int *live_rows;         /* rows of the last forward with a non-zero loss weight */
+    int n_live;
+    int lm_compacted;       /* backward moved those rows' dlogits to the front */
     /* activation gradients for one layer, one allocation (dacts_memory) */
     float *dacts_memory;
     size_t dacts_floats;
