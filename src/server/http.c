@@ -19,6 +19,7 @@
 #include <string.h>
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -376,8 +377,13 @@ int http_listen(server_t *s, char *err)
     memset(&sa, 0, sizeof sa);
     sa.sin_family = AF_INET;
     sa.sin_port = htons((uint16_t)s->opts.port);
-    if (inet_pton(AF_INET, s->opts.host, &sa.sin_addr) != 1)
-        return core_errf(err, "cannot listen on '%s': give an IPv4 address such as 127.0.0.1 or 0.0.0.0", s->opts.host);
+    if (inet_pton(AF_INET, s->opts.host, &sa.sin_addr) != 1) {
+        struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *ai = NULL;
+        if (getaddrinfo(s->opts.host, NULL, &hints, &ai) || !ai)
+            return core_errf(err, "cannot listen on '%s': give an IPv4 address such as 127.0.0.1 or 0.0.0.0, or a host name that resolves to one", s->opts.host);
+        sa.sin_addr = ((struct sockaddr_in *)ai->ai_addr)->sin_addr;
+        freeaddrinfo(ai);
+    }
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
     s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s,
                                  MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
