@@ -212,6 +212,60 @@ int mm_forward_path(mm_path_t path, nn_prec_t prec, float *out, const float *inp
     }
 }
 
+/* Splits measured to help oneDNN 2.6 fp32 (docs/bench.md): its brgemm
+ * matmul is ~2x slower when the output is wider than ~1536 columns with a
+ * row-major (k, n) right operand (fcproj's dinp and dweight at C = 3072), and
+ * ~1.5x slower with a 50304-long reduction (the LM head's dinp). Cutting the
+ * output into column panels, or the reduction into chunks that accumulate,
+ * gives both back their full speed. Each piece is its own cached primitive.
+ * bf16 operands are converted per call, so bf16 is never split. */
+#define MM_SPLIT_COLS 1536
+#define MM_SPLIT_K 16384
+
+static int mm_chunk(int total, int target)
+{
+    int pieces = (total + target - 1) / target;
+    int chunk = (total + pieces - 1) / pieces;
+    return (chunk + 15) / 16 * 16;
+}
+
+/* dinp (N, C) += dout (N, OC) @ weight (OC, C) */
+static int mm_onednn_dinp(nn_prec_t prec, float *dinp, const float *dout, const float *weight, int N, int C, int OC)
+{
+    if (prec != NN_PREC_FP32 || (C <= MM_SPLIT_COLS && OC <= MM_SPLIT_K))
+        return mm_onednn_gemm(prec, dinp, dout, weight, NULL, N, OC, C, OC, 1, C, 1, 1);
+    int cb = C > MM_SPLIT_COLS ? mm_chunk(C, MM_SPLIT_COLS) : C;
+    int kb = OC > MM_SPLIT_K ? mm_chunk(OC, MM_SPLIT_K) : OC;
+    /* all pieces or nothing: every piece's primitive is created before the first accumulates */
+    for (int pass = 0; pass < 2; pass++)
+        for (int k0 = 0; k0 < OC; k0 += kb)
+            for (int c0 = 0; c0 < C; c0 += cb) {
+                int kn = OC - k0 < kb ? OC - k0 : kb, cn = C - c0 < cb ? C - c0 : cb;
+                if (pass == 0 && mm_onednn_prepare(prec, N, kn, cn, OC, 1, C, 1, C, 1, 0, 1) != 0) return -1;
+                if (pass == 1 && mm_onednn_gemm_strided(prec, dinp + c0, dout + k0, weight + (size_t)k0 * C + c0,
+                                                        NULL, N, kn, cn, OC, 1, C, 1, C, 1, 1) != 0)
+                    return -1;   /* not reached: primitives exist */
+            }
+    return 0;
+}
+
+/* dweight (OC, C) += dout^T (OC, N) @ inp (N, C) */
+static int mm_onednn_dweight(nn_prec_t prec, float *dweight, const float *dout, const float *inp, int N, int C, int OC)
+{
+    if (prec != NN_PREC_FP32 || C <= MM_SPLIT_COLS)
+        return mm_onednn_gemm(prec, dweight, dout, inp, NULL, OC, N, C, 1, OC, C, 1, 1);
+    int cb = mm_chunk(C, MM_SPLIT_COLS);
+    for (int pass = 0; pass < 2; pass++)
+        for (int c0 = 0; c0 < C; c0 += cb) {
+            int cn = C - c0 < cb ? C - c0 : cb;
+            if (pass == 0 && mm_onednn_prepare(prec, OC, N, cn, 1, OC, C, 1, C, 1, 0, 1) != 0) return -1;
+            if (pass == 1 && mm_onednn_gemm_strided(prec, dweight + c0, dout, inp + c0, NULL, OC, N, cn,
+                                                    1, OC, C, 1, C, 1, 1) != 0)
+                return -1;
+        }
+    return 0;
+}
+
 static void mm_dbias(float *dbias, const float *dout, int N, int OC)
 {
     #pragma omp parallel for schedule(static)
@@ -234,13 +288,11 @@ int mm_backward_path(mm_path_t path, nn_prec_t prec, float *dinp, float *dweight
     if (path != MM_ONEDNN) return -1;
     /* Once a product has started accumulating there is no going back, so a
      * product oneDNN refuses in bf16 is retried in fp32, then portable. */
-    /* dinp (N, C) += dout (N, OC) @ weight (OC, C) */
-    if (dinp && mm_onednn_gemm(prec, dinp, dout, weight, NULL, N, OC, C, OC, 1, C, 1, 1) != 0 &&
-        (prec == NN_PREC_FP32 || mm_onednn_gemm(NN_PREC_FP32, dinp, dout, weight, NULL, N, OC, C, OC, 1, C, 1, 1) != 0))
+    if (dinp && mm_onednn_dinp(prec, dinp, dout, weight, N, C, OC) != 0 &&
+        (prec == NN_PREC_FP32 || mm_onednn_dinp(NN_PREC_FP32, dinp, dout, weight, N, C, OC) != 0))
         matmul_backward_portable(dinp, NULL, NULL, dout, inp, weight, N, C, OC);
-    /* dweight (OC, C) += dout^T (OC, N) @ inp (N, C) */
-    if (dweight && mm_onednn_gemm(prec, dweight, dout, inp, NULL, OC, N, C, 1, OC, C, 1, 1) != 0 &&
-        (prec == NN_PREC_FP32 || mm_onednn_gemm(NN_PREC_FP32, dweight, dout, inp, NULL, OC, N, C, 1, OC, C, 1, 1) != 0))
+    if (dweight && mm_onednn_dweight(prec, dweight, dout, inp, N, C, OC) != 0 &&
+        (prec == NN_PREC_FP32 || mm_onednn_dweight(NN_PREC_FP32, dweight, dout, inp, N, C, OC) != 0))
         matmul_backward_portable(NULL, dweight, NULL, dout, inp, weight, N, C, OC);
     if (dbias) mm_dbias(dbias, dout, N, OC);
     return 0;

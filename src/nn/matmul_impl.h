@@ -30,6 +30,12 @@ int mm_onednn_available(void);
 int mm_onednn_gemm(int prec, float *dst, const float *src, const float *wei, const float *bias,
                    int64_t m, int64_t k, int64_t n, int64_t sm, int64_t sk, int64_t wk, int64_t wn,
                    int accumulate);
+/* The same with dst strides (dm, dn): lets a product be computed transposed. */
+int mm_onednn_gemm_strided(int prec, float *dst, const float *src, const float *wei, const float *bias,
+                           int64_t m, int64_t k, int64_t n, int64_t sm, int64_t sk, int64_t wk, int64_t wn,
+                           int64_t dm, int64_t dn, int accumulate);
+int mm_onednn_prepare(int prec, int64_t m, int64_t k, int64_t n, int64_t sm, int64_t sk, int64_t wk, int64_t wn,
+                      int64_t dm, int64_t dn, int bias, int accumulate);
 
 /* Own AVX-512 kernels (matmul_avx512.c); -1 when the CPU or shape does not fit. */
 #define MM_GEMV_MAX_N 8

@@ -20,27 +20,31 @@
 #include <string.h>
 
 typedef struct {
-    int64_t m, k, n, sm, sk, wk, wn;   /* shape and strides of src (m,k) and wei (k,n) */
+    int64_t m, k, n, sm, sk, wk, wn, dm, dn;   /* shape; strides of src (m,k), wei (k,n), dst (m,n) */
     int bias, accumulate, prec;
     dnnl_primitive_t prim;
+    int busy;            /* executions in flight: never evicted while > 0 */
+    uint64_t last_use;   /* for least-recently-used eviction */
 } onednn_entry_t;
 
-#define ONEDNN_CACHE 96
+/* Training uses ~40 shapes per model; inference adds one per prompt length
+ * (prefill row counts vary), so the table evicts the least recently used
+ * primitive instead of refusing new shapes. */
+#define ONEDNN_CACHE 128
 static onednn_entry_t onednn_cache[ONEDNN_CACHE];
 static int onednn_ncache;
+static uint64_t onednn_tick;
 static pthread_mutex_t onednn_mu = PTHREAD_MUTEX_INITIALIZER;
 static dnnl_engine_t onednn_engine;
-static dnnl_stream_t onednn_stream;
 static int onednn_state; /* 0 untried, 1 ready, -1 unavailable */
+/* oneDNN streams are not thread-safe: one per calling thread (the server may
+ * run completions on several threads), created on first use, never freed. */
+static __thread dnnl_stream_t onednn_stream;
 
 static int onednn_init_locked(void)
 {
     if (onednn_state) return onednn_state;
-    if (dnnl_engine_create(&onednn_engine, dnnl_cpu, 0) != dnnl_success ||
-        dnnl_stream_create(&onednn_stream, onednn_engine, dnnl_stream_default_flags) != dnnl_success)
-        onednn_state = -1;
-    else
-        onednn_state = 1;
+    onednn_state = dnnl_engine_create(&onednn_engine, dnnl_cpu, 0) == dnnl_success ? 1 : -1;
     return onednn_state;
 }
 
@@ -52,38 +56,33 @@ int mm_onednn_available(void)
     return s == 1;
 }
 
-static dnnl_primitive_t onednn_get(const onednn_entry_t *key)
+static int onednn_key_eq(const onednn_entry_t *e, const onednn_entry_t *key)
+{
+    return e->m == key->m && e->k == key->k && e->n == key->n && e->sm == key->sm && e->sk == key->sk &&
+           e->wk == key->wk && e->wn == key->wn && e->dm == key->dm && e->dn == key->dn &&
+           e->bias == key->bias && e->accumulate == key->accumulate && e->prec == key->prec;
+}
+
+static dnnl_primitive_t onednn_create(const onednn_entry_t *key)
 {
     dnnl_primitive_t prim = NULL;
-    pthread_mutex_lock(&onednn_mu);
-    if (onednn_init_locked() != 1) goto out;
-    for (int i = 0; i < onednn_ncache; i++) {
-        onednn_entry_t *e = &onednn_cache[i];
-        if (e->m == key->m && e->k == key->k && e->n == key->n && e->sm == key->sm && e->sk == key->sk &&
-            e->wk == key->wk && e->wn == key->wn && e->bias == key->bias &&
-            e->accumulate == key->accumulate && e->prec == key->prec) {
-            prim = e->prim;
-            goto out;
-        }
-    }
-    if (onednn_ncache == ONEDNN_CACHE) goto out;  /* table full: caller falls back */
     dnnl_data_type_t in_t = key->prec == NN_PREC_BF16 ? dnnl_bf16 : dnnl_f32;
     dnnl_memory_desc_t src_md, wei_md, dst_md, bias_md;
     dnnl_dims_t sd = {key->m, key->k}, ss = {key->sm, key->sk};
     dnnl_dims_t wd = {key->k, key->n}, ws = {key->wk, key->wn};
-    dnnl_dims_t dd = {key->m, key->n}, ds = {key->n, 1};
+    dnnl_dims_t dd = {key->m, key->n}, ds = {key->dm, key->dn};
     dnnl_dims_t bd = {1, key->n}, bs = {key->n, 1};
     if (dnnl_memory_desc_init_by_strides(&src_md, 2, sd, in_t, ss) != dnnl_success ||
         dnnl_memory_desc_init_by_strides(&wei_md, 2, wd, in_t, ws) != dnnl_success ||
         dnnl_memory_desc_init_by_strides(&dst_md, 2, dd, dnnl_f32, ds) != dnnl_success ||
         dnnl_memory_desc_init_by_strides(&bias_md, 2, bd, dnnl_f32, bs) != dnnl_success)
-        goto out;
+        return NULL;
     dnnl_matmul_desc_t desc;
     if (dnnl_matmul_desc_init(&desc, &src_md, &wei_md, key->bias ? &bias_md : NULL, &dst_md) != dnnl_success)
-        goto out;
+        return NULL;
     dnnl_primitive_attr_t attr = NULL;
     dnnl_post_ops_t po = NULL;
-    dnnl_primitive_attr_create(&attr);
+    if (dnnl_primitive_attr_create(&attr) != dnnl_success) return NULL;
     if (key->accumulate) {
         dnnl_post_ops_create(&po);
         dnnl_post_ops_append_sum(po, 1.0f);
@@ -96,14 +95,45 @@ static dnnl_primitive_t onednn_get(const onednn_entry_t *key)
     }
     if (po) dnnl_post_ops_destroy(po);
     dnnl_primitive_attr_destroy(attr);
-    if (prim) {
-        onednn_cache[onednn_ncache] = *key;
-        onednn_cache[onednn_ncache].prim = prim;
-        onednn_ncache++;
+    return prim;
+}
+
+/* Find or create the primitive for key and mark it busy; NULL if oneDNN
+ * cannot do it. Creation (JIT) happens under the lock: rare, and it keeps
+ * two threads from compiling the same shape twice. */
+static onednn_entry_t *onednn_acquire(const onednn_entry_t *key)
+{
+    onednn_entry_t *e = NULL;
+    pthread_mutex_lock(&onednn_mu);
+    if (onednn_init_locked() != 1) goto out;
+    for (int i = 0; i < onednn_ncache; i++)
+        if (onednn_key_eq(&onednn_cache[i], key)) { e = &onednn_cache[i]; goto found; }
+    dnnl_primitive_t prim = onednn_create(key);
+    if (!prim) goto out;
+    if (onednn_ncache < ONEDNN_CACHE) {
+        e = &onednn_cache[onednn_ncache++];
+    } else {
+        for (int i = 0; i < ONEDNN_CACHE; i++)
+            if (!onednn_cache[i].busy && (!e || onednn_cache[i].last_use < e->last_use)) e = &onednn_cache[i];
+        if (!e) { dnnl_primitive_destroy(prim); goto out; }   /* all busy: caller falls back */
+        dnnl_primitive_destroy(e->prim);
     }
+    *e = *key;
+    e->prim = prim;
+    e->busy = 0;
+found:
+    e->busy++;
+    e->last_use = ++onednn_tick;
 out:
     pthread_mutex_unlock(&onednn_mu);
-    return prim;
+    return e;
+}
+
+static void onednn_release(onednn_entry_t *e)
+{
+    pthread_mutex_lock(&onednn_mu);
+    e->busy--;
+    pthread_mutex_unlock(&onednn_mu);
 }
 
 /* fp32 -> bf16, round to nearest even, for a (rows, cols) matrix with row
@@ -151,13 +181,18 @@ static uint16_t *bf16_scratch(int which, size_t n)
  * (sm, sk) for src and (wk, wn) for wei; dst is dense row-major. The spans
  * src_len / wei_len (elements covered by the strided matrices) are converted
  * whole in bf16 mode. Returns 0, or -1 if oneDNN cannot do it (caller falls back). */
-int mm_onednn_gemm(int prec, float *dst, const float *src, const float *wei, const float *bias,
-                   int64_t m, int64_t k, int64_t n, int64_t sm, int64_t sk, int64_t wk, int64_t wn,
-                   int accumulate)
+int mm_onednn_gemm_strided(int prec, float *dst, const float *src, const float *wei, const float *bias,
+                           int64_t m, int64_t k, int64_t n, int64_t sm, int64_t sk, int64_t wk, int64_t wn,
+                           int64_t dm, int64_t dn, int accumulate)
 {
-    onednn_entry_t key = {m, k, n, sm, sk, wk, wn, bias != NULL, accumulate, prec, NULL};
-    dnnl_primitive_t prim = onednn_get(&key);
-    if (!prim) return -1;
+    onednn_entry_t key = {m, k, n, sm, sk, wk, wn, dm, dn, bias != NULL, accumulate, prec, NULL, 0, 0};
+    if (!onednn_stream && mm_onednn_available() &&
+        dnnl_stream_create(&onednn_stream, onednn_engine, dnnl_stream_default_flags) != dnnl_success)
+        onednn_stream = NULL;
+    if (!onednn_stream) return -1;
+    onednn_entry_t *e = onednn_acquire(&key);
+    if (!e) return -1;
+    dnnl_primitive_t prim = e->prim;
     const void *s = src, *w = wei;
     int locked = 0;
     if (prec == NN_PREC_BF16) {
@@ -166,7 +201,7 @@ int mm_onednn_gemm(int prec, float *dst, const float *src, const float *wei, con
         pthread_mutex_lock(&bf16_mu);
         locked = 1;
         uint16_t *sb = bf16_scratch(0, src_len), *wb = bf16_scratch(1, wei_len);
-        if (!sb || !wb) { pthread_mutex_unlock(&bf16_mu); return -1; }
+        if (!sb || !wb) { pthread_mutex_unlock(&bf16_mu); onednn_release(e); return -1; }
         bf16_convert(sb, src, src_len);
         bf16_convert(wb, wei, wei_len);
         s = sb;
@@ -192,5 +227,26 @@ int mm_onednn_gemm(int prec, float *dst, const float *src, const float *wei, con
     dnnl_memory_destroy(md);
     if (mb) dnnl_memory_destroy(mb);
     if (locked) pthread_mutex_unlock(&bf16_mu);
+    onednn_release(e);
     return st == dnnl_success ? 0 : -1;
+}
+
+int mm_onednn_gemm(int prec, float *dst, const float *src, const float *wei, const float *bias,
+                   int64_t m, int64_t k, int64_t n, int64_t sm, int64_t sk, int64_t wk, int64_t wn,
+                   int accumulate)
+{
+    return mm_onednn_gemm_strided(prec, dst, src, wei, bias, m, k, n, sm, sk, wk, wn, n, 1, accumulate);
+}
+
+/* Create (or find) the primitive for a product without running it, so a
+ * caller that splits one product into accumulating pieces can make sure all
+ * pieces will run before the first one touches the output. */
+int mm_onednn_prepare(int prec, int64_t m, int64_t k, int64_t n, int64_t sm, int64_t sk, int64_t wk, int64_t wn,
+                      int64_t dm, int64_t dn, int bias, int accumulate)
+{
+    onednn_entry_t key = {m, k, n, sm, sk, wk, wn, dm, dn, bias, accumulate, prec, NULL, 0, 0};
+    onednn_entry_t *e = onednn_acquire(&key);
+    if (!e) return -1;
+    onednn_release(e);
+    return 0;
 }

@@ -65,22 +65,23 @@ static void check_backward(bwd_fn f, int N, int C, int OC, int mask, double tol)
     float *di = copy_buf(di0, (size_t)N * C), *dw = copy_buf(dw0, (size_t)OC * C), *db = copy_buf(db0, OC);
     f((mask & 1) ? di : NULL, (mask & 2) ? dw : NULL, (mask & 4) ? db : NULL, dout, inp, w, N, C, OC);
 
+    /* loops ordered so every inner loop is sequential in memory */
     double *rdi = malloc((size_t)N * C * sizeof(double));
-    for (int n = 0; n < N; n++)
-        for (int c = 0; c < C; c++) {
-            double s = di0[(size_t)n * C + c];
-            if (mask & 1)
-                for (int o = 0; o < OC; o++) s += (double)dout[(size_t)n * OC + o] * w[(size_t)o * C + c];
-            rdi[(size_t)n * C + c] = s;
-        }
+    for (size_t i = 0; i < (size_t)N * C; i++) rdi[i] = di0[i];
+    if (mask & 1)
+        for (int n = 0; n < N; n++)
+            for (int o = 0; o < OC; o++) {
+                double g = dout[(size_t)n * OC + o];
+                for (int c = 0; c < C; c++) rdi[(size_t)n * C + c] += g * w[(size_t)o * C + c];
+            }
     double *rdw = malloc((size_t)OC * C * sizeof(double));
-    for (int o = 0; o < OC; o++)
-        for (int c = 0; c < C; c++) {
-            double s = dw0[(size_t)o * C + c];
-            if (mask & 2)
-                for (int n = 0; n < N; n++) s += (double)dout[(size_t)n * OC + o] * inp[(size_t)n * C + c];
-            rdw[(size_t)o * C + c] = s;
-        }
+    for (size_t i = 0; i < (size_t)OC * C; i++) rdw[i] = dw0[i];
+    if (mask & 2)
+        for (int o = 0; o < OC; o++)
+            for (int n = 0; n < N; n++) {
+                double g = dout[(size_t)n * OC + o];
+                for (int c = 0; c < C; c++) rdw[(size_t)o * C + c] += g * inp[(size_t)n * C + c];
+            }
     double *rdb = malloc((size_t)OC * sizeof(double));
     for (int o = 0; o < OC; o++) {
         double s = db0[o];
@@ -150,6 +151,21 @@ static void test_onednn_fp32(void)
     cur_path = MM_ONEDNN; cur_prec = NN_PREC_FP32; path_ok = 1;
     run_forward(fwd_path, 1e-4);
     run_backward(bwd_path, 1e-4);
+    /* the split products: a reduction longer than MM_SPLIT_K, outputs wider than MM_SPLIT_COLS */
+    check_backward(bwd_path, 3, 40, 16500, 7, 1e-4);
+    check_backward(bwd_path, 5, 1600, 20, 7, 1e-4);
+    check_backward(bwd_path, 2, 1700, 16900, 3, 1e-4);
+    CHECK(path_ok);
+}
+
+/* More distinct shapes than the primitive table holds (inference creates one
+ * per prompt length): old ones are evicted, every call still runs in oneDNN. */
+static void test_onednn_eviction(void)
+{
+    if (!mm_onednn_available()) return;
+    cur_path = MM_ONEDNN; cur_prec = NN_PREC_FP32; path_ok = 1;
+    for (int N = 1; N <= 150; N++) check_forward(fwd_path, N, 8, 3, N & 1, 1e-4);
+    check_forward(fwd_path, 1, 8, 3, 1, 1e-4);   /* evicted long ago: re-created */
     CHECK(path_ok);
 }
 
@@ -256,6 +272,7 @@ int main(void)
     RUN(test_dispatch_forward);
     RUN(test_dispatch_backward);
     RUN(test_onednn_fp32);
+    RUN(test_onednn_eviction);
     RUN(test_avx512_gemv);
     RUN(test_bf16);
     RUN(test_peaks);
