@@ -23,6 +23,7 @@ CMD_DECL(cmd_pretrain);
 /* `tunery bench <what>` is dispatched by cmd_bench (src/main.c) to these: */
 CMD_DECL(cmd_bench_train);
 CMD_DECL(cmd_bench_generate);
+CMD_DECL(cmd_bench_matmul);       /* nn/matmul_bench.c */
 CMD_DECL(cmd_bench_tokenize);
 CMD_DECL(cmd_bench_serve);
 CMD_DECL(cmd_bench_finetune);

@@ -33,6 +33,7 @@ static int cmd_bench_dispatch(int argc, char **argv)
     static const command_t benches[] = {
         {"train", cmd_bench_train, "train    [--config gpt2-124M|tiny] [--batch B] [--seq T]   training step speed vs the machine's peak"},
         {"generate", cmd_bench_generate, "generate [--config gpt2-124M]   prefill and decode tokens/s vs memory bandwidth"},
+        {"matmul", cmd_bench_matmul, "matmul   [--reps N] [--portable] [--bandwidth]   every matmul path at GPT-2 124M shapes, GFLOP/s"},
         {"tokenize", cmd_bench_tokenize, "tokenize [FILE]   MB/s and tokens/s of r50k encoding"},
         {"serve", cmd_bench_serve, "serve    requests/s of the HTTP server"},
         {"finetune", cmd_bench_finetune, "finetune [--examples 1000]   end-to-end fine-tune throughput (data loading and checkpoints included)"},
