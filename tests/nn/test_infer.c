@@ -10,11 +10,14 @@
  * texts can be computed here by plain string operations on the fixture's
  * token ids; individual tokens are remapped to split UTF-8 characters. */
 #include "nn/nn.h"
+#include "tok/tok.h"
 #include "test.h"
 #include <jansson.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #define FIX "tests/nn/fixtures_infer"
 
@@ -662,8 +665,86 @@ static void test_load_mapped(void)
     CHECK(fs_rm_rf(dir, err) == 0);
 }
 
+/* A strong reference (cmds.h declares it weak, which would not pull
+ * cmd_generate.o out of the library into this binary). */
+int cmd_generate(int argc, char **argv);
+
+/* Run `tunery generate ARGS` in-process with stdout/stderr captured. */
+static int run_generate(char *out, size_t outcap, char *errout, size_t errcap, int argc, char **argv)
+{
+    char po[] = "/tmp/tunery-gen-out-XXXXXX", pe[] = "/tmp/tunery-gen-err-XXXXXX";
+    int fo = mkstemp(po), fe = mkstemp(pe);
+    fflush(stdout); fflush(stderr);
+    int so = dup(1), se = dup(2);
+    dup2(fo, 1); dup2(fe, 2);
+    int rc = cmd_generate(argc, argv);
+    fflush(stdout); fflush(stderr);
+    dup2(so, 1); dup2(se, 2);
+    close(so); close(se);
+    ssize_t n = pread(fo, out, outcap - 1, 0);
+    out[n > 0 ? n : 0] = 0;
+    n = pread(fe, errout, errcap - 1, 0);
+    errout[n > 0 ? n : 0] = 0;
+    close(fo); close(fe);
+    unlink(po); unlink(pe);
+    return rc;
+}
+
+static const char *tpiece(void *t, int id, size_t *len) { return tok_piece(t, id, len); }
+
+static void test_cmd_generate(void)
+{
+    char err[CORE_ERR_LEN], dir[] = "/tmp/tunery-test-gen-XXXXXX", out[8192], eout[2048], cache[600];
+    CHECK(mkdtemp(dir) != NULL);
+    gpt2_config_t cfg = {64, 50257, 0, 1, 2, 16}; /* r50k vocabulary, tiny everything else */
+    gpt2_t m;
+    CHECK(gpt2_create(&m, &cfg, err) == 0);
+    gpt2_init_random(&m, 7);
+    CHECK(gpt2_save(&m, dir, err) == 0);
+    const tok_t *tok = tok_r50k(err);
+    CHECK(tok != NULL);
+    if (!tok) { gpt2_free(&m); return; }
+    /* the expected greedy text, straight from the engine */
+    tok_ids_t ids = {0};
+    CHECK(tok_encode(tok, "Hello world", 11, 1, &ids) == 0);
+    const int *ps[1] = {ids.ids};
+    int pl[1] = {(int)ids.len};
+    gen_request_t r; gen_result_t res;
+    gen_request_init(&r);
+    r.prompts = ps; r.prompt_lens = pl; r.n_prompts = 1;
+    r.temperature = 0; r.max_tokens = 6; r.eot_id = tok_eot(tok);
+    r.piece = tpiece; r.piece_ctx = (void *)tok;
+    CHECK(gen_complete(&m, &r, &res, NULL, NULL, err) == 0);
+    char *a1[] = {"generate", "--model", dir, "-p", "Hello world", "-M", "6", "-t", "0", NULL};
+    CHECK_EQ_INT(run_generate(out, sizeof out, eout, sizeof eout, 9, a1), 0);
+    CHECK_EQ_STR(out, res.choices[0].text);
+    snprintf(cache, sizeof cache, "%s/.tunery-infer.f32", dir);
+    CHECK(fs_exists(cache));                       /* loaded through the mapped path */
+    /* --stream prints the same text; --echo puts the prompt first */
+    char *a2[] = {"generate", "-m", dir, "-p", "Hello world", "-M", "6", "-t", "0", "--stream", "--echo", NULL};
+    CHECK_EQ_INT(run_generate(out, sizeof out, eout, sizeof eout, 11, a2), 0);
+    CHECK(!strncmp(out, "Hello world", 11) && !strcmp(out + 11, res.choices[0].text));
+    /* n > 1: the OpenAI CLI's headers */
+    char *a3[] = {"generate", "--model", dir, "-p", "Hi", "-n", "2", "--seed", "3", "-M", "3", NULL};
+    CHECK_EQ_INT(run_generate(out, sizeof out, eout, sizeof eout, 11, a3), 0);
+    CHECK(!strncmp(out, "===== Completion 0 =====\n", 25));
+    CHECK(strstr(out, "\n===== Completion 1 =====\n") != NULL);
+    /* errors name the parameter; exit status non-zero */
+    char *a4[] = {"generate", "--model", dir, "-p", "Hi", "--temperature", "3", NULL};
+    CHECK(run_generate(out, sizeof out, eout, sizeof eout, 7, a4) != 0);
+    CHECK(strstr(eout, "temperature") != NULL);
+    char *a5[] = {"generate", "--model", "/nonexistent/model", NULL};
+    CHECK(run_generate(out, sizeof out, eout, sizeof eout, 3, a5) != 0);
+    CHECK(strstr(eout, "not found") != NULL || strstr(eout, "nonexistent") != NULL);
+    gen_result_free(&res);
+    tok_ids_free(&ids);
+    gpt2_free(&m);
+    CHECK(fs_rm_rf(dir, err) == 0);
+}
+
 int main(void)
 {
+    setenv("TUNERY_SHARE", "data", 0); /* the r50k vocabulary, when run from the repository root */
     if (fixture_load()) { fprintf(stderr, "cannot load %s (run from the repository root)\n", FIX); return 1; }
     RUN(test_greedy_parity);
     RUN(test_kv_cache_equals_full);
@@ -684,6 +765,7 @@ int main(void)
     RUN(test_multiple_prompts);
     RUN(test_validation);
     RUN(test_load_mapped);
+    RUN(test_cmd_generate);
     gpt2_free(&model);
     json_decref(expected);
     return test_summary();
