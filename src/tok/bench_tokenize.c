@@ -10,6 +10,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static const char usage[] =
@@ -28,31 +29,42 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* median seconds of reps encodes; *ntok gets the token count */
-static double time_encode(const tok_t *t, const char *s, size_t n, int reps, size_t *ntok)
+static double cpu_now(void)
 {
-    double ts[64];
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* median wall seconds of reps encodes (*cpu: median CPU seconds of the
+ * thread, the fairer figure on a shared machine); *ntok: the token count */
+static double time_encode(const tok_t *t, const char *s, size_t n, int reps, size_t *ntok, double *cpu)
+{
+    double ts[64], cs[64];
     tok_ids_t v = {0};
     if (reps > 64) reps = 64;
     tok_encode(t, s, n, 0, &v);   /* warm-up, sizes the id buffer */
     for (int i = 0; i < reps; i++) {
         v.len = 0;
-        double t0 = time_mono();
+        double t0 = time_mono(), c0 = cpu_now();
         tok_encode(t, s, n, 0, &v);
         ts[i] = time_mono() - t0;
+        cs[i] = cpu_now() - c0;
     }
     *ntok = v.len;
     tok_ids_free(&v);
     qsort(ts, (size_t)reps, sizeof *ts, cmp_double);
+    qsort(cs, (size_t)reps, sizeof *cs, cmp_double);
+    *cpu = cs[reps / 2];
     return ts[reps / 2];
 }
 
-static void print_fig(const char *impl, const char *input, size_t bytes, size_t ntok, double s, double rel)
+static void print_fig(const char *impl, const char *input, size_t bytes, size_t ntok, double s, double cpu, double rel)
 {
     printf("{\"bench\":\"tokenize\",\"impl\":\"%s\",\"input\":\"%s\",\"bytes\":%zu,\"tokens\":%zu,"
-           "\"seconds\":%.4f,\"mb_per_s\":%.2f,\"tokens_per_s\":%.0f",
-           impl, input, bytes, ntok, s, bytes / s / 1e6, ntok / s);
-    if (rel > 0) printf(",\"per_byte_vs_text\":%.2f", rel);
+           "\"seconds\":%.4f,\"mb_per_s\":%.2f,\"tokens_per_s\":%.0f,\"cpu_seconds\":%.4f,\"cpu_mb_per_s\":%.2f",
+           impl, input, bytes, ntok, s, bytes / s / 1e6, ntok / s, cpu, bytes / cpu / 1e6);
+    if (rel > 0) printf(",\"cpu_per_byte_vs_text\":%.2f", rel);
     printf("}\n");
     fflush(stdout);
 }
@@ -69,7 +81,7 @@ static int read_kjv(buf_t *b, char *err)
     return 0;
 }
 
-static void run_peers(const char *file, int reps, const char *label, double our_mbps)
+static void run_peers(const char *file, int reps, const char *label, double our_mbps, double our_cpu_mbps)
 {
     char script[PATH_MAX + 64], cmd[3 * PATH_MAX];
     snprintf(script, sizeof script, "%s/../scripts/bench_tiktoken.mjs", core_share_dir());
@@ -83,10 +95,10 @@ static void run_peers(const char *file, int reps, const char *label, double our_
     char line[4096];
     while (fgets(line, sizeof line, p)) {
         fputs(line, stdout);
-        const char *m = strstr(line, "\"mb_per_s\":");
-        if (strstr(line, "\"tiktoken-wasm\"") && m && our_mbps > 0)
-            printf("{\"bench\":\"tokenize\",\"figure\":\"speedup_vs_tiktoken\",\"input\":\"%s\",\"value\":%.2f}\n",
-                   label, our_mbps / atof(m + 11));
+        const char *m = strstr(line, "\"mb_per_s\":"), *c = strstr(line, "\"cpu_mb_per_s\":");
+        if (strstr(line, "\"tiktoken-wasm\"") && m && c && our_mbps > 0)
+            printf("{\"bench\":\"tokenize\",\"figure\":\"speedup_vs_tiktoken\",\"input\":\"%s\",\"wall\":%.2f,\"cpu\":%.2f}\n",
+                   label, our_mbps / atof(m + 11), our_cpu_mbps / atof(c + 15));
     }
     if (pclose(p) != 0)
         printf("{\"bench\":\"tokenize\",\"impl\":\"tiktoken-wasm\",\"skipped\":\"node failed; run npm ci in tests/tok/node\"}\n");
@@ -130,9 +142,9 @@ int cmd_bench_tokenize(int argc, char **argv)
         goto done;
     }
     size_t ntok;
-    double s = time_encode(t, text.data, text.len, reps, &ntok);
-    double per_byte = s / (double)text.len;
-    print_fig("tunery", label, text.len, ntok, s, 0);
+    double cpu, s = time_encode(t, text.data, text.len, reps, &ntok, &cpu);
+    double per_byte = cpu / (double)text.len;
+    print_fig("tunery", label, text.len, ntok, s, cpu, 0);
     if (peers) {
         const char *pf = file;
         if (!pf) {
@@ -141,7 +153,7 @@ int cmd_bench_tokenize(int argc, char **argv)
             close(fd);
             pf = tmpf;
         }
-        run_peers(pf, reps, label, text.len / s / 1e6);
+        run_peers(pf, reps, label, text.len / s / 1e6, text.len / cpu / 1e6);
     }
 patho:
     if (patho) {
@@ -154,20 +166,20 @@ patho:
             p[i] = "abcdefghijklmnopqrstuvwxyz"[(seed >> 24) % 26];
         }
         int pr = reps < 3 ? reps : 3;
-        s = time_encode(t, p, n, pr, &ntok);
-        print_fig("tunery", "10MB-no-space-letters", n, ntok, s, s / n / per_byte);
+        s = time_encode(t, p, n, pr, &ntok, &cpu);
+        print_fig("tunery", "10MB-no-space-letters", n, ntok, s, cpu, cpu / n / per_byte);
         for (size_t i = 0; i < n; i++) {
             seed = seed * 1664525u + 1013904223u;
             p[i] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJ0123456789.,;:-_/()"[(seed >> 24) % 55];
         }
-        s = time_encode(t, p, n, pr, &ntok);
-        print_fig("tunery", "10MB-no-space-mixed", n, ntok, s, s / n / per_byte);
+        s = time_encode(t, p, n, pr, &ntok, &cpu);
+        print_fig("tunery", "10MB-no-space-mixed", n, ntok, s, cpu, cpu / n / per_byte);
         memset(p, 'a', n);
-        s = time_encode(t, p, n, pr, &ntok);
-        print_fig("tunery", "10MB-one-letter", n, ntok, s, s / n / per_byte);
+        s = time_encode(t, p, n, pr, &ntok, &cpu);
+        print_fig("tunery", "10MB-one-letter", n, ntok, s, cpu, cpu / n / per_byte);
         memset(p, ' ', n);
-        s = time_encode(t, p, n, pr, &ntok);
-        print_fig("tunery", "10MB-spaces", n, ntok, s, s / n / per_byte);
+        s = time_encode(t, p, n, pr, &ntok, &cpu);
+        print_fig("tunery", "10MB-spaces", n, ntok, s, cpu, cpu / n / per_byte);
         free(p);
     }
     rc = 0;

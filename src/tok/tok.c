@@ -117,6 +117,15 @@ int tok_build(tok_t *t, const uint32_t *pairs, size_t n_pairs, char *err)
         t->pairs[h].rank = (int32_t)q[2];
         t->pairs[h].merged = (int32_t)q[3];
     }
+    t->byte_pair = malloc(65536 * sizeof *t->byte_pair);
+    if (!t->byte_pair) return core_errf(err, "out of memory loading the tokenizer");
+    for (int i = 0; i < 65536; i++) {
+        uint64_t key = (uint64_t)(uint32_t)t->byte_id[i >> 8] << 32 | (uint32_t)t->byte_id[i & 255];
+        uint32_t h = (uint32_t)((key * 0x9E3779B97F4A7C15ull) >> 32) & t->pair_mask;
+        while (t->pairs[h].key != UINT64_MAX && t->pairs[h].key != key) h = (h + 1) & t->pair_mask;
+        t->byte_pair[i].rank = t->pairs[h].key == key ? t->pairs[h].rank : INT_MAX;
+        t->byte_pair[i].merged = t->pairs[h].key == key ? t->pairs[h].merged : -1;
+    }
     return 0;
 }
 
@@ -127,6 +136,7 @@ void tok_free(tok_t *t)
     free(t->blob);
     free(t->str_tab);
     free(t->pairs);
+    free(t->byte_pair);
     free(t->merges);
     free(t->specials);
     tok_re_free(t);

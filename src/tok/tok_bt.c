@@ -38,11 +38,20 @@ typedef struct {
     int32_t node, tok;
 } bt_direct_t;
 
+typedef struct {
+    uint32_t key;             /* parent node << 8 | byte; UINT32_MAX = empty */
+    uint32_t val;             /* child node | 1 << 31 if a token ends there */
+} bt_cslot_t;
+
 struct tok_bt {
     /* byte trie of the vocabulary: children in an open-addressing table; the
-     * first two levels also in direct tables, where most walks end */
+     * first two levels also in direct tables, where most walks end. ch is the
+     * roomy table used while building; cc the 8-byte-slot copy walks use, a
+     * quarter of the size, so more of it stays in cache */
     bt_slot_t *ch;
     uint32_t cmask;
+    bt_cslot_t *cc;
+    uint32_t ccmask;
     bt_direct_t l1[256];
     bt_direct_t *l2;          /* 65536: two-byte prefixes */
     int32_t *node_tok;        /* token ending at node, -1 if none (building) */
@@ -79,14 +88,16 @@ static inline int32_t bt_longest(const tok_bt_t *b, const unsigned char *p, size
     const bt_direct_t *d = &b->l2[p[at] << 8 | p[at + 1]];
     if (d->node < 0) return best;
     if (d->tok >= 0) best = d->tok;
-    int32_t node = d->node;
+    uint32_t node = (uint32_t)d->node, best_node = 0;
     for (size_t i = at + 2; i < len; i++) {
-        const bt_slot_t *sl = trie_slot(b, node, p[i]);
-        if (!sl) break;
-        if (sl->tok >= 0) best = sl->tok;
-        node = sl->child;
+        uint32_t k = node << 8 | p[i], h = child_hash(k) & b->ccmask;
+        while (b->cc[h].key != k && b->cc[h].key != UINT32_MAX) h = (h + 1) & b->ccmask;
+        if (b->cc[h].key == UINT32_MAX) break;
+        uint32_t v = b->cc[h].val;
+        node = v & 0x7fffffff;
+        if (v >> 31) best_node = node;
     }
-    return best;
+    return best_node ? b->node_tok[best_node] : best;
 }
 
 static inline int32_t pair_merged(const tok_t *t, int32_t a, int32_t c)
@@ -131,6 +142,7 @@ static void bt_free(tok_bt_t *b)
 {
     if (!b) return;
     free(b->ch);
+    free(b->cc);
     free(b->l2);
     free(b->node_tok);
     free(b->prefix);
@@ -175,6 +187,18 @@ static tok_bt_t *bt_build(const tok_t *t)
     }
     for (uint32_t h = 0; h <= b->cmask; h++)
         if (b->ch[h].key != UINT32_MAX) b->ch[h].tok = b->node_tok[b->ch[h].child];
+    uint32_t ccap = 16;
+    while (ccap < 2u * (uint32_t)nn) ccap *= 2;
+    if (!(b->cc = malloc(ccap * sizeof *b->cc))) { bt_free(b); return NULL; }
+    for (uint32_t i = 0; i < ccap; i++) b->cc[i].key = UINT32_MAX;
+    b->ccmask = ccap - 1;
+    for (uint32_t h = 0; h <= b->cmask; h++) {
+        if (b->ch[h].key == UINT32_MAX) continue;
+        uint32_t k = b->ch[h].key, g = child_hash(k) & b->ccmask;
+        while (b->cc[g].key != UINT32_MAX) g = (g + 1) & b->ccmask;
+        b->cc[g].key = k;
+        b->cc[g].val = (uint32_t)b->ch[h].child | (b->ch[h].tok >= 0 ? 1u << 31 : 0);
+    }
     for (int c0 = 0; c0 < 256; c0++) {
         int32_t n1 = trie_child(b, 0, (unsigned char)c0);
         b->l1[c0].node = n1;
@@ -231,7 +255,7 @@ static const tok_bt_t *bt_get(const tok_t *t)
     return m->bt;
 }
 
-#define BT_MEMO_BITS 14
+#define BT_MEMO_BITS 16
 #define BT_MEMO (1u << BT_MEMO_BITS)
 
 int tok_bt_compatible(const tok_t *t, int a, int c)

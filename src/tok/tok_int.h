@@ -43,6 +43,8 @@ struct tok {
     /* (a << 32 | b) -> {rank, merged}; key UINT64_MAX = empty */
     tok_pair_t *pairs;       /* slot: key, rank, merged; one cache line holds 4 */
     uint32_t pair_mask;
+    /* the pair of two single bytes, directly: every piece starts with these */
+    struct { int32_t rank, merged; } *byte_pair;   /* 65536, [b0 << 8 | b1] */
     /* merges in rank order, for writing merges.txt: {a, b} */
     int32_t *merges;
     int n_merges;
