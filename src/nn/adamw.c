@@ -60,7 +60,7 @@ void gpt2_grads_sync(gpt2_t *m)
 float gpt2_clip_grad_norm(gpt2_t *m, float max_norm)
 {
     if (!m->grads_memory) return 0.0f;
-    if (!m->train && gpt2_optim_alloc(m)) return NAN;
+    if (!m->train && !(m->train = calloc(1, sizeof *m->train))) return NAN;
     gpt2_grads_sync(m);
     const float *g = m->grads_memory;
     size_t n = m->num_parameters;
