@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -209,6 +210,30 @@ int sched_running(sched_t *sc)
 
 /* ------------------------------------------------------------------ the thread */
 
+extern char **environ;
+
+/* The worker's environment: ours, plus OMP_NUM_THREADS = cores / max
+ * concurrent jobs when several jobs may train at once and the user did not
+ * choose, because OpenMP teams that oversubscribe the cores spin against
+ * each other (measured: a tiny job 20x slower beside another). Built before
+ * fork: the child may not allocate. Returns environ itself when unchanged. */
+static char **worker_env(const sched_t *sc, char *omp, size_t omp_len)
+{
+    if (sc->max_concurrent <= 1 || getenv("OMP_NUM_THREADS")) return environ;
+    cpu_set_t set;
+    int cores = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    int per = cores / sc->max_concurrent;
+    snprintf(omp, omp_len, "OMP_NUM_THREADS=%d", per < 1 ? 1 : per);
+    int n = 0;
+    while (environ[n]) n++;
+    char **env = malloc((size_t)(n + 2) * sizeof *env);
+    if (!env) return environ;
+    memcpy(env, environ, (size_t)n * sizeof *env);
+    env[n] = omp;
+    env[n + 1] = NULL;
+    return env;
+}
+
 /* fork + exec one worker; the child's output goes to jobs/<id>/worker.log. */
 static pid_t spawn_worker(sched_t *sc, const char *job_id, char *err)
 {
@@ -218,9 +243,14 @@ static pid_t spawn_worker(sched_t *sc, const char *job_id, char *err)
     snprintf(log, sizeof log, "%s/worker.log", jdir);
     char *argv[6];
     sched_worker_argv(sc->exe, job_id, sc->data_dir, argv);
+    char omp[64];
+    char **env = worker_env(sc, omp, sizeof omp);
     pid_t parent = getpid();
     pid_t pid = fork();
-    if (pid < 0) return core_errf(err, "cannot start a worker process: %s", strerror(errno));
+    if (pid < 0) {
+        if (env != environ) free(env);
+        return core_errf(err, "cannot start a worker process: %s", strerror(errno));
+    }
     if (pid == 0) {
         /* Child: async-signal-safe calls only until exec. */
         prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -236,9 +266,10 @@ static pid_t spawn_worker(sched_t *sc, const char *job_id, char *err)
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
-        execv(sc->exe, argv);
+        execve(sc->exe, argv, env);
         _exit(127);
     }
+    if (env != environ) free(env);
     return pid;
 }
 

@@ -7,6 +7,7 @@
  * restart rule (running jobs re-queued, "Resumed from step N"). */
 #include "sched/sched.h"
 #include "test.h"
+#include <sched.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -140,8 +141,8 @@ static void fake_worker(char *path, size_t len, const char *log, double secs)
 {
     snprintf(path, len, "%s/fake-worker.sh", dir);
     char text[1024];
-    snprintf(text, sizeof text, "#!/bin/sh\necho \"start $2\" >> %s\nsleep %.2f\necho \"end $2\" >> %s\nexit 0\n",
-             log, secs, log);
+    snprintf(text, sizeof text, "#!/bin/sh\necho \"start $2\" >> %s\necho \"$OMP_NUM_THREADS\" > %s.omp\n"
+             "sleep %.2f\necho \"end $2\" >> %s\nexit 0\n", log, log, secs, log);
     CHECK(fs_write_atomic(path, text, strlen(text), err) == 0);
     chmod(path, 0755);
 }
@@ -194,6 +195,7 @@ static void check_order(store_t *s, const char *log, store_job_t *js, int n, int
 
 static void test_queue_order(void)
 {
+    unsetenv("OMP_NUM_THREADS");
     for (int conc = 1; conc <= 2; conc++) {
         store_org_t org;
         store_t *s = fresh(&org);
@@ -210,6 +212,16 @@ static void test_queue_order(void)
         CHECK(wait_terminal(s, js, 5, 20));
         sched_stop(sc);
         check_order(s, log, js, 5, conc);
+        /* several jobs at once share the cores between their OpenMP teams */
+        char omp_path[600], *omp = NULL;
+        snprintf(omp_path, sizeof omp_path, "%s.omp", log);
+        CHECK(fs_read_all(omp_path, &omp, NULL, err) == 0);
+        cpu_set_t set;
+        int cores = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+        int want = cores / conc < 1 ? 1 : cores / conc;
+        if (conc == 1) CHECK(omp && !strcmp(omp, "\n"));
+        else CHECKF(omp && atoi(omp) == want, "OMP_NUM_THREADS=%s, expected %d", omp ? omp : "?", want);
+        free(omp);
         /* the reaper's verdict: exited without finishing -> failed, with a reason */
         store_job_t g;
         CHECK(store_job_get(s, NULL, js[0].id, &g, err) == 0);
