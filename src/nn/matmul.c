@@ -149,7 +149,9 @@ nn_prec_t nn_matmul_get_precision(void)
 
 void nn_matmul_set_precision(nn_prec_t prec)
 {
-    mm_prec = prec == NN_PREC_BF16 ? NN_PREC_BF16 : NN_PREC_FP32;
+    int p = prec == NN_PREC_BF16 ? NN_PREC_BF16 : NN_PREC_FP32;
+    if (p != mm_prec) mm_onednn_wcache_clear();   /* bf16 weight copies belong to one bf16 stretch */
+    mm_prec = p;
 }
 
 /* Path names, for bench output and test messages. */
@@ -194,7 +196,7 @@ int mm_forward_path(mm_path_t path, nn_prec_t prec, float *out, const float *inp
         else if (prec == NN_PREC_FP32 && N <= MM_GEMV_MAX_N &&
                  mm_avx512_gemv(out, inp, weight, bias, N, C, OC) == 0)
             return 0;
-        else if (mm_onednn_gemm(prec, out, inp, weight, bias, N, C, OC, C, 1, 1, C, 0) == 0)
+        else if (mm_onednn_gemm(prec, out, inp, weight, bias, N, C, OC, C, 1, 1, C, 0, MM_WCACHE_STORE) == 0)
             return 0;
         else path = MM_PORTABLE;
     }
@@ -204,7 +206,7 @@ int mm_forward_path(mm_path_t path, nn_prec_t prec, float *out, const float *inp
         matmul_forward_portable(out, inp, weight, bias, N, C, OC);
         return 0;
     case MM_ONEDNN:
-        return mm_onednn_gemm(prec, out, inp, weight, bias, N, C, OC, C, 1, 1, C, 0);
+        return mm_onednn_gemm(prec, out, inp, weight, bias, N, C, OC, C, 1, 1, C, 0, MM_WCACHE_STORE);
     case MM_AVX512:
         return prec == NN_PREC_FP32 ? mm_avx512_gemv(out, inp, weight, bias, N, C, OC) : -1;
     default:
@@ -233,7 +235,7 @@ static int mm_chunk(int total, int target)
 static int mm_onednn_dinp(nn_prec_t prec, float *dinp, const float *dout, const float *weight, int N, int C, int OC)
 {
     if (prec != NN_PREC_FP32 || (C <= MM_SPLIT_COLS && OC <= MM_SPLIT_K))
-        return mm_onednn_gemm(prec, dinp, dout, weight, NULL, N, OC, C, OC, 1, C, 1, 1);
+        return mm_onednn_gemm(prec, dinp, dout, weight, NULL, N, OC, C, OC, 1, C, 1, 1, MM_WCACHE_USE);
     int cb = C > MM_SPLIT_COLS ? mm_chunk(C, MM_SPLIT_COLS) : C;
     int kb = OC > MM_SPLIT_K ? mm_chunk(OC, MM_SPLIT_K) : OC;
     /* all pieces or nothing: every piece's primitive is created before the first accumulates */
@@ -253,7 +255,7 @@ static int mm_onednn_dinp(nn_prec_t prec, float *dinp, const float *dout, const 
 static int mm_onednn_dweight(nn_prec_t prec, float *dweight, const float *dout, const float *inp, int N, int C, int OC)
 {
     if (prec != NN_PREC_FP32 || C <= MM_SPLIT_COLS)
-        return mm_onednn_gemm(prec, dweight, dout, inp, NULL, OC, N, C, 1, OC, C, 1, 1);
+        return mm_onednn_gemm(prec, dweight, dout, inp, NULL, OC, N, C, 1, OC, C, 1, 1, MM_WCACHE_NONE);
     int cb = mm_chunk(C, MM_SPLIT_COLS);
     for (int pass = 0; pass < 2; pass++)
         for (int c0 = 0; c0 < C; c0 += cb) {

@@ -181,9 +181,62 @@ static uint16_t *bf16_scratch(int which, size_t n)
  * (sm, sk) for src and (wk, wn) for wei; dst is dense row-major. The spans
  * src_len / wei_len (elements covered by the strided matrices) are converted
  * whole in bf16 mode. Returns 0, or -1 if oneDNN cannot do it (caller falls back). */
-int mm_onednn_gemm_strided(int prec, float *dst, const float *src, const float *wei, const float *bias,
-                           int64_t m, int64_t k, int64_t n, int64_t sm, int64_t sk, int64_t wk, int64_t wn,
-                           int64_t dm, int64_t dn, int accumulate)
+/* bf16 copies of weight matrices, kept from a forward for its backward.
+ * A training step converts each weight in matmul_forward (MM_WCACHE_STORE)
+ * and its backward's dinp product reads the same copy (MM_WCACHE_USE)
+ * instead of converting the same 124M weights a second time. Keyed by
+ * pointer and length; the forward always re-converts, so a weight changed by
+ * the optimizer is never read stale by the next step. Bounded by entries and
+ * bytes, least recently stored evicted first. Guarded by bf16_mu. */
+#define WCACHE_ENTRIES 64
+#define WCACHE_MAX_BYTES ((size_t)1 << 30)
+static struct { const float *key; size_t len; uint16_t *data; uint64_t stamp; } wcache_tab[WCACHE_ENTRIES];
+static size_t wcache_bytes;
+static uint64_t wcache_clock;
+
+static uint16_t *wcache_get(const float *w, size_t len, int store)
+{
+    int hit = -1;
+    for (int i = 0; i < WCACHE_ENTRIES; i++)
+        if (wcache_tab[i].key == w && wcache_tab[i].len == len) hit = i;
+    if (!store) return hit >= 0 ? wcache_tab[hit].data : NULL;
+    if (hit < 0) {
+        if (len * 2 > WCACHE_MAX_BYTES / 2) return NULL;
+        for (;;) {   /* evict oldest until there is a free slot and room */
+            int freeslot = -1, oldest = -1;
+            for (int i = 0; i < WCACHE_ENTRIES; i++) {
+                if (!wcache_tab[i].data) { if (freeslot < 0) freeslot = i; continue; }
+                if (oldest < 0 || wcache_tab[i].stamp < wcache_tab[oldest].stamp) oldest = i;
+            }
+            if (freeslot >= 0 && wcache_bytes + len * 2 <= WCACHE_MAX_BYTES) { hit = freeslot; break; }
+            if (oldest < 0) return NULL;
+            wcache_bytes -= wcache_tab[oldest].len * 2;
+            free(wcache_tab[oldest].data);
+            memset(&wcache_tab[oldest], 0, sizeof wcache_tab[oldest]);
+        }
+        wcache_tab[hit].data = aligned_alloc(64, (len * 2 + 63) / 64 * 64);
+        if (!wcache_tab[hit].data) return NULL;
+        wcache_tab[hit].key = w;
+        wcache_tab[hit].len = len;
+        wcache_bytes += len * 2;
+    }
+    wcache_tab[hit].stamp = ++wcache_clock;
+    bf16_convert(wcache_tab[hit].data, w, len);
+    return wcache_tab[hit].data;
+}
+
+void mm_onednn_wcache_clear(void)
+{
+    pthread_mutex_lock(&bf16_mu);
+    for (int i = 0; i < WCACHE_ENTRIES; i++) free(wcache_tab[i].data);
+    memset(wcache_tab, 0, sizeof wcache_tab);
+    wcache_bytes = 0;
+    pthread_mutex_unlock(&bf16_mu);
+}
+
+static int onednn_run(int prec, float *dst, const float *src, const float *wei, const float *bias,
+                      int64_t m, int64_t k, int64_t n, int64_t sm, int64_t sk, int64_t wk, int64_t wn,
+                      int64_t dm, int64_t dn, int accumulate, int wcache)
 {
     onednn_entry_t key = {m, k, n, sm, sk, wk, wn, dm, dn, bias != NULL, accumulate, prec, NULL, 0, 0};
     if (!onednn_stream && mm_onednn_available() &&
@@ -200,10 +253,11 @@ int mm_onednn_gemm_strided(int prec, float *dst, const float *src, const float *
         size_t wei_len = (size_t)((k - 1) * wk + (n - 1) * wn + 1);
         pthread_mutex_lock(&bf16_mu);
         locked = 1;
-        uint16_t *sb = bf16_scratch(0, src_len), *wb = bf16_scratch(1, wei_len);
+        uint16_t *sb = bf16_scratch(0, src_len), *wb = NULL;
+        if (wcache) wb = wcache_get(wei, wei_len, wcache == MM_WCACHE_STORE);
+        if (!wb && (wb = bf16_scratch(1, wei_len)) != NULL) bf16_convert(wb, wei, wei_len);
         if (!sb || !wb) { pthread_mutex_unlock(&bf16_mu); onednn_release(e); return -1; }
         bf16_convert(sb, src, src_len);
-        bf16_convert(wb, wei, wei_len);
         s = sb;
         w = wb;
     }
@@ -231,11 +285,18 @@ int mm_onednn_gemm_strided(int prec, float *dst, const float *src, const float *
     return st == dnnl_success ? 0 : -1;
 }
 
+int mm_onednn_gemm_strided(int prec, float *dst, const float *src, const float *wei, const float *bias,
+                           int64_t m, int64_t k, int64_t n, int64_t sm, int64_t sk, int64_t wk, int64_t wn,
+                           int64_t dm, int64_t dn, int accumulate)
+{
+    return onednn_run(prec, dst, src, wei, bias, m, k, n, sm, sk, wk, wn, dm, dn, accumulate, 0);
+}
+
 int mm_onednn_gemm(int prec, float *dst, const float *src, const float *wei, const float *bias,
                    int64_t m, int64_t k, int64_t n, int64_t sm, int64_t sk, int64_t wk, int64_t wn,
-                   int accumulate)
+                   int accumulate, int wcache)
 {
-    return mm_onednn_gemm_strided(prec, dst, src, wei, bias, m, k, n, sm, sk, wk, wn, n, 1, accumulate);
+    return onednn_run(prec, dst, src, wei, bias, m, k, n, sm, sk, wk, wn, n, 1, accumulate, wcache);
 }
 
 /* Create (or find) the primitive for a product without running it, so a

@@ -220,6 +220,11 @@ static void check_bf16(int N, int C, int OC)
             rdw[(size_t)o * C + c] = s;
         }
     nn_matmul_set_precision(NN_PREC_BF16);
+    /* a forward with other weights at the same address first: the bf16 copy
+     * it leaves must be refreshed by the next forward, not reused */
+    for (size_t i = 0; i < (size_t)OC * C; i++) w[i] = -w[i];
+    matmul_forward(out, inp, w, b, N, C, OC);
+    for (size_t i = 0; i < (size_t)OC * C; i++) w[i] = -w[i];
     matmul_forward(out, inp, w, b, N, C, OC);
     matmul_backward(di, dw, NULL, dout, inp, w, N, C, OC);
     nn_matmul_set_precision(NN_PREC_FP32);
