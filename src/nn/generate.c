@@ -32,6 +32,7 @@ typedef struct {
     size_t cap;          /* capacity of ch's token arrays */
     size_t gen_start;    /* where the completion starts in text (after the echo) */
     int n_echo;          /* tokens of the echoed prompt at the front of ch.tokens */
+    int max_new;         /* tokens this candidate may generate */
     size_t sent;         /* bytes already streamed */
     int sent_tokens;     /* tokens already streamed */
     int *counts;         /* (V) occurrences among generated tokens, for penalties */
@@ -219,15 +220,15 @@ static int cand_stream(cand_t *c, const gen_request_t *req, gen_stream_fn cb, vo
     return cb(ctx, &k) ? GEN_ECANCEL : 0;
 }
 
-/* Prefill one prompt into sequence 0; with echo, also fill every candidate
+/* Prefill one prompt into sequence seq; with echo, also fill every candidate
  * with the prompt text and (with logprobs) the prompt's scores. last (V)
  * receives the logits after the prompt. */
-static int gen_prefill(infer_t *st, const gen_request_t *req, const int *ids, int P, int V,
+static int gen_prefill(infer_t *st, int seq, const gen_request_t *req, const int *ids, int P, int V,
                        cand_t *cands, int nc, float *last, char *err)
 {
     int k = req->logprobs > 0 ? req->logprobs : 0;
     int score = req->echo && req->logprobs >= 0;
-    if (!score) return infer_prefill(st, 0, ids, P, last, 0, err);
+    if (!score) return infer_prefill(st, seq, ids, P, last, 0, err);
     float *lg = malloc((size_t)ECHO_CHUNK * V * sizeof *lg);
     int top_ids[GEN_MAX_LOGPROBS];
     float top_lps[GEN_MAX_LOGPROBS];
@@ -237,7 +238,7 @@ static int gen_prefill(infer_t *st, const gen_request_t *req, const int *ids, in
         if (cand_push(&cands[c], ids[0], NAN, 0, k, NULL, NULL)) goto oom;
     for (int done = 0; done < P; done += ECHO_CHUNK) {
         int T = P - done < ECHO_CHUNK ? P - done : ECHO_CHUNK;
-        if (infer_prefill(st, 0, ids + done, T, lg, 1, err)) { free(lg); return -1; }
+        if (infer_prefill(st, seq, ids + done, T, lg, 1, err)) { free(lg); return -1; }
         for (int t = 0; t < T; t++) {
             float *row = lg + (size_t)t * V;
             int pos = done + t;
@@ -313,90 +314,110 @@ static int cmp_mean_lp(const void *a, const void *b)
     return x->ch.index - y->ch.index;
 }
 
-/* Run one prompt: nc candidates, the first n of which (best by mean logprob
- * when nc > n) become choices [pi*n, pi*n + n). */
-static int gen_prompt(const gpt2_t *m, infer_t *st, int maxT, const gen_request_t *req, int pi, const int *ids, int P,
-                      uint64_t seed, gen_result_t *res, gen_stream_fn cb, void *cb_ctx, char *err)
+/* Set up prompt pi's nc candidates, sequences [pi*nc, pi*nc + nc): prefill
+ * the first, share its cache with the others, lay out the echo. */
+static int gen_start_prompt(infer_t *st, const gen_request_t *req, int pi, const int *ids, int P, int ctx, int V,
+                            uint64_t seed, cand_t *cands, float *logits, char *err)
 {
-    int V = m->config.vocab_size, ctx = m->config.max_seq_len;
-    int n = req->n, nc = req->best_of > n ? req->best_of : n;
+    int n = req->n, nc = req->best_of > n ? req->best_of : n, s0 = pi * nc;
     int k = req->logprobs > 0 ? req->logprobs : 0;
     int penal = req->presence_penalty != 0.0f || req->frequency_penalty != 0.0f;
-    int max_new = req->max_tokens == GEN_MAX_TOKENS_REST ? ctx - P : req->max_tokens;
-    int rc = -1;
-    cand_t *cands = calloc((size_t)nc, sizeof *cands);
-    cand_t **order = calloc((size_t)nc, sizeof *order);
-    float *logits = malloc((size_t)nc * V * sizeof *logits);
-    float *lp = malloc((size_t)V * sizeof *lp);
-    int *seqs = malloc((size_t)nc * 2 * sizeof *seqs), *toks = seqs ? seqs + nc : NULL;
-    if (!cands || !order || !logits || !lp || !seqs) { core_errf(err, "out of memory for %d candidates", nc); goto done; }
     for (int c = 0; c < nc; c++) {
-        cands[c].ch.index = pi * n + c;
-        cands[c].ch.n_top = k;
-        cands[c].ch.finish_reason = "length";
-        sample_rng_init(&cands[c].rng, seed, (uint64_t)pi * GEN_MAX_N + c);
-        if (penal && !(cands[c].counts = calloc((size_t)V, sizeof(int)))) { core_errf(err, "out of memory"); goto done; }
-        if (buf_reserve(&cands[c].text, 64)) { core_errf(err, "out of memory"); goto done; }
+        cand_t *cd = &cands[s0 + c];
+        cd->ch.index = pi * n + c;
+        cd->ch.n_top = k;
+        cd->ch.finish_reason = "length";
+        cd->max_new = req->max_tokens == GEN_MAX_TOKENS_REST ? ctx - P : req->max_tokens;
+        sample_rng_init(&cd->rng, seed, (uint64_t)pi * GEN_MAX_N + c);
+        if (penal && !(cd->counts = calloc((size_t)V, sizeof(int)))) return core_errf(err, "out of memory");
+        if (buf_reserve(&cd->text, 64)) return core_errf(err, "out of memory");
+        infer_reset(st, s0 + c);
     }
-    for (int s = 0; s < nc; s++) infer_reset(st, s);
-    if (gen_prefill(st, req, ids, P, V, cands, nc, logits, err)) goto done;
+    if (gen_prefill(st, s0, req, ids, P, V, cands + s0, nc, logits + (size_t)s0 * V, err)) return -1;
     for (int c = 0; c < nc; c++) {
-        if (c) { infer_copy_seq(st, c, 0); memcpy(logits + (size_t)c * V, logits, (size_t)V * sizeof *logits); }
+        cand_t *cd = &cands[s0 + c];
+        if (c) {
+            infer_copy_seq(st, s0 + c, s0);
+            memcpy(logits + (size_t)(s0 + c) * V, logits + (size_t)s0 * V, (size_t)V * sizeof *logits);
+        }
         if (req->echo) {
-            cand_t *cd = &cands[c];
             int scored = cd->ch.n_tokens == P; /* gen_prefill pushed the prompt's logprobs */
             for (int i = 0; i < P; i++) {
                 if (scored) cd->ch.text_offset[i] = cd->text.len;
-                else if (cand_push(cd, ids[i], NAN, cd->text.len, k, NULL, NULL)) { core_errf(err, "out of memory"); goto done; }
-                if (cand_append_piece(cd, req, ids[i])) { core_errf(err, "out of memory"); goto done; }
+                else if (cand_push(cd, ids[i], NAN, cd->text.len, k, NULL, NULL)) return core_errf(err, "out of memory");
+                if (cand_append_piece(cd, req, ids[i])) return core_errf(err, "out of memory");
             }
             cd->gen_start = cd->text.len;
             cd->n_echo = P;
         }
-        if (max_new == 0) cands[c].done = 1;
+        if (cd->max_new == 0) cd->done = 1;
     }
+    return 0;
+}
+
+/* Run every prompt's candidates together: one decode step feeds every
+ * unfinished sequence of the request as one batch of rows, so the weights
+ * are read once per step whatever n, best_of and the number of prompts. */
+static int gen_run(const gpt2_t *m, infer_t *st, int maxT, const gen_request_t *req, const int *const *pids,
+                   const int *plens, int np, uint64_t seed, gen_result_t *res, gen_stream_fn cb, void *cb_ctx,
+                   char *err)
+{
+    int V = m->config.vocab_size, ctx = m->config.max_seq_len;
+    int n = req->n, nc = req->best_of > n ? req->best_of : n, S = np * nc;
+    int rc = -1;
+    cand_t *cands = calloc((size_t)S, sizeof *cands);
+    cand_t **order = calloc((size_t)nc, sizeof *order);
+    float *logits = malloc((size_t)S * V * sizeof *logits);
+    float *lp = malloc((size_t)V * sizeof *lp);
+    int *seqs = malloc((size_t)S * 2 * sizeof *seqs), *toks = seqs ? seqs + S : NULL;
+    if (!cands || !order || !logits || !lp || !seqs) { core_errf(err, "out of memory for %d sequences", S); goto done; }
+    for (int p = 0; p < np; p++)
+        if (gen_start_prompt(st, req, p, pids[p], plens[p], ctx, V, seed, cands, logits, err)) goto done;
     int streaming = req->stream && cb;
-    for (int c = 0; c < nc && streaming; c++)
-        if (cands[c].done && cand_stream(&cands[c], req, cb, cb_ctx)) { rc = GEN_ECANCEL; goto done; }
+    for (int q = 0; q < S && streaming; q++)
+        if (cands[q].done && cand_stream(&cands[q], req, cb, cb_ctx)) { rc = GEN_ECANCEL; goto done; }
     for (;;) {
         int na = 0;
-        for (int c = 0; c < nc; c++) {
-            cand_t *cd = &cands[c];
-            if (!cd->done) {
-                int room = maxT - infer_pos(st, c); /* tokens that can still be fed */
-                if (gen_step(cd, req, logits + (size_t)c * V, lp, V, max_new, room, err)) goto done;
-                if (!cd->done) { seqs[na] = c; toks[na] = cd->ch.tokens[cd->ch.n_tokens - 1]; na++; }
-                if (streaming && cand_stream(cd, req, cb, cb_ctx)) { rc = GEN_ECANCEL; goto done; }
-            }
+        for (int q = 0; q < S; q++) {
+            cand_t *cd = &cands[q];
+            if (cd->done) continue;
+            int room = maxT - infer_pos(st, q); /* tokens that can still be fed */
+            if (gen_step(cd, req, logits + (size_t)q * V, lp, V, cd->max_new, room, err)) goto done;
+            if (!cd->done) { seqs[na] = q; toks[na] = cd->ch.tokens[cd->ch.n_tokens - 1]; na++; }
+            if (streaming && cand_stream(cd, req, cb, cb_ctx)) { rc = GEN_ECANCEL; goto done; }
         }
         if (na == 0) break;
-        float *out = logits; /* decode writes (na, V); scatter back to each candidate's row */
-        if (infer_decode(st, seqs, toks, na, out, err)) goto done;
+        /* decode writes (na, V) from row 0; seqs is increasing, so moving
+         * rows to their sequences from the last one down never clobbers */
+        if (infer_decode(st, seqs, toks, na, logits, err)) goto done;
         for (int i = na - 1; i >= 0; i--)
-            if (seqs[i] != i) memmove(logits + (size_t)seqs[i] * V, out + (size_t)i * V, (size_t)V * sizeof *logits);
+            if (seqs[i] != i) memmove(logits + (size_t)seqs[i] * V, logits + (size_t)i * V, (size_t)V * sizeof *logits);
     }
-    for (int c = 0; c < nc; c++) {
-        res->completion_tokens += cands[c].ch.completion_tokens;
-        cands[c].ch.mean_logprob = cands[c].ch.completion_tokens ? cands[c].sum_lp / cands[c].ch.completion_tokens : 0.0;
-        order[c] = &cands[c];
-    }
-    if (nc > n) qsort(order, (size_t)nc, sizeof *order, cmp_mean_lp);
-    for (int j = 0; j < n; j++) {
-        gen_choice_t *dst = &res->choices[pi * n + j];
-        *dst = order[j]->ch;
-        dst->index = pi * n + j;
-        dst->text = order[j]->text.data;
-        dst->text_len = order[j]->text.len;
-        memset(&order[j]->ch, 0, sizeof order[j]->ch);
-        order[j]->text.data = NULL;
+    for (int p = 0; p < np; p++) {
+        for (int c = 0; c < nc; c++) {
+            cand_t *cd = &cands[p * nc + c];
+            res->completion_tokens += cd->ch.completion_tokens;
+            cd->ch.mean_logprob = cd->ch.completion_tokens ? cd->sum_lp / cd->ch.completion_tokens : 0.0;
+            order[c] = cd;
+        }
+        if (nc > n) qsort(order, (size_t)nc, sizeof *order, cmp_mean_lp);
+        for (int j = 0; j < n; j++) {
+            gen_choice_t *dst = &res->choices[p * n + j];
+            *dst = order[j]->ch;
+            dst->index = p * n + j;
+            dst->text = order[j]->text.data;
+            dst->text_len = order[j]->text.len;
+            memset(&order[j]->ch, 0, sizeof order[j]->ch);
+            order[j]->text.data = NULL;
+        }
     }
     rc = 0;
 done:
     if (cands) {
-        for (int c = 0; c < nc; c++) {
-            choice_free(&cands[c].ch);
-            buf_free(&cands[c].text);
-            free(cands[c].counts);
+        for (int q = 0; q < S; q++) {
+            choice_free(&cands[q].ch);
+            buf_free(&cands[q].text);
+            free(cands[q].counts);
         }
     }
     free(cands); free(order); free(logits); free(lp); free(seqs);
@@ -424,15 +445,21 @@ int gen_complete(const gpt2_t *m, const gen_request_t *req, gen_result_t *res,
     res->choices = calloc((size_t)np * req->n, sizeof *res->choices);
     if (!res->choices) return core_errf(err, "out of memory");
     res->n_choices = np * req->n;
+    const int **pids = calloc((size_t)np, sizeof *pids);
+    int *plens = calloc((size_t)np, sizeof *plens);
     infer_t *st = NULL;
-    if (infer_create(&st, m, nc, maxT, err)) return -1;
-    for (int p = 0; p < np && rc == 0; p++) {
-        const int *ids = &eot;
-        int P = 1;
-        if (req->n_prompts && req->prompt_lens[p]) { ids = req->prompts[p]; P = req->prompt_lens[p]; }
-        res->prompt_tokens += P;
-        rc = gen_prompt(m, st, maxT, req, p, ids, P, seed, res, cb, cb_ctx, err);
+    if (!pids || !plens || infer_create(&st, m, np * nc, maxT, err)) {
+        free(pids); free(plens);
+        return core_errf(err, "out of memory for %d sequences of %d tokens", np * nc, maxT);
     }
+    for (int p = 0; p < np; p++) {
+        pids[p] = &eot;
+        plens[p] = 1;
+        if (req->n_prompts && req->prompt_lens[p]) { pids[p] = req->prompts[p]; plens[p] = req->prompt_lens[p]; }
+        res->prompt_tokens += plens[p];
+    }
+    rc = gen_run(m, st, maxT, req, pids, plens, np, seed, res, cb, cb_ctx, err);
+    free(pids); free(plens);
     infer_free(st);
     res->total_tokens = res->prompt_tokens + res->completion_tokens;
     if (rc == GEN_ECANCEL) core_errf(err, "generation cancelled by the caller");

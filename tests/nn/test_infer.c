@@ -537,9 +537,13 @@ static void test_stream_stop_and_cancel(void)
 
 static void test_multiple_prompts(void)
 {
-    int p2[3] = {greedy[0], greedy[1], greedy[2]};
+    /* the second prompt is the first one plus 3 greedy tokens: decoded in
+     * the same batch at other positions, it must continue the same run */
+    int p2[11];
+    memcpy(p2, prompt, sizeof prompt);
+    memcpy(p2 + P, greedy, 3 * sizeof *greedy);
     const int *ps[2] = {prompt, p2};
-    int pl[2] = {P, 3};
+    int pl[2] = {P, P + 3};
     gen_request_t r; gen_result_t res; char err[CORE_ERR_LEN];
     req_base(&r);
     r.prompts = ps; r.prompt_lens = pl; r.n_prompts = 2; r.n = 2; r.temperature = 0; r.max_tokens = 4;
@@ -550,7 +554,11 @@ static void test_multiple_prompts(void)
     greedy_text(want, sizeof want, 4);
     CHECK_EQ_STR(res.choices[0].text, want);
     CHECK_EQ_STR(res.choices[1].text, want);
-    CHECK_EQ_INT(res.prompt_tokens, P + 3);
+    char want2[256] = "";
+    for (int i = 3; i < 7; i++) strcat(want2, pieces[greedy[i]]);
+    CHECK_EQ_STR(res.choices[2].text, want2);
+    CHECK_EQ_STR(res.choices[3].text, want2);
+    CHECK_EQ_INT(res.prompt_tokens, P + P + 3);
     CHECK_EQ_INT(res.completion_tokens, 16);
     gen_result_free(&res);
 }
