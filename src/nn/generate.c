@@ -3,7 +3,7 @@
  * This is the layer between the wire (server/, cmd_generate.c) and the
  * forward pass (infer.c): it validates every parameter with OpenAI's ranges
  * and names the one at fault, runs the prompts through the KV cache, decodes
- * all candidates of a prompt (n or best_of of them) as one batch, applies the
+ * the candidates of every prompt (n or best_of each) as one batch, applies the
  * sampling parameters (sample.c), and keeps the text-level promises: a stop
  * string is found even when it spans tokens and is never returned, echo puts
  * the prompt and its logprobs first (the first token's logprob is null), and
