@@ -36,8 +36,8 @@ static double median(double *v, int n)
 
 static void emit(const char *cfg, const char *metric, double value, const char *unit, const char *extra)
 {
-    printf("{\"bench\":\"generate\",\"config\":\"%s\",\"metric\":\"%s\",\"value\":%.4g,\"unit\":\"%s\"%s%s,\"cpu\":\"%s\"}\n",
-           cfg, metric, value, unit, extra && *extra ? "," : "", extra ? extra : "", nn_cpu_describe());
+    printf("{\"bench\":\"generate\",\"config\":\"%s\",\"metric\":\"%s\",\"value\":%.4g,\"unit\":\"%s\"%s%s,\"threads\":%d,\"cpu\":\"%s\"}\n",
+           cfg, metric, value, unit, extra && *extra ? "," : "", extra ? extra : "", omp_get_max_threads(), nn_cpu_describe());
     fflush(stdout);
 }
 
@@ -66,7 +66,7 @@ static json_t *torch_reference(const char *script, int steps)
 static void usage(FILE *f)
 {
     fprintf(f, "usage: tunery bench generate [--config gpt2-124M|gpt2-350M|tiny] [--prefill T] [--steps N] [--reps R]\n"
-               "                             [--torch scripts/bench_torch.py | --no-torch]\n"
+               "                             [--threads N] [--torch scripts/bench_torch.py | --no-torch]\n"
                "  prints prefill tokens/s, decode tokens/s at batch 1 and 8, the memory-bandwidth bound of\n"
                "  decode, and model load times, one JSON line each (random weights)\n");
 }
@@ -86,6 +86,7 @@ int cmd_bench_generate(int argc, char **argv)
         else if (!strcmp(argv[i], "--steps")) steps = atoi(v);
         else if (!strcmp(argv[i], "--reps")) reps = atoi(v);
         else if (!strcmp(argv[i], "--torch")) torch = v;
+        else if (!strcmp(argv[i], "--threads") && atoi(v) > 0) omp_set_num_threads(atoi(v));
         else { usage(stderr); return 2; }
         i++;
     }
