@@ -341,15 +341,16 @@ void gpt2_backward(gpt2_t *m, float grad_scale)
             if (s->live_rows[k] != k) memcpy(s->logits + (size_t)k * Vp, s->logits + (size_t)s->live_rows[k] * Vp, rowb);
     s->lm_compacted = 1;
     float *scaled = s->scratch, *dlive = s->datty, *dlnf = s->dln;
-    #pragma omp parallel for schedule(static)
+    int par = (size_t)BT * C >= ((size_t)1 << 19);   /* small: one thread (see layers.c) */
+    #pragma omp parallel for schedule(static) if (par)
     for (int k = 0; k < nl; k++) {
         const float *x = s->lnf + (size_t)s->live_rows[k] * C;
         for (int c = 0; c < C; c++) { scaled[(size_t)k * C + c] = grad_scale * x[c]; dlive[(size_t)k * C + c] = 0.0f; }
     }
     if (nl) matmul_backward(dlive, g->wte, NULL, s->logits, scaled, p->wte, nl, C, Vp);
-    #pragma omp parallel for simd schedule(static)
+    #pragma omp parallel for simd schedule(static) if (par)
     for (size_t i = 0; i < BT * C; i++) { dlnf[i] = 0.0f; s->dresidual[i] = 0.0f; }
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if (par)
     for (int k = 0; k < nl; k++) {
         float *d = dlnf + (size_t)s->live_rows[k] * C;
         for (int c = 0; c < C; c++) d[c] = grad_scale * dlive[(size_t)k * C + c];

@@ -19,12 +19,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Below this many elements a kernel runs on one thread: it takes well under
+ * 0.1 ms, less than a parallel region costs when the machine is shared and
+ * the other thread is descheduled (each region waits for its slowest thread). */
+#define NN_PAR_MIN ((size_t)1 << 19)
+
 /* ----------------------------------------------------------------------
  * encoder: out[b,t] = wte[inp[b,t]] + wpe[t]
  * ---------------------------------------------------------------------- */
 void encoder_forward(float *out, const int *inp, const float *wte, const float *wpe, int B, int T, int C)
 {
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if ((size_t)B * T * C >= NN_PAR_MIN)
     for (int bt = 0; bt < B * T; bt++) {
         float *o = out + (size_t)bt * C;
         const float *we = wte + (size_t)inp[bt] * C;
@@ -39,7 +44,7 @@ void encoder_backward(float *dwte, float *dwpe, const float *dout, const int *in
 {
     const int CB = 64;
     int nblk = (C + CB - 1) / CB;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if ((size_t)B * T * C >= NN_PAR_MIN)
     for (int blk = 0; blk < nblk; blk++) {
         int c0 = blk * CB, c1 = c0 + CB < C ? c0 + CB : C;
         for (int b = 0; b < B; b++)
@@ -58,7 +63,7 @@ void encoder_backward(float *dwte, float *dwpe, const float *dout, const int *in
 void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
                        const float *bias, int N, int C)
 {
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if ((size_t)N * C >= NN_PAR_MIN)
     for (int i = 0; i < N; i++) {
         const float *x = inp + (size_t)i * C;
         float s = 0.0f;
@@ -79,7 +84,7 @@ void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *
                         const float *weight, const float *mean, const float *rstd, int N, int C)
 {
     /* dinp, row by row */
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if ((size_t)N * C >= NN_PAR_MIN)
     for (int i = 0; i < N; i++) {
         const float *d = dout + (size_t)i * C, *x = inp + (size_t)i * C;
         float m = mean[i], r = rstd[i];
@@ -102,7 +107,7 @@ void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *
     /* dweight, dbias: column sums, parallel over channel blocks */
     const int CB = 64;
     int nblk = (C + CB - 1) / CB;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if ((size_t)N * C >= NN_PAR_MIN)
     for (int blk = 0; blk < nblk; blk++) {
         int c0 = blk * CB, c1 = c0 + CB < C ? c0 + CB : C;
         float dw[64], db[64];
@@ -132,7 +137,7 @@ static inline float fast_tanhf(float u)
 
 void gelu_forward(float *out, const float *inp, int N)
 {
-    #pragma omp parallel for simd schedule(static)
+    #pragma omp parallel for simd schedule(static) if ((size_t)N >= NN_PAR_MIN)
     for (int i = 0; i < N; i++) {
         float x = inp[i];
         float u = GELU_SCALE * (x + 0.044715f * x * x * x);
@@ -142,7 +147,7 @@ void gelu_forward(float *out, const float *inp, int N)
 
 void gelu_backward(float *dinp, const float *inp, const float *dout, int N)
 {
-    #pragma omp parallel for simd schedule(static)
+    #pragma omp parallel for simd schedule(static) if ((size_t)N >= NN_PAR_MIN)
     for (int i = 0; i < N; i++) {
         float x = inp[i];
         float u = GELU_SCALE * (x + 0.044715f * x * x * x);
@@ -156,7 +161,7 @@ void gelu_backward(float *dinp, const float *inp, const float *dout, int N)
 /* ---------------------------------------------------------------------- */
 void residual_forward(float *out, const float *a, const float *b, int N)
 {
-    #pragma omp parallel for simd schedule(static)
+    #pragma omp parallel for simd schedule(static) if ((size_t)N >= NN_PAR_MIN)
     for (int i = 0; i < N; i++) out[i] = a[i] + b[i];
 }
 
