@@ -171,10 +171,13 @@ static int hook_should_stop(void *ctx)
     store_job_t j;
     char err[CORE_ERR_LEN];
     if (store_job_get(w->s, NULL, w->job.id, &j, err)) return got_term ? 1 : 0;
+    /* Terminal (cancelled): stop now. Any other status than running
+     * (paused, or already queued again by a quick resume): checkpoint and
+     * exit, the scheduler starts a fresh worker when it is its turn. Still
+     * running but SIGTERM: server shutdown, the same. */
     int kind = 0;
-    if (!strcmp(j.status, "cancelled") || !strcmp(j.status, "failed") || !strcmp(j.status, "succeeded")) kind = 2;
-    else if (!strcmp(j.status, "paused")) kind = 1;
-    else if (got_term) kind = 1;   /* shutdown: checkpoint, then exit for a later resume */
+    if (store_job_is_terminal(j.status)) kind = 2;
+    else if (strcmp(j.status, "running") || got_term) kind = 1;
     store_job_clear(&j);
     w->stop_kind = kind;
     return kind;

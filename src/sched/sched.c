@@ -180,9 +180,9 @@ int sched_resume(sched_t *sc, store_t *s, const char *org_id, const char *job_id
     int rc = store_job_get(s, org_id, job_id, &j, err);
     if (rc) return rc;
     store_job_clear(&j);
-    /* A pause that lands while the worker is still writing its checkpoint:
-     * the job stays paused until that worker is gone (the reaper re-queues
-     * it then, see reap()). */
+    /* If the paused worker is still writing its checkpoint, the job waits
+     * in the queue until that process is gone (tick() skips a job that
+     * still has a worker), then resumes from that checkpoint. */
     rc = store_job_transition(s, job_id, "paused", "queued", err);
     if (rc) return rc;
     event(s, job_id, "info", SCHED_MSG_UNPAUSED);
@@ -364,6 +364,8 @@ static void tick(sched_t *sc)
             int k = 0;
             for (int i = 0; i < SCHED_MAX_WORKERS && running < sc->max_concurrent && k < n; i++) {
                 if (sc->slots[i].pid) continue;
+                while (k < n && slot_of(sc, q[k].id)) k++;   /* its last worker has not exited yet */
+                if (k == n) break;
                 start_job(sc, &sc->slots[i], &q[k++]);
                 running += sc->slots[i].pid != 0;
             }

@@ -331,6 +331,48 @@ static void test_cancel_signals_worker(void)
     done(s);
 }
 
+/* Pause then an immediate resume, while the paused worker is still writing
+ * its checkpoint: the job must not get a second worker until the first one
+ * has exited (two writers in one work directory would corrupt it). */
+static void test_quick_resume_waits_for_the_old_worker(void)
+{
+    store_org_t org;
+    store_t *s = fresh(&org);
+    char exe[512], log[512], text[1024];
+    snprintf(log, sizeof log, "%s/life.log", dir);
+    snprintf(exe, sizeof exe, "%s/slow-stop-worker.sh", dir);
+    snprintf(text, sizeof text, "#!/bin/sh\necho start >> %s\ntrap 'sleep 0.5; echo end >> %s; exit 0' TERM\n"
+             "sleep 20 &\nwait\n", log, log);
+    CHECK(fs_write_atomic(exe, text, strlen(text), err) == 0);
+    chmod(exe, 0755);
+    store_job_t a;
+    job(s, &org, STORE_API_JOBS, &a);
+    CHECK(sched_enqueue(NULL, s, a.id, err) == 0);
+    sched_t *sc;
+    CHECKF(sched_start(dir, 2, exe, &sc, err) == 0, "%s", err);
+    double until = time_mono() + 10;
+    while (!fs_exists(log) && time_mono() < until) usleep(10000);
+    CHECK(sched_pause(sc, s, org.id, a.id, err) == 0);
+    CHECK(sched_resume(sc, s, org.id, a.id, err) == 0);
+    int peak = 0;
+    char *t = NULL;
+    while (time_mono() < until) {
+        int r = sched_running(sc);
+        if (r > peak) peak = r;
+        free(t);
+        t = NULL;
+        fs_read_all(log, &t, NULL, err);
+        if (t && !strcmp(t, "start\nend\nstart\n")) break;
+        usleep(10000);
+    }
+    CHECK(peak == 1);
+    CHECKF(t && !strcmp(t, "start\nend\nstart\n"), "worker lives: %s", t ? t : "(none)");
+    free(t);
+    CHECK(sched_cancel(sc, s, org.id, a.id, err) == 0);
+    sched_stop(sc);
+    done(s);
+}
+
 int main(void)
 {
     RUN(test_enqueue_numbers);
@@ -339,5 +381,6 @@ int main(void)
     RUN(test_queue_order);
     RUN(test_restart_recovery);
     RUN(test_cancel_signals_worker);
+    RUN(test_quick_resume_waits_for_the_old_worker);
     return test_summary();
 }
