@@ -182,7 +182,7 @@ static void attention_forward_generic(float *out, float *lse, const float *qkv, 
     int hs = C / NH;
     size_t C3 = (size_t)3 * C;
     float scale = 1.0f / sqrtf((float)hs);
-    #pragma omp parallel
+    #pragma omp parallel if ((size_t)B * C * T * T >= NN_PAR_MIN * 8)
     {
         float *kt = malloc((size_t)hs * T * sizeof(float));
         float *s = malloc((size_t)T * sizeof(float));
@@ -245,7 +245,7 @@ static void attention_backward_generic(float *dqkv, const float *dout, const flo
     int hs = C / NH;
     size_t C3 = (size_t)3 * C;
     float scale = 1.0f / sqrtf((float)hs);
-    #pragma omp parallel
+    #pragma omp parallel if ((size_t)B * C * T * T >= NN_PAR_MIN * 8)
     {
         float *kt = malloc((size_t)hs * T * sizeof(float));
         float *vt = malloc((size_t)hs * T * sizeof(float));
@@ -366,7 +366,7 @@ static void attention_forward_blocked(float *out, float *lse, const float *qkv, 
     int hs = C / NH, Tp = (T + 15) / 16 * 16;
     size_t C3 = (size_t)3 * C;
     float scale = 1.0f / sqrtf((float)hs);
-    #pragma omp parallel
+    #pragma omp parallel if ((size_t)B * C * T * T >= NN_PAR_MIN * 8)
     {
         float *KT = malloc((size_t)hs * Tp * sizeof(float));
         float *S = malloc((size_t)QB * Tp * sizeof(float));
@@ -419,7 +419,7 @@ static void attention_backward_blocked(float *dqkv, const float *dout, const flo
     int hs = C / NH, Tp = (T + 15) / 16 * 16;
     size_t C3 = (size_t)3 * C;
     float scale = 1.0f / sqrtf((float)hs);
-    #pragma omp parallel
+    #pragma omp parallel if ((size_t)B * C * T * T >= NN_PAR_MIN * 8)
     {
         float *KT = malloc((size_t)hs * Tp * sizeof(float)), *VT = malloc((size_t)hs * Tp * sizeof(float));
         float *P = malloc((size_t)QB * Tp * sizeof(float)), *dS = malloc((size_t)QB * Tp * sizeof(float));
