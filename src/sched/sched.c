@@ -306,12 +306,14 @@ static void start_job(sched_t *sc, slot_t *sl, const store_job_t *j)
 static void reap(sched_t *sc, slot_t *sl, int wstatus)
 {
     store_t *s = sc->store;
-    char err[CORE_ERR_LEN], why[256];
+    char err[CORE_ERR_LEN];
     store_job_t j;
     int code = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1;
-    if (WIFSIGNALED(wstatus)) snprintf(why, sizeof why, "the training process was killed by signal %d (%s)",
-                                       WTERMSIG(wstatus), strsignal(WTERMSIG(wstatus)));
-    else snprintf(why, sizeof why, "the training process exited with status %d without finishing the job", code);
+    char why[STORE_TEXT_LEN];
+    if (WIFSIGNALED(wstatus)) snprintf(why, sizeof why, "the training process was killed by signal %d (%s); its log is %s/jobs/%s/worker.log",
+                                       WTERMSIG(wstatus), strsignal(WTERMSIG(wstatus)), sc->data_dir, sl->job_id);
+    else snprintf(why, sizeof why, "the training process exited with status %d without finishing the job; its log is %s/jobs/%s/worker.log",
+                  code, sc->data_dir, sl->job_id);
     if (store_job_get(s, NULL, sl->job_id, &j, err) == 0) {
         store_job_set_worker(s, j.id, 0, err);
         if (!strcmp(j.status, "running")) {
