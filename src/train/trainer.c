@@ -542,7 +542,10 @@ int train_run(const train_opts_t *o, const train_hooks_t *h, train_result_t *res
     lr_schedule_t sched = {LR_LINEAR, (float)t.r.learning_rate, 0.0f, 0, t.r.total_steps + 1};
     adamw_config_t opt = {0, 0.9f, 0.95f, 1e-8f, 0.1f};
     train_metrics_t mt = {0};
-    mt.training_loss = mt.validation_loss = NAN;
+    mt.step = start - 1;
+    mt.training_loss = mt.training_sequence_accuracy = mt.training_token_accuracy = NAN;
+    mt.validation_loss = mt.validation_sequence_accuracy = mt.validation_token_accuracy = NAN;
+    res->steps_done = start - 1;
     for (int step = start; step <= t.r.total_steps; step++) {
         int stop = h && h->should_stop ? h->should_stop(h->ctx) : 0;
         if (stop) {

@@ -290,6 +290,36 @@ static void test_bad_data_error(void)
     CHECKF(train_run(&o, NULL, NULL, err) == 0, "%s", err);
 }
 
+/* chat data trains through the same loop; a resume of a finished run only
+ * rewrites the output */
+static void test_chat_and_finished_resume(void)
+{
+    char err[CORE_ERR_LEN] = "", p[PATH_MAX];
+    snprintf(p, sizeof p, "%s/chat.jsonl", tmpdir);
+    write_file(p, "{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}, {\"role\": \"assistant\", \"content\": \"Hello\"}]}\n"
+                  "{\"messages\": [{\"role\": \"system\", \"content\": \"Terse.\"}, {\"role\": \"user\", \"content\": \"Bye\"},"
+                  " {\"role\": \"assistant\", \"content\": \"Bye\"}]}\n");
+    train_opts_t o;
+    base_opts(&o, "chat");
+    o.train_path = p;
+    o.valid_path = NULL;
+    o.batch_size = 0;  /* auto: 1 */
+    o.n_epochs = 1;
+    hookctx_t hc = {0};
+    train_hooks_t h = {&hc, on_resolved, NULL, NULL, NULL, NULL};
+    train_result_t res;
+    CHECKF(train_run(&o, &h, &res, err) == 0, "%s", err);
+    CHECK_EQ_INT(hc.r.batch_size, 1);
+    CHECK_NEAR(hc.r.learning_rate_multiplier, 5, 0);
+    CHECK_EQ_INT(res.steps_done, 2);
+    o.resume = 1;
+    CHECKF(train_run(&o, NULL, &res, err) == 0, "%s", err);
+    CHECK_EQ_INT(res.steps_done, 2);
+    char *csv = read_csv(&o);
+    CHECK_EQ_INT(count_lines(csv), 3);
+    free(csv);
+}
+
 int main(void)
 {
     /* a 32-channel model: a second thread only adds barrier cost on a busy
@@ -304,6 +334,7 @@ int main(void)
     RUN(test_prompt_loss_weight_gradient);
     RUN(test_classification_columns);
     RUN(test_bad_data_error);
+    RUN(test_chat_and_finished_resume);
     char err[CORE_ERR_LEN];
     fs_rm_rf(tmpdir, err);
     return test_summary();
