@@ -55,6 +55,7 @@ typedef struct {
     int **cls_ids; int *cls_n; int n_cls;  /* classification: each class's tokens */
     buf_t csv;
     char csv_path[PATH_MAX];
+    FILE *log;                /* work_dir/train.log, appended; NULL if it cannot be opened */
     long long elapsed_tokens, elapsed_examples;
 } trainer_t;
 
@@ -302,16 +303,32 @@ static int classification_metrics(trainer_t *t, cls_metrics_t *cm)
 /* ---------------------------------------------------------------------- */
 /* results, events, checkpoints */
 
+/* One line of work_dir/train.log: UTC time, then the message. */
+static void tlog(trainer_t *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void tlog(trainer_t *t, const char *fmt, ...)
+{
+    if (!t->log) return;
+    char ts[32];
+    time_fmt_model(time_unix(), ts);
+    fprintf(t->log, "%s ", ts);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(t->log, fmt, ap);
+    va_end(ap);
+    fputc('\n', t->log);
+    fflush(t->log);
+}
+
 static void emit(trainer_t *t, const char *level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void emit(trainer_t *t, const char *level, const char *fmt, ...)
 {
-    if (!t->h || !t->h->event) return;
     char msg[512];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    t->h->event(t->h->ctx, level, msg);
+    tlog(t, "%s: %s", level, msg);
+    if (t->h && t->h->event) t->h->event(t->h->ctx, level, msg);
 }
 
 static int csv_append(trainer_t *t, const train_metrics_t *mt, const cls_metrics_t *cm, char *err)
@@ -350,6 +367,7 @@ static int checkpoint(trainer_t *t, int step, const train_metrics_t *mt, char *e
     char dir[PATH_MAX];
     state_fill(t, step, &s);
     if (ckpt_write(t->o->work_dir, &t->m, &s, &t->csv, dir, err)) return -1;
+    tlog(t, "checkpoint %s", dir);
     if (t->h && t->h->checkpoint) t->h->checkpoint(t->h->ctx, step, dir, mt);
     return 0;
 }
@@ -449,6 +467,7 @@ static void trainer_free(trainer_t *t)
     for (int j = 0; j < t->n_cls; j++) free(t->cls_ids[j]);
     free(t->cls_ids); free(t->cls_n);
     buf_free(&t->csv);
+    if (t->log) fclose(t->log);
 }
 
 /* Everything before the first step: model, data, hyper-parameters, resume state. */
@@ -459,6 +478,8 @@ static int trainer_open(trainer_t *t, int *start_step, char *err)
         return core_errf(err, "a fine-tune needs a base model, a training file, an output directory and a work directory");
     if (fs_mkdir_p(o->work_dir, 0755, err)) return -1;
     char ck[PATH_MAX];
+    snprintf(ck, sizeof ck, "%s/train.log", o->work_dir);
+    t->log = fopen(ck, "a");
     ckpt_state_t st;
     int resumed = o->resume && ckpt_find_latest(o->work_dir, ck, sizeof ck) >= 0;
     if (resumed) {
@@ -537,6 +558,11 @@ int train_run(const train_opts_t *o, const train_hooks_t *h, train_result_t *res
     int start = 1, rc = 0, last_ckpt = -1;
     if (trainer_open(&t, &start, err)) { trainer_free(&t); return -1; }
     if (h && h->resolved) h->resolved(h->ctx, &t.r);
+    tlog(&t, "%s at step %d of %d: base %s, %d training examples (%lld tokens per epoch), %d validation; n_epochs %d, "
+         "batch_size %d, learning_rate_multiplier %g, learning_rate %g, prompt_loss_weight %g, seed %llu",
+         start > 1 ? "resumed" : "started", start, t.r.total_steps, o->base_model_dir, t.r.n_train_examples,
+         t.r.n_train_tokens, t.r.n_valid_examples, t.r.n_epochs, t.r.batch_size, t.r.learning_rate_multiplier,
+         t.r.learning_rate, t.r.prompt_loss_weight, (unsigned long long)t.r.seed);
     last_ckpt = start - 1;
 
     lr_schedule_t sched = {LR_LINEAR, (float)t.r.learning_rate, 0.0f, 0, t.r.total_steps + 1};
@@ -606,6 +632,8 @@ int train_run(const train_opts_t *o, const train_hooks_t *h, train_result_t *res
     }
     res->trained_tokens = t.elapsed_tokens;
     if (!rc && !res->stopped) rc = write_output(&t, &mt, err);
+    if (rc) tlog(&t, "error: %s", err);
+    else tlog(&t, res->stopped ? "stopped after step %d" : "finished after step %d; model written to %s", res->steps_done, o->out_dir);
     trainer_free(&t);
     return rc ? -1 : 0;
 }

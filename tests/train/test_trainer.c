@@ -147,6 +147,23 @@ static void test_run_and_outputs(void)
         CHECK(strstr(tj, "\"seed\": \"42\"") != NULL);
         free(tj);
     }
+    snprintf(p, sizeof p, "%s/train.log", o.work_dir);
+    if (!fs_read_all(p, &tj, &n, err)) {
+        CHECK(strstr(tj, "batch_size 4, learning_rate_multiplier 5") != NULL);
+        CHECK(strstr(tj, "info: Completed epoch 2/2") != NULL);
+        free(tj);
+    } else CHECKF(0, "%s", err);
+    /* continued fine-tuning: the output is a valid base, its tunery.json carries the pretraining rate */
+    train_opts_t c;
+    base_opts(&c, "continued");
+    c.base_model_dir = o.out_dir;
+    c.n_epochs = 1;
+    c.learning_rate_multiplier = 0;  /* auto: batch 4 -> 0.05 */
+    hookctx_t hc2 = {0};
+    train_hooks_t h2 = {&hc2, on_resolved, NULL, NULL, NULL, NULL};
+    CHECKF(train_run(&c, &h2, &res, err) == 0, "%s", err);
+    CHECK_NEAR(hc2.r.learning_rate, 0.05 * 6e-4, 1e-15);
+    CHECK_EQ_INT(res.steps_done, 6);
 }
 
 static void test_deterministic_and_resume(void)
