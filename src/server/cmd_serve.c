@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 static volatile sig_atomic_t stop_requested;
@@ -103,6 +104,13 @@ int cmd_serve(int argc, char **argv)
             fprintf(stderr, "tunery serve: unknown option '%s'; see tunery serve --help\n", a);
             return 2;
         }
+    }
+    /* each event follower holds a socket, a store connection and a watch:
+     * take every file descriptor the hard limit allows */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
     }
     signal(SIGPIPE, SIG_IGN);
     struct sigaction sa;

@@ -384,13 +384,14 @@ int http_listen(server_t *s, char *err)
         sa.sin_addr = ((struct sockaddr_in *)ai->ai_addr)->sin_addr;
         freeaddrinfo(ai);
     }
-    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+    /* poll(), not select(): no FD_SETSIZE ceiling on followers */
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ERROR_LOG;
     s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s,
                                  MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
                                  MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
                                  MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL,
-                                 MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(1u << 20),
-                                 MHD_OPTION_CONNECTION_LIMIT, (unsigned)512,
+                                 MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128u << 10),
+                                 MHD_OPTION_CONNECTION_LIMIT, (unsigned)4096,
                                  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600,   /* idle keep-alive; streams ping well inside it */
                                  MHD_OPTION_EXTERNAL_LOGGER, log_mhd, NULL,
                                  MHD_OPTION_END);
