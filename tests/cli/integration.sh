@@ -21,7 +21,20 @@ fi
 
 tmp=$(mktemp -d /tmp/tunery-cli-it-XXXXXX)
 srv=""
-cleanup() { [ -n "$srv" ] && kill "$srv" 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"; }
+cleanup() {
+  if [ -n "$srv" ]; then
+    kids=$(pgrep -P "$srv" 2>/dev/null)   # the server's workers, by id
+    kill "$srv" $kids 2>/dev/null
+  fi
+  wait 2>/dev/null; rm -rf "$tmp"
+}
+# wait_pid PID SECONDS: wait for a background process, kill -9 it after SECONDS
+wait_pid() {
+  local i
+  for i in $(seq 1 $(($2 * 10))); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$1" 2>/dev/null; then kill -9 "$1" 2>/dev/null; wait "$1" 2>/dev/null; return 137; fi
+  wait "$1"
+}
 trap cleanup EXIT
 # a private copy: others rebuild ./tunery while suites run
 cp "$bin" "$tmp/tunery" && bin=$tmp/tunery
@@ -52,6 +65,16 @@ out=$(OPENAI_API_KEY=sk-x "$bin" api -b http://127.0.0.1:9/v1 models.list 2>&1);
 out=$(env -u OPENAI_API_KEY -u OPENAI_API_KEY_PATH TUNERY_DATA="$tmp/none" "$bin" api models.list 2>&1); rc=$?
 [ $rc -eq 1 ] && grep -q '^Error: No API key provided' <<<"$out" && ok "no key: refused before sending" || bad "no key (rc=$rc)" "$out"
 
+# ---- a tiny base model named ada, so the suite needs no shipped weights and trains in seconds ----
+mkdir -p "$tmp/data/models"
+for i in $(seq 1 8); do
+  printf '{"prompt": "Question %d ->", "completion": " Answer %d\\n"}\n' "$i" "$i"
+done > "$tmp/train.jsonl"
+if ! "$bin" train --model random:2,2,64,128 --train "$tmp/train.jsonl" --out "$tmp/data/models/ada" \
+     --work "$tmp/ada.work" --n-epochs 1 --seed 1 -q >"$tmp/base.log" 2>&1; then
+  bad "could not build the tiny base model with tunery train" "$(cat "$tmp/base.log")"
+fi
+
 # ---- start the server ----
 "$bin" serve --listen 127.0.0.1:0 --data "$tmp/data" >"$tmp/serve.log" 2>&1 &
 srv=$!
@@ -64,15 +87,12 @@ export OPENAI_API_BASE=$base
 unset OPENAI_API_KEY OPENAI_API_KEY_PATH OPENAI_ORGANIZATION
 export OPENAI_API_KEY_PATH=$tmp/key
 cp "$tmp/data/initial-api-key" "$tmp/key"
-api() { "$bin" api "$@"; }
+api() { timeout 150 "$bin" api "$@"; }   # no single call may hang the suite
 
 # ---- a small dataset, checked by prepare_data first, as the guide does ----
 cd "$tmp" || exit 1
-for i in $(seq 1 24); do
-  printf '{"prompt": "Question %d ->", "completion": " Answer %d\\n"}\n' "$i" "$i"
-done > train.jsonl
 out=$("$bin" tools fine_tunes.prepare_data -f train.jsonl -q 2>&1); rc=$?
-golden prepare_data_clean "$(norm <<<"$out")"
+golden prepare_data_train "$(norm <<<"$out")"
 
 # ---- files ----
 out=$(api files.create -f train.jsonl -p fine-tune 2>&1)
@@ -91,13 +111,13 @@ ftid=$(grep -o 'Created fine-tune: ft-[A-Za-z0-9]*' <<<"$out" | head -n 1 | cut 
 model=$(grep -o 'completions.create -m [^ ]*' <<<"$out" | cut -d' ' -f3)
 
 # reuse by id at the duplicate prompt, and --no_follow prints the job
-out=$(echo "$fid" | api fine_tunes.create -t train.jsonl -m ada --no_follow 2>&1)
+out=$(echo "$fid" | api fine_tunes.create -t train.jsonl -m ada --n_epochs 1 --no_follow 2>&1)
 grep -q "Using your file train.jsonl: $fid" <<<"$out" && grep -q '"object": "fine-tune"' <<<"$out" \
   && ok "duplicate check: reuse an uploaded file, --no_follow prints the job" || bad "duplicate reuse / --no_follow" "$out"
 ft2=$(grep -o '"id": "ft-[^"]*"' <<<"$out" | head -n 1 | cut -d'"' -f4)
 
 # ---- resume: kill the follower mid-stream, follow again: full history + success block ----
-api fine_tunes.follow -i "$ft2" >"$tmp/killed.out" 2>&1 &
+"$bin" api fine_tunes.follow -i "$ft2" >"$tmp/killed.out" 2>&1 &
 fpid=$!
 sleep 0.3; kill -9 "$fpid" 2>/dev/null; wait "$fpid" 2>/dev/null
 out=$(api fine_tunes.follow -i "$ft2" 2>&1)
@@ -107,12 +127,12 @@ out2=$(api fine_tunes.follow -i "$ft2" 2>&1)
 [ "$(norm <<<"$out")" = "$(norm <<<"$out2")" ] && ok "follow twice prints the same transcript" || bad "follow twice differs" "$(diff <(echo "$out") <(echo "$out2"))"
 
 # ---- Ctrl-C while the job is still going ----
-for i in $(seq 1 400); do printf '{"prompt": "Longer question number %d ->", "completion": " A fairly long answer number %d\\n"}\n' "$i" "$i"; done > big.jsonl
-out=$(api fine_tunes.create -t big.jsonl -m ada --n_epochs 20 --no_check_if_files_exist --no_follow 2>&1)
+for i in $(seq 1 64); do printf '{"prompt": "Longer question number %d ->", "completion": " A fairly long answer number %d\\n"}\n' "$i" "$i"; done > big.jsonl
+out=$(api fine_tunes.create -t big.jsonl -m ada --n_epochs 10 --no_check_if_files_exist --no_follow 2>&1)
 ft3=$(grep -o '"id": "ft-[^"]*"' <<<"$out" | head -n 1 | cut -d'"' -f4)
-api fine_tunes.follow -i "$ft3" >"$tmp/int.out" 2>&1 &
+"$bin" api fine_tunes.follow -i "$ft3" >"$tmp/int.out" 2>&1 &
 fpid=$!
-sleep 1.5; kill -INT "$fpid"; wait "$fpid"; rc=$?
+sleep 1.5; kill -INT "$fpid"; wait_pid "$fpid" 10; rc=$?
 out=$(cat "$tmp/int.out")
 if [ $rc -eq 0 ] && grep -qE '^Stream interrupted\. Job is still (pending|running)\.$' <<<"$out" \
    && grep -q "^  tunery api fine_tunes.follow -i $ft3$" <<<"$out" && grep -q "^  tunery api fine_tunes.cancel -i $ft3$" <<<"$out"; then
