@@ -6,7 +6,8 @@
  * questions (-q answers Y), the same output files and the same suggested
  * command, `openai` → `tunery`. The train/validation split draws exactly the
  * rows pandas' df.sample(random_state=42) drew: numpy's legacy MT19937
- * permutation is reproduced bit for bit (pd_permutation).
+ * permutation is reproduced bit for bit (pd_permutation, prepare_write.c,
+ * which also writes the output).
  *
  * Deliberate differences, all on paths where the original crashed or did
  * something it did not mean: the long-example removal drops the rows it
@@ -14,44 +15,11 @@
  * answering at end-of-input counts as the default "Y", and the time
  * estimate uses 16 bytes per row plus the index for pandas' memory_usage.
  */
-#include "cli/cli.h"
+#include "cli/prepare_int.h"
 #include <stdlib.h>
 #include <string.h>
 #include <stdarg.h>
 #include <utf8proc.h>
-
-/* ---- the data frame after the column checks: two string columns ---- */
-typedef struct {
-    char **p, **c;
-    size_t n;
-    int reindexed;   /* rows were dropped: pandas' index is no longer a RangeIndex */
-    unsigned version, task_version;   /* bumped on every change; task cached per version */
-    int task;
-} df_t;
-
-typedef enum { OPT_NONE, OPT_DEDUP, OPT_LONG, OPT_LOWER_P, OPT_LOWER_C, OPT_ADD_P_SUFFIX,
-               OPT_RM_P_PREFIX, OPT_RM_C_PREFIX, OPT_ADD_C_SUFFIX, OPT_SPACE_START } opt_kind_t;
-
-typedef struct {
-    const char *name;
-    buf_t immediate;       /* empty: none */
-    char *necessary;       /* NULL: none */
-    char *optional;        /* NULL: none */
-    opt_kind_t kind;
-    char *arg;             /* suffix to add / prefix removed */
-    size_t arg_chars;
-    int ws;
-    buf_t long_rows;       /* the rows the long-example check named, as printed */
-} rem_t;
-
-typedef struct {
-    FILE *in, *out, *errf;
-    int quiet;
-    pd_table_t *t;
-    df_t df;
-    rem_t rems[20];
-    int nrem;
-} pd_ctx_t;
 
 /* ---- small string helpers ---- */
 
@@ -70,7 +38,7 @@ static size_t u8_offset(const char *s, size_t k)
     return i;
 }
 
-static char *nl_escaped(const char *s)
+char *pd_nl_escaped(const char *s)
 {
     buf_t b = {0};
     buf_reserve(&b, 1);
@@ -106,7 +74,7 @@ static uint64_t hash_str(const char *s, uint64_t h)
 /* Rows whose (a[i], b ? b[i] : -) was already seen get dup[i] = 1; returns
  * the number of distinct keys, or stops early (returning stop_at) once that
  * many are found when stop_at is non-zero. */
-static size_t hash_unique(char **a, char **b, size_t n, unsigned char *dup, size_t stop_at)
+size_t pd_hash_unique(char **a, char **b, size_t n, unsigned char *dup, size_t stop_at)
 {
     size_t cap = 16;
     while (cap < 2 * n + 16) cap <<= 1;
@@ -133,9 +101,8 @@ static size_t hash_unique(char **a, char **b, size_t n, unsigned char *dup, size
     return uniq;
 }
 
-typedef enum { TASK_OPEN, TASK_CLASS, TASK_COND } task_t;
 
-static task_t infer_task(df_t *d)
+task_t pd_infer_task(df_t *d)
 {
     if (d->task_version == d->version + 1) return d->task;   /* cached for this state of the data */
     int any = 0;
@@ -145,7 +112,7 @@ static task_t infer_task(df_t *d)
     else {
         /* classification iff distinct completions < n/3: stop counting at n/3 */
         size_t limit = d->n / 3 + 1;
-        if ((double)hash_unique(d->c, NULL, d->n, NULL, limit) < (double)d->n / 3) t = TASK_CLASS;
+        if ((double)pd_hash_unique(d->c, NULL, d->n, NULL, limit) < (double)d->n / 3) t = TASK_CLASS;
     }
     d->task = t;
     d->task_version = d->version + 1;
@@ -153,7 +120,7 @@ static task_t infer_task(df_t *d)
 }
 
 /* Longest common prefix/suffix of every row, whole characters only. */
-static char *common_xfix(char **col, size_t n, int suffix)
+char *pd_common_xfix(char **col, size_t n, int suffix)
 {
     if (!n) return strdup("");
     size_t L = strlen(col[0]), l0 = L;
@@ -190,8 +157,7 @@ static rem_t *rem_new(pd_ctx_t *x, const char *name)
     return r;
 }
 
-static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
-static char *fmt(const char *f, ...)
+char *pd_fmt(const char *f, ...)
 {
     va_list ap;
     va_start(ap, f);
@@ -260,7 +226,7 @@ static void apply_optional(pd_ctx_t *x, rem_t *r)
     case OPT_NONE: break;
     case OPT_DEDUP: {
         unsigned char *dup = calloc(n + 1, 1);
-        hash_unique(d->p, d->c, n, dup, 0);
+        pd_hash_unique(d->p, d->c, n, dup, 0);
         df_keep(d, dup);
         free(dup);
         break;
@@ -316,7 +282,7 @@ static int v_necessary_column(pd_ctx_t *x, const char *col, char *err)
     for (int i = 0; i < t->ncols; i++) {
         if (strcasecmp(t->cols[i], col)) continue;
         buf_printf(&r->immediate, "\n- The `%s` column/key should be lowercase", col);
-        r->necessary = fmt("Lower case column name to `%s`", col);
+        r->necessary = pd_fmt("Lower case column name to `%s`", col);
         t->cols[i] = pd_strndup(t, col, strlen(col));
         return 0;
     }
@@ -343,7 +309,7 @@ static void v_additional_column(pd_ctx_t *x)
     buf_appends(&list, "]");
     buf_printf(&r->immediate, "\n- The input file should contain exactly two columns/keys per row. Additional "
                               "columns/keys present are: %s%s", list.data, warn.data ? warn.data : "");
-    r->necessary = fmt("Remove additional columns/keys: %s", list.data);
+    r->necessary = pd_fmt("Remove additional columns/keys: %s", list.data);
     buf_free(&list);
     buf_free(&warn);
 }
@@ -358,7 +324,7 @@ static void v_non_empty(pd_ctx_t *x)
     if (k) {
         buf_appends(&r->immediate, "\n- `completion` column/key should not contain empty strings. These are rows: ");
         list_repr(&r->immediate, idx, k);
-        r->necessary = fmt("Remove %zu rows with empty completions", k);
+        r->necessary = pd_fmt("Remove %zu rows with empty completions", k);
         df_keep(d, drop);
     }
     free(idx);
@@ -368,7 +334,7 @@ static void v_non_empty(pd_ctx_t *x)
 static void v_format_inferrer(pd_ctx_t *x)
 {
     rem_t *r = rem_new(x, "num_examples");
-    if (infer_task(&x->df) == TASK_CLASS)
+    if (pd_infer_task(&x->df) == TASK_CLASS)
         buf_printf(&r->immediate, "\n- Based on your data it seems like you're trying to fine-tune a model for classification\n"
                                   "- For classification, we recommend you try one of the faster and cheaper models, such as `ada`\n"
                                   "- For classification, you can estimate the expected model performance by keeping a held out "
@@ -380,13 +346,13 @@ static void v_duplicated(pd_ctx_t *x)
     rem_t *r = rem_new(x, "duplicated_rows");
     df_t *d = &x->df;
     unsigned char *dup = calloc(d->n + 1, 1);
-    hash_unique(d->p, d->c, d->n, dup, 0);
+    pd_hash_unique(d->p, d->c, d->n, dup, 0);
     size_t *idx = malloc((d->n + 1) * sizeof *idx), k = 0;
     for (size_t i = 0; i < d->n; i++) if (dup[i]) idx[k++] = i;
     if (k) {
         buf_printf(&r->immediate, "\n- There are %zu duplicated prompt-completion sets. These are rows: ", k);
         list_repr(&r->immediate, idx, k);
-        r->optional = fmt("Remove %zu duplicate rows", k);
+        r->optional = pd_fmt("Remove %zu duplicate rows", k);
         r->kind = OPT_DEDUP;
     }
     free(idx);
@@ -397,14 +363,14 @@ static void v_long(pd_ctx_t *x)
 {
     rem_t *r = rem_new(x, "long_examples");
     df_t *d = &x->df;
-    if (infer_task(d) == TASK_OPEN) return;
+    if (pd_infer_task(d) == TASK_OPEN) return;
     size_t *idx = malloc((d->n + 1) * sizeof *idx), k = long_rows(d, idx);
     if (k) {
         list_repr(&r->long_rows, idx, k);
         buf_printf(&r->immediate, "\n- There are %zu examples that are very long. These are rows: %s\nFor conditional "
                                   "generation, and for classification the examples shouldn't be longer than 2048 tokens.",
                    k, r->long_rows.data);
-        r->optional = fmt("Remove %zu long examples", k);
+        r->optional = pd_fmt("Remove %zu long examples", k);
         r->kind = OPT_LONG;
     }
     free(idx);
@@ -435,7 +401,7 @@ static void v_lower_case(pd_ctx_t *x, int completion)
                               "worse than a mixture of case encountered in normal language. We recommend to lower case the "
                               "data if that makes sense in your domain. See https://platform.openai.com/docs/guides/"
                               "fine-tuning/preparing-your-dataset for more details", name, name);
-    r->optional = fmt("Lowercase all your data in column/key `%s`", name);
+    r->optional = pd_fmt("Lowercase all your data in column/key `%s`", name);
     r->kind = completion ? OPT_LOWER_C : OPT_LOWER_P;
 }
 
@@ -467,8 +433,8 @@ static int v_prompt_suffix(pd_ctx_t *x, char *err)
         sug = opts[i];
         break;
     }
-    if (infer_task(d) == TASK_OPEN) { rem_new(x, "common_suffix"); return 0; }
-    char *sfx = common_xfix(d->p, d->n, 1), *disp_sug = nl_escaped(sug);
+    if (pd_infer_task(d) == TASK_OPEN) { rem_new(x, "common_suffix"); return 0; }
+    char *sfx = pd_common_xfix(d->p, d->n, 1), *disp_sug = pd_nl_escaped(sug);
     if (all_equal(d->p, d->n, sfx)) {
         rem_new(x, "common_suffix");
         core_errf(err, "All prompts are identical: `%s`\nConsider leaving the prompts blank if you want to do open-ended "
@@ -478,7 +444,7 @@ static int v_prompt_suffix(pd_ctx_t *x, char *err)
     }
     rem_t *r = rem_new(x, "common_completion_suffix");
     if (*sfx) {
-        char *disp = nl_escaped(sfx);
+        char *disp = pd_nl_escaped(sfx);
         buf_printf(&r->immediate, "\n- All prompts end with suffix `%s`", disp);
         if (u8_len(sfx) > 10)
             buf_printf(&r->immediate, ". This suffix seems very long. Consider replacing with a shorter suffix, such as `%s`", disp_sug);
@@ -492,7 +458,7 @@ static int v_prompt_suffix(pd_ctx_t *x, char *err)
                                    "model where the completion should begin. See https://platform.openai.com/docs/guides/"
                                    "fine-tuning/preparing-your-dataset for more detail and examples. If you intend to do "
                                    "open-ended generation, then you should leave the prompts empty");
-        r->optional = fmt("Add a suffix separator `%s` to all prompts", disp_sug);
+        r->optional = pd_fmt("Add a suffix separator `%s` to all prompts", disp_sug);
         r->kind = OPT_ADD_P_SUFFIX;
         r->arg = strdup(sug);
     }
@@ -504,7 +470,7 @@ static int v_prompt_suffix(pd_ctx_t *x, char *err)
 static void v_prompt_prefix(pd_ctx_t *x)
 {
     df_t *d = &x->df;
-    char *pfx = common_xfix(d->p, d->n, 0);
+    char *pfx = pd_common_xfix(d->p, d->n, 0);
     if (!*pfx || all_equal(d->p, d->n, pfx)) { rem_new(x, "common_prefix"); free(pfx); return; }
     rem_t *r = rem_new(x, "common_prompt_prefix");
     buf_printf(&r->immediate, "\n- All prompts start with prefix `%s`", pfx);
@@ -512,7 +478,7 @@ static void v_prompt_prefix(pd_ctx_t *x)
         buf_appends(&r->immediate, ". Fine-tuning doesn't require the instruction specifying the task, or a few-shot "
                                    "example scenario. Most of the time you should only add the input data into the "
                                    "prompt, and the desired output into the completion");
-        r->optional = fmt("Remove prefix `%s` from all prompts", pfx);
+        r->optional = pd_fmt("Remove prefix `%s` from all prompts", pfx);
         r->kind = OPT_RM_P_PREFIX;
         r->arg_chars = u8_len(pfx);
     }
@@ -522,12 +488,12 @@ static void v_prompt_prefix(pd_ctx_t *x)
 static void v_completion_prefix(pd_ctx_t *x)
 {
     df_t *d = &x->df;
-    char *pfx = common_xfix(d->c, d->n, 0);
+    char *pfx = pd_common_xfix(d->c, d->n, 0);
     if (u8_len(pfx) < 5 || all_equal(d->c, d->n, pfx)) { rem_new(x, "common_prefix"); free(pfx); return; }
     rem_t *r = rem_new(x, "common_completion_prefix");
     buf_printf(&r->immediate, "\n- All completions start with prefix `%s`. Most of the time you should only add the "
                               "output data into the completion, without any prefix", pfx);
-    r->optional = fmt("Remove prefix `%s` from all completions", pfx);
+    r->optional = pd_fmt("Remove prefix `%s` from all completions", pfx);
     r->kind = OPT_RM_C_PREFIX;
     r->arg_chars = u8_len(pfx);
     r->ws = pfx[0] == ' ';
@@ -537,9 +503,9 @@ static void v_completion_prefix(pd_ctx_t *x)
 static int v_completion_suffix(pd_ctx_t *x, char *err)
 {
     df_t *d = &x->df;
-    task_t task = infer_task(d);
+    task_t task = pd_infer_task(d);
     if (task == TASK_OPEN || task == TASK_CLASS) { rem_new(x, "common_suffix"); return 0; }
-    char *sfx = common_xfix(d->c, d->n, 1);
+    char *sfx = pd_common_xfix(d->c, d->n, 1);
     if (all_equal(d->c, d->n, sfx)) {
         rem_new(x, "common_suffix");
         core_errf(err, "All completions are identical: `%s`\nEnsure completions are different, otherwise the model "
@@ -551,10 +517,10 @@ static int v_completion_suffix(pd_ctx_t *x, char *err)
     const char *sug = " [END]";
     for (size_t i = 0; i < sizeof opts / sizeof *opts; i++)
         if (!any_contains(d->c, d->n, opts[i])) { sug = opts[i]; break; }
-    char *disp_sug = nl_escaped(sug);
+    char *disp_sug = pd_nl_escaped(sug);
     rem_t *r = rem_new(x, "common_completion_suffix");
     if (*sfx) {
-        char *disp = nl_escaped(sfx);
+        char *disp = pd_nl_escaped(sfx);
         buf_printf(&r->immediate, "\n- All completions end with suffix `%s`", disp);
         if (u8_len(sfx) > 10)
             buf_printf(&r->immediate, ". This suffix seems very long. Consider replacing with a shorter suffix, such as `%s`", disp_sug);
@@ -567,7 +533,7 @@ static int v_completion_suffix(pd_ctx_t *x, char *err)
                                    "a common ending string appended to the end of the completion makes it clearer to the "
                                    "fine-tuned model where the completion should end. See https://platform.openai.com/docs/"
                                    "guides/fine-tuning/preparing-your-dataset for more detail and examples.");
-        r->optional = fmt("Add a suffix ending `%s` to all completions", disp_sug);
+        r->optional = pd_fmt("Add a suffix ending `%s` to all completions", disp_sug);
         r->kind = OPT_ADD_C_SUFFIX;
         r->arg = strdup(sug);
     }
@@ -595,7 +561,7 @@ static void v_space_start(pd_ctx_t *x)
 
 /* ---- the flow ---- */
 
-static int ask(pd_ctx_t *x, const char *text)
+int pd_ask(pd_ctx_t *x, const char *text)
 {
     fputs(text, x->out);
     if (x->quiet) { fputs("Y\n", x->out); return 1; }
@@ -626,150 +592,6 @@ static int apply_necessary(pd_ctx_t *x, rem_t *r, const char *error)
     }
     if (r && r->immediate.len) fwrite(r->immediate.data, 1, r->immediate.len, x->out);
     return 0;
-}
-
-static void json_str_pandas(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        switch (*p) {
-        case '"': fputs("\\\"", f); break;
-        case '\\': fputs("\\\\", f); break;
-        case '/': fputs("\\/", f); break;     /* pandas' ujson escapes it */
-        case '\n': fputs("\\n", f); break;
-        case '\r': fputs("\\r", f); break;
-        case '\t': fputs("\\t", f); break;
-        case '\b': fputs("\\b", f); break;
-        case '\f': fputs("\\f", f); break;
-        default:
-            if (*p < 0x20) fprintf(f, "\\u%04x", *p);
-            else fputc(*p, f);
-        }
-    }
-    fputc('"', f);
-}
-
-static int write_rows(const char *path, const df_t *d, const size_t *rows, size_t n, FILE *errf)
-{
-    FILE *f = fopen(path, "wb");
-    if (!f) { fprintf(errf, "tunery: cannot write %s\n", path); return -1; }
-    for (size_t k = 0; k < n; k++) {
-        size_t i = rows ? rows[k] : k;
-        fputs("{\"prompt\":", f);
-        json_str_pandas(f, d->p[i]);
-        fputs(",\"completion\":", f);
-        json_str_pandas(f, d->c[i]);
-        fputs("}\n", f);
-    }
-    return fclose(f) ? -1 : 0;
-}
-
-static void out_names(const char *fname, int split, char names[2][4200])
-{
-    const char *slash = strrchr(fname, '/'), *base = slash ? slash + 1 : fname;
-    const char *dot = strrchr(base, '.');
-    while (dot && dot > base && dot[-1] == '.') dot--;   /* splitext skips leading dots */
-    size_t stem = dot && dot != base ? (size_t)(dot - fname) : strlen(fname);
-    for (int i = 0;; i++) {
-        char idx[32] = "";
-        if (i) snprintf(idx, sizeof idx, " (%d)", i);
-        int exists = 0;
-        for (int k = 0; k < (split ? 2 : 1); k++) {
-            snprintf(names[k], 4200, "%.*s_prepared%s%s.jsonl", (int)stem, fname,
-                     split ? (k ? "_valid" : "_train") : "", idx);
-            exists |= fs_exists(names[k]);
-        }
-        if (!exists) return;
-    }
-}
-
-static void estimate_time(pd_ctx_t *x)
-{
-    df_t *d = &x->df;
-    double t;
-    if (infer_task(d) == TASK_CLASS) t = (double)d->n * 1.44;
-    else t = (16.0 * (double)d->n + (d->reindexed ? 8.0 * (double)d->n : 128.0)) * 0.0515;
-    t += 140;
-    const char *unit;
-    double v;
-    if (t < 60) { v = t; unit = "seconds"; }
-    else if (t < 3600) { v = t / 60; unit = "minutes"; }
-    else if (t < 86400) { v = t / 3600; unit = "hours"; }
-    else { v = t / 86400; unit = "days"; }
-    char s[64], r[64];
-    snprintf(s, sizeof s, "%.2f", v);   /* round(v, 2): correctly rounded, like Python's */
-    cli_py_float(strtod(s, NULL), r, sizeof r);
-    fprintf(x->out, "Once your model starts training, it'll approximately take %s %s to train a `curie` model, and less "
-                    "for `ada` and `babbage`. Queue will approximately take half an hour per job ahead of you.\n", r, unit);
-}
-
-static int write_out(pd_ctx_t *x, const char *fname, int any_applied)
-{
-    df_t *d = &x->df;
-    task_t task = infer_task(d);
-    char *psfx = common_xfix(d->p, d->n, 1), *csfx = common_xfix(d->c, d->n, 1);
-    char *psfx_d = nl_escaped(psfx), *csfx_d = nl_escaped(csfx);
-    int split = task == TASK_CLASS && ask(x, "- [Recommended] Would you like to split into training and validation set? [Y/n]: ");
-    char *ending = *csfx_d ? fmt(" Make sure to include `stop=[\"%s\"]` so that the generated texts ends at the expected place.", csfx_d)
-                           : strdup("");
-    int rc = 0;
-    if (!any_applied && !split) {
-        fprintf(x->out, "\nYou can use your file for fine-tuning:\n> tunery api fine_tunes.create -t \"%s\"\n\nAfter you\xe2\x80\x99ve "
-                        "fine-tuned a model, remember that your prompt has to end with the indicator string `%s` for the "
-                        "model to start generating completions, rather than continuing with the prompt.%s\n", fname, psfx_d, ending);
-        estimate_time(x);
-    } else if (ask(x, "\n\nYour data will be written to a new JSONL file. Proceed [Y/n]: ")) {
-        char names[2][4200];
-        out_names(fname, split, names);
-        buf_t extra = {0};
-        buf_reserve(&extra, 1);
-        if (split) {
-            size_t n = d->n, n_train = n > 1000 && n - 1000 > (size_t)(n * 0.8) ? n - 1000 : (size_t)(n * 0.8);
-            size_t *perm = malloc((n + 1) * sizeof *perm), *valid = malloc((n + 1) * sizeof *valid), nv = 0;
-            unsigned char *in_train = calloc(n + 1, 1);
-            pd_permutation(42, n, perm);
-            for (size_t i = 0; i < n_train; i++) in_train[perm[i]] = 1;
-            for (size_t i = 0; i < n; i++) if (!in_train[i]) valid[nv++] = i;
-            rc = write_rows(names[0], d, perm, n_train, x->errf) || write_rows(names[1], d, valid, nv, x->errf);
-            free(perm); free(valid); free(in_train);
-            /* number of classes, and the most frequent one (first seen wins a tie) */
-            unsigned char *dup = calloc(n + 1, 1);
-            size_t ncls = hash_unique(d->c, NULL, n, dup, 0), best = 0, best_n = 0;
-            for (size_t i = 0; i < n && ncls == 2; i++) {
-                if (dup[i]) continue;
-                size_t cnt = 0;
-                for (size_t j = i; j < n; j++) cnt += !strcmp(d->c[j], d->c[i]);
-                if (cnt > best_n) { best_n = cnt; best = i; }
-            }
-            free(dup);
-            buf_appends(&extra, " --compute_classification_metrics");
-            if (ncls == 2) buf_printf(&extra, " --classification_positive_class \"%s\"", d->c[best]);
-            else buf_printf(&extra, " --classification_n_classes %zu", ncls);
-        } else {
-            rc = write_rows(names[0], d, NULL, d->n, x->errf);
-        }
-        if (rc) { buf_free(&extra); goto done; }
-        buf_t files = {0};
-        buf_printf(&files, "%s to `%s", split ? "s" : "", names[0]);
-        if (split) buf_printf(&files, "` and `%s", names[1]);
-        char *valid_s = split ? fmt(" -v \"%s\"", names[1]) : strdup("");
-        char *reminder = *psfx_d ? fmt("After you\xe2\x80\x99ve fine-tuned a model, remember that your prompt has to end with the "
-                                       "indicator string `%s` for the model to start generating completions, rather than "
-                                       "continuing with the prompt.", psfx_d) : strdup("");
-        fprintf(x->out, "\nWrote modified file%s`\nFeel free to take a look!\n\nNow use that file when fine-tuning:\n"
-                        "> tunery api fine_tunes.create -t \"%s\"%s%s\n\n%s%s\n",
-                files.data, names[0], valid_s, extra.data, reminder, ending);
-        free(valid_s);
-        free(reminder);
-        buf_free(&files);
-        buf_free(&extra);
-        estimate_time(x);
-    } else {
-        fputs("Aborting... did not write the file\n", x->out);
-    }
-done:
-    free(psfx); free(csfx); free(psfx_d); free(csfx_d); free(ending);
-    return rc ? 1 : 0;
 }
 
 int pd_run(const char *fname, int quiet, FILE *in, FILE *out, FILE *errf)
@@ -840,8 +662,8 @@ int pd_run(const char *fname, int quiet, FILE *in, FILE *out, FILE *errf)
         for (int i = 0; i < x.nrem; i++) {
             rem_t *q = &x.rems[i];
             if (q->optional) {
-                char *text = fmt("- [Recommended] %s [Y/n]: ", q->optional);
-                if (ask(&x, text)) { apply_optional(&x, q); any_optional = 1; }
+                char *text = pd_fmt("- [Recommended] %s [Y/n]: ", q->optional);
+                if (pd_ask(&x, text)) { apply_optional(&x, q); any_optional = 1; }
                 free(text);
             }
             if (q->necessary) fprintf(out, "- [Necessary] %s\n", q->necessary);
@@ -849,7 +671,7 @@ int pd_run(const char *fname, int quiet, FILE *in, FILE *out, FILE *errf)
     } else {
         fputs("\n\nNo remediations found.\n", out);
     }
-    rc = write_out(&x, fname, any_optional || any_necessary);
+    rc = pd_write_out(&x, fname, any_optional || any_necessary);
 out:
     fflush(out);
     for (int i = 0; i < x.nrem; i++) rem_free(&x.rems[i]);
@@ -859,56 +681,3 @@ out:
     return rc;
 }
 
-/* ---- numpy's RandomState(seed).permutation(n) ---- */
-
-typedef struct { uint32_t mt[624]; int i; } mt19937_t;
-
-static void mt_seed(mt19937_t *m, uint32_t s)
-{
-    m->mt[0] = s;
-    for (int i = 1; i < 624; i++) m->mt[i] = 1812433253u * (m->mt[i - 1] ^ (m->mt[i - 1] >> 30)) + (uint32_t)i;
-    m->i = 624;
-}
-
-static uint32_t mt_next(mt19937_t *m)
-{
-    if (m->i >= 624) {
-        for (int k = 0; k < 624; k++) {
-            uint32_t y = (m->mt[k] & 0x80000000u) | (m->mt[(k + 1) % 624] & 0x7fffffffu);
-            m->mt[k] = m->mt[(k + 397) % 624] ^ (y >> 1) ^ (y & 1 ? 0x9908b0dfu : 0);
-        }
-        m->i = 0;
-    }
-    uint32_t y = m->mt[m->i++];
-    y ^= y >> 11;
-    y ^= (y << 7) & 0x9d2c5680u;
-    y ^= (y << 15) & 0xefc60000u;
-    y ^= y >> 18;
-    return y;
-}
-
-/* numpy's legacy random_interval: masked rejection sampling in [0, max]. */
-static uint64_t mt_interval(mt19937_t *m, uint64_t max)
-{
-    if (!max) return 0;
-    uint64_t mask = max;
-    for (int s = 1; s <= 32; s <<= 1) mask |= mask >> s;
-    uint64_t v;
-    if (max <= 0xffffffffu) {
-        while ((v = (mt_next(m) & mask)) > max) {}
-    } else {
-        while ((v = ((((uint64_t)mt_next(m)) << 32 | mt_next(m)) & mask)) > max) {}
-    }
-    return v;
-}
-
-void pd_permutation(uint32_t seed, size_t n, size_t *out)
-{
-    mt19937_t m;
-    mt_seed(&m, seed);
-    for (size_t i = 0; i < n; i++) out[i] = i;
-    for (size_t i = n; i-- > 1;) {
-        size_t j = (size_t)mt_interval(&m, i);
-        size_t t = out[i]; out[i] = out[j]; out[j] = t;
-    }
-}
