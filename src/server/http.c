@@ -4,8 +4,10 @@
  * headers, once per piece of body (chunked or sized, already de-chunked), and
  * once at the end. The first call routes, authenticates and checks the
  * declared size, so a wrong key or an oversized upload is refused before a
- * byte of body is read. Body pieces go to a bounded JSON buffer or straight
- * through the multipart parser into a blob. The last call runs the handler.
+ * byte of body is stored (the reply waits until the body is drained, within
+ * DRAIN_MAX, so the client reads it instead of a reset). Body pieces go to a
+ * bounded JSON buffer or straight through the multipart parser into a blob.
+ * The last call runs the handler.
  *
  * Every reply leaves here: JSON with Content-Type application/json,
  * x-request-id always, x-should-retry: false on 5xx (the failures here are
@@ -25,7 +27,9 @@
 #include <unistd.h>
 
 #define JSON_BODY_LIMIT (64u << 20)   /* a JSON request body (prompts included) */
-#define HEADER_LIMIT (48u << 10)      /* total request header bytes we accept */
+/* Total request header bytes we accept; over it a JSON 431. Headers past
+ * the per-connection memory (128 KiB) get libmicrohttpd's own 431 page. */
+#define HEADER_LIMIT (48u << 10)
 /* A refused body up to this much over the limit is read and dropped before
  * the error goes out: a client still writing its body would otherwise get a
  * reset instead of the 413. Beyond it the connection is closed. */
