@@ -4,6 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import path from 'node:path';
 import OpenAI, { toFile } from 'openai7';
 import { startServer, TRAIN } from './helpers.mjs';
 
@@ -48,6 +49,13 @@ test('openai@7.x: files, models and streamed completions', async () => {
 
     await assert.rejects(client.completions.create({ model: 'curie', prompt: 'x', temperature: 3 }),
       (e) => e instanceof OpenAI.BadRequestError && e.param === 'temperature');
+    // a deterministic server failure (the blob vanished from disk) is a 500
+    // with x-should-retry: false, so the SDK does not retry it
+    fs.rmSync(path.join(srv.data, 'files', b.id));
+    const retrying = new OpenAI({ apiKey: srv.key, baseURL: srv.base, maxRetries: 2 });
+    const t0 = Date.now();
+    await assert.rejects(retrying.files.content(b.id), (e) => e instanceof OpenAI.InternalServerError && e.headers.get('x-should-retry') === 'false');
+    assert.ok(Date.now() - t0 < 1000, 'no retries');
     assert.equal((await client.files.delete(a.id)).deleted, true);
     await assert.rejects(client.files.retrieve(a.id), (e) => e instanceof OpenAI.NotFoundError);
   } finally {
