@@ -163,6 +163,13 @@ const char *mm_path_name(mm_path_t path)
 
 /* TUNERY_MATMUL=portable forces the portable kernels (for comparisons and
  * for machines where a library path misbehaves). */
+/* The row-count dimension of each product (see onednn_acquire); bf16 keeps
+ * fixed shapes (its run-time-shape implementation is a slow reference one). */
+static int mm_rt(nn_prec_t prec, int which)
+{
+    return prec == NN_PREC_FP32 ? which : MM_RT_NONE;
+}
+
 static int mm_force_portable(void)
 {
     static int v = -1;
@@ -196,7 +203,8 @@ int mm_forward_path(mm_path_t path, nn_prec_t prec, float *out, const float *inp
         else if (prec == NN_PREC_FP32 && N <= MM_GEMV_MAX_N &&
                  mm_avx512_gemv(out, inp, weight, bias, N, C, OC) == 0)
             return 0;
-        else if (mm_onednn_gemm(prec, out, inp, weight, bias, N, C, OC, C, 1, 1, C, 0, MM_WCACHE_STORE) == 0)
+        else if (mm_onednn_gemm(prec, out, inp, weight, bias, N, C, OC, C, 1, 1, C, 0, MM_WCACHE_STORE,
+                                mm_rt(prec, MM_RT_M)) == 0)
             return 0;
         else path = MM_PORTABLE;
     }
@@ -206,7 +214,8 @@ int mm_forward_path(mm_path_t path, nn_prec_t prec, float *out, const float *inp
         matmul_forward_portable(out, inp, weight, bias, N, C, OC);
         return 0;
     case MM_ONEDNN:
-        return mm_onednn_gemm(prec, out, inp, weight, bias, N, C, OC, C, 1, 1, C, 0, MM_WCACHE_STORE);
+        return mm_onednn_gemm(prec, out, inp, weight, bias, N, C, OC, C, 1, 1, C, 0, MM_WCACHE_STORE,
+                              mm_rt(prec, MM_RT_M));
     case MM_AVX512:
         return prec == NN_PREC_FP32 ? mm_avx512_gemv(out, inp, weight, bias, N, C, OC) : -1;
     default:
@@ -220,7 +229,9 @@ int mm_forward_path(mm_path_t path, nn_prec_t prec, float *out, const float *inp
  * ~1.5x slower with a 50304-long reduction (the LM head's dinp). Cutting the
  * output into column panels, or the reduction into chunks that accumulate,
  * gives both back their full speed. Each piece is its own cached primitive.
- * bf16 operands are converted per call, so bf16 is never split. */
+ * bf16 operands are converted per call, so bf16 is never split; nor is a
+ * product once the primitive table is full (the run-time-shape primitive used
+ * then is oneDNN's jit sgemm, which does not have this weakness). */
 #define MM_SPLIT_COLS 1536
 #define MM_SPLIT_K 16384
 
@@ -234,8 +245,9 @@ static int mm_chunk(int total, int target)
 /* dinp (N, C) += dout (N, OC) @ weight (OC, C) */
 static int mm_onednn_dinp(nn_prec_t prec, float *dinp, const float *dout, const float *weight, int N, int C, int OC)
 {
-    if (prec != NN_PREC_FP32 || (C <= MM_SPLIT_COLS && OC <= MM_SPLIT_K))
-        return mm_onednn_gemm(prec, dinp, dout, weight, NULL, N, OC, C, OC, 1, C, 1, 1, MM_WCACHE_USE);
+    if (prec != NN_PREC_FP32 || mm_onednn_table_full() || (C <= MM_SPLIT_COLS && OC <= MM_SPLIT_K))
+        return mm_onednn_gemm(prec, dinp, dout, weight, NULL, N, OC, C, OC, 1, C, 1, 1, MM_WCACHE_USE,
+                              mm_rt(prec, MM_RT_M));
     int cb = C > MM_SPLIT_COLS ? mm_chunk(C, MM_SPLIT_COLS) : C;
     int kb = OC > MM_SPLIT_K ? mm_chunk(OC, MM_SPLIT_K) : OC;
     /* all pieces or nothing: every piece's primitive is created before the first accumulates */
@@ -254,8 +266,9 @@ static int mm_onednn_dinp(nn_prec_t prec, float *dinp, const float *dout, const 
 /* dweight (OC, C) += dout^T (OC, N) @ inp (N, C) */
 static int mm_onednn_dweight(nn_prec_t prec, float *dweight, const float *dout, const float *inp, int N, int C, int OC)
 {
-    if (prec != NN_PREC_FP32 || C <= MM_SPLIT_COLS)
-        return mm_onednn_gemm(prec, dweight, dout, inp, NULL, OC, N, C, 1, OC, C, 1, 1, MM_WCACHE_NONE);
+    if (prec != NN_PREC_FP32 || mm_onednn_table_full() || C <= MM_SPLIT_COLS)
+        return mm_onednn_gemm(prec, dweight, dout, inp, NULL, OC, N, C, 1, OC, C, 1, 1, MM_WCACHE_NONE,
+                              mm_rt(prec, MM_RT_K));
     int cb = mm_chunk(C, MM_SPLIT_COLS);
     for (int pass = 0; pass < 2; pass++)
         for (int c0 = 0; c0 < C; c0 += cb) {

@@ -48,6 +48,14 @@ static int onednn_init_locked(void)
     return onednn_state;
 }
 
+int mm_onednn_table_full(void)
+{
+    pthread_mutex_lock(&onednn_mu);
+    int full = onednn_ncache == ONEDNN_CACHE;
+    pthread_mutex_unlock(&onednn_mu);
+    return full;
+}
+
 int mm_onednn_available(void)
 {
     pthread_mutex_lock(&onednn_mu);
@@ -90,7 +98,12 @@ static dnnl_primitive_t onednn_create(const onednn_entry_t *key)
     }
     dnnl_primitive_desc_t pd = NULL;
     if (dnnl_primitive_desc_create(&pd, &desc, attr, onednn_engine, NULL) == dnnl_success) {
-        if (dnnl_primitive_create(&prim, pd) != dnnl_success) prim = NULL;
+        /* a reference (non-JIT) implementation is 100-1000x slower than the
+         * portable kernels: refuse it, the caller falls back */
+        const char *impl = NULL;
+        dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
+        if (impl && strncmp(impl, "ref", 3) == 0) prim = NULL;
+        else if (dnnl_primitive_create(&prim, pd) != dnnl_success) prim = NULL;
         dnnl_primitive_desc_destroy(pd);
     }
     if (po) dnnl_post_ops_destroy(po);
@@ -98,29 +111,55 @@ static dnnl_primitive_t onednn_create(const onednn_entry_t *key)
     return prim;
 }
 
-/* Find or create the primitive for key and mark it busy; NULL if oneDNN
- * cannot do it. Creation (JIT) happens under the lock: rare, and it keeps
- * two threads from compiling the same shape twice. */
-static onednn_entry_t *onednn_acquire(const onednn_entry_t *key)
+static onednn_entry_t *onednn_find_locked(const onednn_entry_t *key)
+{
+    for (int i = 0; i < onednn_ncache; i++)
+        if (onednn_key_eq(&onednn_cache[i], key)) return &onednn_cache[i];
+    return NULL;
+}
+
+/* Create key's primitive into a free slot or over the least recently used
+ * idle one. */
+static onednn_entry_t *onednn_insert_locked(const onednn_entry_t *key)
 {
     onednn_entry_t *e = NULL;
-    pthread_mutex_lock(&onednn_mu);
-    if (onednn_init_locked() != 1) goto out;
-    for (int i = 0; i < onednn_ncache; i++)
-        if (onednn_key_eq(&onednn_cache[i], key)) { e = &onednn_cache[i]; goto found; }
     dnnl_primitive_t prim = onednn_create(key);
-    if (!prim) goto out;
+    if (!prim) return NULL;
     if (onednn_ncache < ONEDNN_CACHE) {
         e = &onednn_cache[onednn_ncache++];
     } else {
         for (int i = 0; i < ONEDNN_CACHE; i++)
             if (!onednn_cache[i].busy && (!e || onednn_cache[i].last_use < e->last_use)) e = &onednn_cache[i];
-        if (!e) { dnnl_primitive_destroy(prim); goto out; }   /* all busy: caller falls back */
+        if (!e) { dnnl_primitive_destroy(prim); return NULL; }   /* all busy: caller falls back */
         dnnl_primitive_destroy(e->prim);
     }
     *e = *key;
     e->prim = prim;
     e->busy = 0;
+    return e;
+}
+
+/* Find or create the primitive for key and mark it busy; NULL if oneDNN
+ * cannot do it. Creation (JIT) happens under the lock: rare, and it keeps
+ * two threads from compiling the same shape twice.
+ *
+ * alt (may be NULL) is the same product with the row count left to run time.
+ * A fixed-shape primitive is oneDNN's brgemm, the fastest at the training
+ * shapes; but a workload with many row counts (fine-tuning packs examples
+ * into micro-batches of varying B*T, inference prefill varies with the
+ * prompt) would create one per count and thrash the table. So: an exact
+ * primitive when it exists or there is room; once the table is full, new
+ * row counts share the run-time primitive instead of evicting. */
+static onednn_entry_t *onednn_acquire(const onednn_entry_t *key, const onednn_entry_t *alt)
+{
+    onednn_entry_t *e = NULL;
+    pthread_mutex_lock(&onednn_mu);
+    if (onednn_init_locked() != 1) goto out;
+    if ((e = onednn_find_locked(key)) != NULL) goto found;
+    if (alt && onednn_ncache == ONEDNN_CACHE && (e = onednn_find_locked(alt)) != NULL) goto found;
+    if (alt && onednn_ncache == ONEDNN_CACHE && (e = onednn_insert_locked(alt)) != NULL) goto found;
+    if ((e = onednn_insert_locked(key)) != NULL) goto found;
+    goto out;
 found:
     e->busy++;
     e->last_use = ++onednn_tick;
@@ -234,16 +273,28 @@ void mm_onednn_wcache_clear(void)
     pthread_mutex_unlock(&bf16_mu);
 }
 
+/* rt: MM_RT_M or MM_RT_K names the row-count dimension, which may be left to
+ * run time (see onednn_acquire). TUNERY_MATMUL_RT=1 always does, for
+ * measurements. */
+static int rt_always = -1;
+
 static int onednn_run(int prec, float *dst, const float *src, const float *wei, const float *bias,
                       int64_t m, int64_t k, int64_t n, int64_t sm, int64_t sk, int64_t wk, int64_t wn,
-                      int64_t dm, int64_t dn, int accumulate, int wcache)
+                      int64_t dm, int64_t dn, int accumulate, int wcache, int rt)
 {
     onednn_entry_t key = {m, k, n, sm, sk, wk, wn, dm, dn, bias != NULL, accumulate, prec, NULL, 0, 0};
+    onednn_entry_t alt = key;
+    if (rt == MM_RT_M) alt.m = DNNL_RUNTIME_DIM_VAL;
+    if (rt == MM_RT_K) alt.k = DNNL_RUNTIME_DIM_VAL;
+    if (rt_always < 0) {
+        const char *ev = getenv("TUNERY_MATMUL_RT");
+        rt_always = ev && atoi(ev) == 1;
+    }
     if (!onednn_stream && mm_onednn_available() &&
         dnnl_stream_create(&onednn_stream, onednn_engine, dnnl_stream_default_flags) != dnnl_success)
         onednn_stream = NULL;
     if (!onednn_stream) return -1;
-    onednn_entry_t *e = onednn_acquire(&key);
+    onednn_entry_t *e = onednn_acquire(rt_always && rt ? &alt : &key, rt ? &alt : NULL);
     if (!e) return -1;
     dnnl_primitive_t prim = e->prim;
     const void *s = src, *w = wei;
@@ -261,17 +312,24 @@ static int onednn_run(int prec, float *dst, const float *src, const float *wei, 
         s = sb;
         w = wb;
     }
-    const_dnnl_primitive_desc_t pd;
-    dnnl_primitive_get_primitive_desc(prim, &pd);
+    /* memory descriptors with the actual dimensions (the primitive's may
+     * hold run-time placeholders) */
+    dnnl_data_type_t in_t = prec == NN_PREC_BF16 ? dnnl_bf16 : dnnl_f32;
+    dnnl_memory_desc_t src_md, wei_md, dst_md, bias_md;
+    dnnl_dims_t sd = {m, k}, ss = {sm, sk}, wd = {k, n}, ws = {wk, wn}, dd = {m, n}, ds = {dm, dn};
+    dnnl_dims_t bd = {1, n}, bs = {n, 1};
+    dnnl_memory_desc_init_by_strides(&src_md, 2, sd, in_t, ss);
+    dnnl_memory_desc_init_by_strides(&wei_md, 2, wd, in_t, ws);
+    dnnl_memory_desc_init_by_strides(&dst_md, 2, dd, dnnl_f32, ds);
+    dnnl_memory_desc_init_by_strides(&bias_md, 2, bd, dnnl_f32, bs);
     dnnl_memory_t ms, mw, md, mb = NULL;
-    dnnl_memory_create(&ms, dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0), onednn_engine, (void *)s);
-    dnnl_memory_create(&mw, dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0), onednn_engine, (void *)w);
-    dnnl_memory_create(&md, dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0), onednn_engine, dst);
+    dnnl_memory_create(&ms, &src_md, onednn_engine, (void *)s);
+    dnnl_memory_create(&mw, &wei_md, onednn_engine, (void *)w);
+    dnnl_memory_create(&md, &dst_md, onednn_engine, dst);
     dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_DST, md}};
     int nargs = 3;
     if (bias) {
-        dnnl_memory_create(&mb, dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 1), onednn_engine,
-                           (void *)bias);
+        dnnl_memory_create(&mb, &bias_md, onednn_engine, (void *)bias);
         args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, mb};
     }
     dnnl_status_t st = dnnl_primitive_execute(prim, onednn_stream, nargs, args);
@@ -289,14 +347,14 @@ int mm_onednn_gemm_strided(int prec, float *dst, const float *src, const float *
                            int64_t m, int64_t k, int64_t n, int64_t sm, int64_t sk, int64_t wk, int64_t wn,
                            int64_t dm, int64_t dn, int accumulate)
 {
-    return onednn_run(prec, dst, src, wei, bias, m, k, n, sm, sk, wk, wn, dm, dn, accumulate, 0);
+    return onednn_run(prec, dst, src, wei, bias, m, k, n, sm, sk, wk, wn, dm, dn, accumulate, 0, MM_RT_NONE);
 }
 
 int mm_onednn_gemm(int prec, float *dst, const float *src, const float *wei, const float *bias,
                    int64_t m, int64_t k, int64_t n, int64_t sm, int64_t sk, int64_t wk, int64_t wn,
-                   int accumulate, int wcache)
+                   int accumulate, int wcache, int rt)
 {
-    return onednn_run(prec, dst, src, wei, bias, m, k, n, sm, sk, wk, wn, n, 1, accumulate, wcache);
+    return onednn_run(prec, dst, src, wei, bias, m, k, n, sm, sk, wk, wn, n, 1, accumulate, wcache, rt);
 }
 
 /* Create (or find) the primitive for a product without running it, so a
@@ -306,7 +364,7 @@ int mm_onednn_prepare(int prec, int64_t m, int64_t k, int64_t n, int64_t sm, int
                       int64_t dm, int64_t dn, int bias, int accumulate)
 {
     onednn_entry_t key = {m, k, n, sm, sk, wk, wn, dm, dn, bias, accumulate, prec, NULL, 0, 0};
-    onednn_entry_t *e = onednn_acquire(&key);
+    onednn_entry_t *e = onednn_acquire(&key, NULL);
     if (!e) return -1;
     onednn_release(e);
     return 0;
