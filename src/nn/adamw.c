@@ -30,8 +30,8 @@ int gpt2_optim_alloc(gpt2_t *m)
         if (!s) return -1;
     }
     if (s->m) return 0;
-    s->m = calloc(m->num_parameters, sizeof(float));
-    s->v = calloc(m->num_parameters, sizeof(float));
+    s->m = gpt2_alloc_big(m->num_parameters * sizeof(float), 1);
+    s->v = gpt2_alloc_big(m->num_parameters * sizeof(float), 1);
     if (!s->m || !s->v) {
         free(s->m); free(s->v);
         s->m = s->v = NULL;

@@ -17,8 +17,20 @@
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 nn_profile_t nn_profile;
+
+void *gpt2_alloc_big(size_t bytes, int zero)
+{
+    const size_t huge = (size_t)2 << 20;
+    void *p = NULL;
+    if (bytes < huge) return zero ? calloc(1, bytes ? bytes : 1) : malloc(bytes ? bytes : 1);
+    if (posix_memalign(&p, huge, bytes)) return NULL;
+    madvise(p, bytes, MADV_HUGEPAGE);   /* advice only: fine if refused */
+    if (zero) memset(p, 0, bytes);
+    return p;
+}
 
 /* wte wpe ln1w ln1b qkvw qkvb attprojw attprojb ln2w ln2b fcw fcb fcprojw fcprojb lnfw lnfb */
 const int gpt2_param_is_matrix[GPT2_NUM_PARAM_TENSORS] = {1, 1, 0, 0, 1, 0, 1, 0, 0, 0, 1, 0, 1, 0, 0, 0};
@@ -68,7 +80,7 @@ int gpt2_create(gpt2_t *m, const gpt2_config_t *cfg, char *err)
     m->config = *cfg;
     m->config.padded_vocab_size = (cfg->vocab_size + 127) / 128 * 128;
     m->num_parameters = gpt2_param_sizes(m);
-    m->params_memory = calloc(m->num_parameters, sizeof(float));
+    m->params_memory = gpt2_alloc_big(m->num_parameters * sizeof(float), 1);
     if (!m->params_memory)
         return core_errf(err, "out of memory allocating %zu parameters (%.1f MB)", m->num_parameters,
                          m->num_parameters * 4.0 / 1e6);
@@ -169,8 +181,8 @@ static int gpt2_acts_reserve(gpt2_t *m, size_t BT)
     size_t dn = sizeof dsizes / sizeof *dsizes, dtotal = 0;
     for (size_t i = 0; i < dn; i++) dtotal += dsizes[i];
 
-    float *acts = malloc(total * sizeof(float));
-    float *dacts = malloc(dtotal * sizeof(float));
+    float *acts = gpt2_alloc_big(total * sizeof(float), 0);
+    float *dacts = gpt2_alloc_big(dtotal * sizeof(float), 0);
     int *inputs = malloc(BT * sizeof(int)), *live = malloc(BT * sizeof(int));
     float *losses = malloc(BT * sizeof(float));
     int *argmax = malloc(BT * sizeof(int));
@@ -196,7 +208,7 @@ static int gpt2_acts_reserve(gpt2_t *m, size_t BT)
 static int gpt2_grads_alloc(gpt2_t *m)
 {
     if (m->grads_memory) return 0;
-    m->grads_memory = calloc(m->num_parameters, sizeof(float));
+    m->grads_memory = gpt2_alloc_big(m->num_parameters * sizeof(float), 1);
     if (!m->grads_memory) return -1;
     gpt2_point_params(&m->grads, m->grads_memory, m->param_sizes);
     return 0;
