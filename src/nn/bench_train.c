@@ -145,6 +145,13 @@ int cmd_bench_train(int argc, char **argv)
 
     qsort(ms, steps, sizeof *ms, cmp_double);
     double med = steps % 2 ? ms[steps / 2] : 0.5 * (ms[steps / 2 - 1] + ms[steps / 2]);
+    /* the machine may be shared: say how busy it was */
+    double load1 = -1;
+    FILE *la = fopen("/proc/loadavg", "r");
+    if (la) {
+        if (fscanf(la, "%lf", &load1) != 1) load1 = -1;
+        fclose(la);
+    }
     double flops = gpt2_step_flops(&cfg, B, T);
     double gflops = flops / (med * 1e-3) / 1e9;
     double fma = nn_peak_fma_gflops();
@@ -153,10 +160,10 @@ int cmd_bench_train(int argc, char **argv)
            "\"B\":%d,\"T\":%d,\"steps\":%d,\"precision\":\"%s\",\"ms_per_step_median\":%.1f,\"ms_per_step_min\":%.1f,"
            "\"tokens_per_s\":%.0f,\"gflop_per_step\":%.2f,\"gflops_per_s\":%.1f,\"peak_fma_gflops\":%.1f,"
            "\"peak_sgemm_gflops\":%.1f,\"ratio_to_fma_peak\":%.3f,\"ratio_to_sgemm_peak\":%.3f,"
-           "\"loss_first\":%.4f,\"loss_last\":%.4f,\"cpu\":\"%s\",\"threads\":%d}\n",
+           "\"loss_first\":%.4f,\"loss_last\":%.4f,\"cpu\":\"%s\",\"threads\":%d,\"loadavg_1m\":%.2f}\n",
            cfg_name, cfg.num_layers, cfg.num_heads, cfg.channels, cfg.vocab_size, m.num_parameters, B, T, steps,
            prec, med, ms[0], B * T / (med * 1e-3), flops / 1e9, gflops, fma, sgemm, gflops / fma, gflops / sgemm,
-           first_loss, loss, nn_cpu_describe(), threads);
+           first_loss, loss, nn_cpu_describe(), threads, load1);
 
     nn_profile_t *p = &nn_profile;
     double f = 1e3 / steps;
