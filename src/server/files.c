@@ -9,6 +9,7 @@
 #include "server/server.h"
 #include "store/store.h"
 #include "train/train.h"
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -92,6 +93,21 @@ void files_upload_abort(req_t *r)
     r->up.blob = NULL;
 }
 
+/* The token count (for the cost event) runs beside the line-by-line check:
+ * they read the same file independently, and the count is the slower. */
+typedef struct {
+    const char *path;
+    long long n_tokens;
+    char err[CORE_ERR_LEN];
+} count_job_t;
+
+static void *count_main(void *arg)
+{
+    count_job_t *c = arg;
+    c->n_tokens = train_count_tokens(c->path, c->err);
+    return NULL;
+}
+
 int files_create(req_t *r)
 {
     char err[CORE_ERR_LEN];
@@ -111,13 +127,18 @@ int files_create(req_t *r)
     long long n_tokens = 0;
     char details[CORE_ERR_LEN] = "";
     if (fine_tune) {
-        const char *path = store_blob_path(u->blob);
-        if (train_check_file(path, &n_examples, &is_chat, details)) {
+        count_job_t cj = {store_blob_path(u->blob), -1, ""};
+        pthread_t th;
+        int threaded = pthread_create(&th, NULL, count_main, &cj) == 0;
+        int bad = train_check_file(cj.path, &n_examples, &is_chat, details);
+        if (threaded) pthread_join(th, NULL);
+        else count_main(&cj);
+        if (bad) {
             n_examples = 0;
+        } else if (cj.n_tokens < 0) {
+            snprintf(details, sizeof details, "%s", cj.err);   /* valid lines, but no tokenizer */
         } else {
-            n_tokens = train_count_tokens(path, details);
-            if (n_tokens < 0) n_tokens = 0;
-            else details[0] = 0;
+            n_tokens = cj.n_tokens;
         }
     }
     store_file_t f;
