@@ -452,4 +452,93 @@ int gen_complete(const gpt2_t *m, const gen_request_t *req, gen_result_t *res,
                  gen_stream_fn cb, void *cb_ctx, char *err);
 void gen_result_free(gen_result_t *res);
 
+/* ======================================================================
+ * Model directories (cmd_models.c, gguf.c): `tunery models list | import |
+ * export`. GGUF v3 export for llama.cpp (arch "gpt2") and a GGUF reader.
+ * ====================================================================== */
+/* GGUF metadata value types (ggml docs/gguf.md) */
+enum { GGUF_U8, GGUF_I8, GGUF_U16, GGUF_I16, GGUF_U32, GGUF_I32, GGUF_F32, GGUF_BOOL,
+       GGUF_STR, GGUF_ARR, GGUF_U64, GGUF_I64, GGUF_F64 };
+/* ggml tensor types this code writes and decodes */
+enum { GGML_TYPE_F32 = 0, GGML_TYPE_F16 = 1 };
+/* llama.cpp token types (tokenizer.ggml.token_type) */
+enum { GGUF_TOKEN_NORMAL = 1, GGUF_TOKEN_CONTROL = 3, GGUF_TOKEN_UNUSED = 5 };
+
+/* The tokenizer to embed, as plain strings (nn/ does not depend on tok/):
+ * tokens in GPT-2's byte-to-unicode form, as in vocab.json; merges "a b". */
+typedef struct {
+    int n_tokens;                   /* must equal the model's vocab_size */
+    const char *const *tokens;
+    const int32_t *token_types;     /* GGUF_TOKEN_* */
+    int n_merges;
+    const char *const *merges;
+    int bos_id, eos_id;
+} gguf_vocab_t;
+/* Write m as a GGUF v3 file for llama.cpp's GPT-2 loader: metadata, the
+ * tokenizer, llama.cpp tensor names (token_embd, position_embd, blk.N.*,
+ * output_norm; the tied head has no output.weight), F32 tensors (f16: the
+ * matrices as F16, vectors F32), 32-byte alignment. Atomic (temp + rename). */
+int gguf_write_gpt2(const gpt2_t *m, const char *name, const gguf_vocab_t *vocab, int f16,
+                    const char *path, char *err);
+
+typedef struct {
+    char *key;
+    int type;                       /* GGUF_* */
+    union { uint64_t u; int64_t i; double f; } v;  /* scalars (bool, unsigned in u) */
+    char *str;                      /* GGUF_STR */
+    int arr_type;                   /* GGUF_ARR: element type and count */
+    uint64_t n;
+    char **strs;                    /* string arrays */
+    const void *data;               /* numeric arrays: little-endian elements in the file */
+} gguf_kv_t;
+typedef struct {
+    char *name;
+    int n_dims;
+    uint64_t ne[4];                 /* ne[0] fastest-varying; unused dims 1 */
+    int type;                       /* GGML_TYPE_* (others parse; nbytes 0) */
+    uint64_t offset, nelem;
+    size_t nbytes;
+    const uint8_t *data;            /* into the mapping */
+} gguf_tensor_info_t;
+typedef struct {
+    uint32_t version;
+    gguf_kv_t *kvs;
+    int n_kv;
+    gguf_tensor_info_t *tensors;
+    int n_tensors;
+    size_t alignment, data_offset;
+    void *map;
+    size_t map_len;
+} gguf_file_t;
+/* mmap and parse a GGUF v2/v3 file; every length is checked against the file. */
+int gguf_open(gguf_file_t *f, const char *path, char *err);
+void gguf_close(gguf_file_t *f);
+const gguf_kv_t *gguf_find_kv(const gguf_file_t *f, const char *key);
+const gguf_tensor_info_t *gguf_find_tensor(const gguf_file_t *f, const char *name);
+/* F32 or F16 tensor data to fp32; -1 for other types. */
+int gguf_tensor_to_f32(const gguf_tensor_info_t *t, float *out);
+size_t gguf_type_size(int ggml_type);
+float gguf_f16_to_f32(uint16_t h);
+
+/* Check a Hugging Face GPT-2 directory before anything is installed: the
+ * files (config.json, model.safetensors, a tokenizer: tokenizer.json or
+ * vocab.json + merges.txt), model_type/architectures, every tensor's presence
+ * and shape (naming it and both shapes), a truncated weights file, an untied
+ * lm_head, the tokenizer's size against vocab_size. Fills cfg; err says the
+ * first thing wrong. (cmd_models.c) */
+int models_check_dir(const char *dir, gpt2_config_t *cfg, char *err);
+typedef struct {
+    int force;                      /* replace an existing DATA/models/NAME */
+    double pretrain_lr;             /* written to tunery.json; 0 = 6e-4 */
+} models_import_opts_t;
+/* models_check_dir, then copy dir into data_dir/models/name atomically (a
+ * temp directory, every file fsync'd, one rename) with a tunery.json
+ * (source, imported_at, pretrain_learning_rate). Weights keep their dtype. */
+int models_import(const char *dir, const char *name, const char *data_dir,
+                  const models_import_opts_t *opts, char *err);
+/* Export the model called name (resolved with core_model_dir) as GGUF
+ * (f16: F16 matrices) or as a safetensors directory (a copy of the HF files). */
+int models_export_gguf(const char *name, const char *out_path, int f16, char *err);
+int models_export_safetensors(const char *name, const char *out_dir, char *err);
+
 #endif
