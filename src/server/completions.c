@@ -250,13 +250,7 @@ static int parse_params(req_t *r, creq_t *c, json_t *b)
 static int resolve_model(req_t *r, const char *name, char dir[4096])
 {
     char err[CORE_ERR_LEN];
-    if (!strchr(name, '/') && name[0] != '.' && !strchr(name, ':')) {
-        /* the server's own data directory first (imported bases), then the shipped ones */
-        char cfg[4096 + 64];
-        snprintf(dir, 4096, "%s/models/%s", r->srv->data_dir, name);
-        snprintf(cfg, sizeof cfg, "%s/config.json", dir);
-        if (fs_exists(cfg) || core_model_dir(name, dir, err) == 0) return 0;
-    }
+    if (server_base_model_dir(r->srv, name, dir, err) == 0) return 0;
     store_t *st = server_store(r);
     if (!st) return -1;
     store_model_t m;
@@ -266,6 +260,9 @@ static int resolve_model(req_t *r, const char *name, char dir[4096])
         return 0;
     }
     if (rc != STORE_ENOTFOUND) return HTTP_500(r, "%s", err), -1;
+    if (server_is_base_model(name))   /* a known name whose weights are missing: say how to add them */
+        return http_reply_error(r, 404, "invalid_request_error", "model", "model_not_found", "%s.",
+                                (server_base_model_dir(r->srv, name, dir, err), err)), -1;
     return http_reply_error(r, 404, "invalid_request_error", "model", "model_not_found",
                             "The model `%s` does not exist or you do not have access to it.", name), -1;
 }

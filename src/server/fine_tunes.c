@@ -125,12 +125,11 @@ static int check_file(req_t *r, store_t *st, const char *param, const char *id, 
 /* The base model, or a fine-tuned model of this org (continued fine-tuning). */
 static int check_model(req_t *r, store_t *st, const char *model)
 {
-    if (server_is_base_model(model)) return 0;
     char err[CORE_ERR_LEN], dir[4096];
     store_model_t m;
     if (store_model_get(st, r->org_id, model, &m, err) == 0) return 0;
-    /* an imported base (tunery models import DIR --name N): a plain name only */
-    if (!strchr(model, ':') && !strchr(model, '/') && model[0] != '.' && core_model_dir(model, dir, err) == 0) return 0;
+    if (server_base_model_dir(r->srv, model, dir, err) == 0) return 0;
+    if (server_is_base_model(model)) return HTTP_400(r, "model", "%s.", err), -1;
     return HTTP_400(r, "model", "The model `%s` does not exist or you do not have access to it. Use ada, babbage, curie, davinci or one of your fine-tuned models.", model), -1;
 }
 

@@ -66,6 +66,19 @@ int server_store_error(req_t *r, int rc, const char *param, const char *err)
     return HTTP_500(r, "%s", err);
 }
 
+int server_base_model_dir(const server_t *s, const char *name, char dir[4096], char *err)
+{
+    if (!name[0] || strchr(name, '/') || strchr(name, ':') || name[0] == '.')
+        return core_errf(err, "`%s` is not a base model name", name);
+    char cfg[4096 + 32];
+    snprintf(dir, 4096, "%s/models/%s", s->data_dir, name);
+    snprintf(cfg, sizeof cfg, "%s/config.json", dir);
+    if (fs_exists(cfg)) return 0;
+    if (core_model_dir(name, dir, err) == 0) return 0;
+    return core_errf(err, "the base model `%s` is not installed on this server (looked in %s/models/%s and %s/models/%s); "
+                     "import weights with `tunery models import DIR --name %s`", name, s->data_dir, name, core_share_dir(), name, name);
+}
+
 int server_start(server_t **out, const server_opts_t *o, char **initial_key, char *err)
 {
     *out = NULL;

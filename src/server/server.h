@@ -203,6 +203,10 @@ int auth_request(req_t *r);
  * when the thread ends); server_store replies 500 itself on failure. */
 struct store *server_thread_store(const struct server *s, char *err);
 struct store *server_store(req_t *r);
+/* The directory of a base model name (ada, curie, an imported name): the
+ * server's DATA/models/<name>, then the shipped ones. -1 with err naming
+ * where it looked. Names with '/', ':' or a leading '.' are never paths. */
+int server_base_model_dir(const struct server *s, const char *name, char dir[4096], char *err);
 /* Reply for a store error code: ENOTFOUND 404, ECONFLICT 400, else 500. */
 int server_store_error(req_t *r, int rc, const char *param, const char *err);
 

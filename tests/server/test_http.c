@@ -208,6 +208,13 @@ static void test_fine_tune_and_stream(void)
     CHECK(strstr(json_string_value(json_object_get(json_array_get(ev, 1), "message")), "Fine-tune costs $") != NULL);
     json_decref(j);
     resp_free(&r);
+    /* a known base whose weights are not installed: 400 saying how to add them */
+    snprintf(body, sizeof body, "{\"training_file\":\"%s\",\"model\":\"davinci\"}", file_id);
+    r = req("POST", "/fine-tunes", body, strlen(body), "application/json", 0, auth + 22);
+    j = check_error(&r, 400, "model");
+    CHECK(strstr(json_string_value(json_object_get(json_object_get(j, "error"), "message")), "tunery models import") != NULL);
+    json_decref(j);
+    resp_free(&r);
     r = req("POST", "/fine-tunes", "{\"training_file\":", 17, "application/json", 0, auth + 22);
     json_decref(check_error(&r, 400, NULL));
     resp_free(&r);
@@ -244,6 +251,49 @@ static void test_fine_tune_and_stream(void)
     resp_free(&r);
 }
 
+static void test_completions(void)
+{
+    const char *body = "{\"model\":\"curie\",\"prompt\":\"Hello ->\",\"max_tokens\":4,\"temperature\":0,\"logprobs\":2,\"echo\":true,\"n\":null,\"stop\":null}";
+    resp_t r = req("POST", "/completions", body, strlen(body), "application/json", 0, auth + 22);
+    CHECKF(r.status == 200, "%s", r.body.data);
+    CHECK(strcasestr(r.headers.data, "x-tunery-model-cache: miss") != NULL);
+    json_t *j = json_loads(r.body.data, 0, NULL);
+    json_t *ch = json_array_get(json_object_get(j, "choices"), 0);
+    CHECK(!strncmp(json_string_value(json_object_get(ch, "text")), "Hello ->", 8));
+    json_t *lp = json_object_get(ch, "logprobs");
+    CHECK(json_is_null(json_array_get(json_object_get(lp, "token_logprobs"), 0)));   /* the first echoed token */
+    json_t *usage = json_object_get(j, "usage");
+    CHECK_EQ_INT(json_array_size(json_object_get(lp, "tokens")), json_integer_value(json_object_get(usage, "total_tokens")));
+    char *plain = strdup(json_string_value(json_object_get(ch, "text")) + 8);
+    json_decref(j);
+    resp_free(&r);
+    /* streamed, through the engine path: same text, then [DONE]; the model is cached now */
+    body = "{\"prompt\":\"Hello ->\",\"max_tokens\":4,\"temperature\":0,\"stream\":true}";
+    r = req("POST", "/engines/curie/completions", body, strlen(body), "application/json", 0, auth + 22);
+    CHECK_EQ_INT(r.status, 200);
+    CHECK(strcasestr(r.headers.data, "content-type: text/event-stream") != NULL);
+    CHECK(strcasestr(r.headers.data, "x-tunery-model-cache: hit") != NULL);
+    CHECK(r.body.len > 14 && !strcmp(r.body.data + r.body.len - 14, "data: [DONE]\n\n"));
+    buf_t text = {0};
+    for (char *p = r.body.data; (p = strstr(p, "data: {")); p++) {
+        char *end = strstr(p, "\n\n");
+        json_t *c = end ? json_loadb(p + 6, (size_t)(end - p - 6), 0, NULL) : NULL;
+        const char *t = json_string_value(json_object_get(json_array_get(json_object_get(c, "choices"), 0), "text"));
+        if (t) buf_appends(&text, t);
+        json_decref(c);
+    }
+    CHECKF(text.data && !strcmp(text.data, plain), "streamed '%s' vs plain '%s'", text.data ? text.data : "", plain);
+    buf_free(&text);
+    free(plain);
+    resp_free(&r);
+    r = req("POST", "/completions", "{\"model\":\"curie\",\"temperature\":9}", 33, "application/json", 0, auth + 22);
+    json_decref(check_error(&r, 400, "temperature"));
+    resp_free(&r);
+    r = req("POST", "/completions", "{\"model\":\"babbage\"}", 19, "application/json", 0, auth + 22);
+    json_decref(check_error(&r, 404, "model"));
+    resp_free(&r);
+}
+
 int main(void)
 {
     char err[CORE_ERR_LEN];
@@ -257,6 +307,16 @@ int main(void)
     o.no_scheduler = 1;
     o.ping_ms = 50;
     o.upload_limit = 64 << 10;
+    /* a tiny random GPT-2 as the base model "curie" (r50k tokenizer by default) */
+    char mdir[sizeof datadir + 32];
+    snprintf(mdir, sizeof mdir, "%s/models/curie", datadir);
+    gpt2_t m;
+    gpt2_config_t cfg = {.max_seq_len = 64, .vocab_size = 50257, .num_layers = 1, .num_heads = 2, .channels = 32};
+    if (gpt2_create(&m, &cfg, err) || (gpt2_init_random(&m, 1), gpt2_save(&m, mdir, err))) {
+        fprintf(stderr, "tiny model: %s\n", err);
+        return 1;
+    }
+    gpt2_free(&m);
     char *key = NULL;
     if (server_start(&srv, &o, &key, err) || !key) {
         fprintf(stderr, "server_start: %s\n", err);
@@ -267,6 +327,7 @@ int main(void)
     RUN(test_auth_and_routes);
     RUN(test_uploads);
     RUN(test_fine_tune_and_stream);
+    RUN(test_completions);
     server_stop(srv);
     free(key);
     curl_global_cleanup();
