@@ -30,3 +30,20 @@ test('idle memory and the model cache', async () => {
     await srv.stop();
   }
 });
+
+test('the model cache respects its memory bound', async () => {
+  const srv = await startServer({ args: ['--model-cache', '1k'] });
+  try {
+    const H = { Authorization: `Bearer ${srv.key}`, 'Content-Type': 'application/json' };
+    const complete = async () => {
+      const r = await fetch(`${srv.base}/completions`, { method: 'POST', headers: H, body: JSON.stringify({ model: 'curie', prompt: 'x', max_tokens: 1 }) });
+      assert.equal(r.status, 200);
+      await r.json();
+      return r.headers.get('x-tunery-model-cache');
+    };
+    // a 6 MB model does not fit in 1 KiB: dropped once idle, loaded again next time
+    assert.deepEqual([await complete(), await complete()], ['miss', 'miss']);
+  } finally {
+    await srv.stop();
+  }
+});
