@@ -177,4 +177,19 @@ if [ -n "$jid" ]; then
   out=$(api fine_tuning.jobs.get -i "$jid" 2>&1) && grep -q '"status": "succeeded"' <<<"$out" && ok "fine_tuning.jobs.get" || bad "fine_tuning.jobs.get" "$out"
   out=$(api fine_tuning.jobs.events -i "$jid" -l 3 2>&1) && grep -q '"object": "fine_tuning.job.event"' <<<"$out" && ok "fine_tuning.jobs.events" || bad "fine_tuning.jobs.events" "$out"
 fi
+
+# ---- last: the server dies mid-stream; the follower says how to resume ----
+out=$(api fine_tunes.create -t big.jsonl -m ada --n_epochs 10 --no_check_if_files_exist --no_follow 2>&1)
+ft4=$(grep -o '"id": "ft-[^"]*"' <<<"$out" | head -n 1 | cut -d'"' -f4)
+"$bin" api fine_tunes.follow -i "$ft4" >"$tmp/drop.out" 2>"$tmp/drop.err" &
+fpid=$!
+sleep 1.5
+kids=$(pgrep -P "$srv" 2>/dev/null)
+kill -9 $kids "$srv" 2>/dev/null; wait "$srv" 2>/dev/null; srv=""
+wait_pid "$fpid" 15; rc=$?
+out=$(cat "$tmp/drop.out")
+if [ $rc -eq 0 ] && grep -q '^Stream interrupted (client disconnected)\.$' <<<"$out" \
+   && grep -q "^  tunery api fine_tunes.follow -i $ft4$" <<<"$out"; then
+  ok "server killed mid-stream: the resume command, exit 0"
+else bad "server killed mid-stream (rc=$rc)" "$out$(cat "$tmp/drop.err")"; fi
 finish
