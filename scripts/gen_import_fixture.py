@@ -16,6 +16,9 @@ Writes into tests/models/fixtures/:
                   [3C, C] (PyTorch Linear order) instead of Conv1D [C, 3C]
   expected.json   input ids and the reference logits (T x V) of hf_gpt2 and
                   of hf_gpt2_f16 (computed from the fp16-rounded weights)
+With --r50k-dir DIR it instead writes a tiny random model with GPT-2's own
+50257-token vocabulary and no tokenizer files (so tunery uses r50k) into DIR:
+tests/models/integration.sh exports that as GGUF to check the full tokenizer.
 The reference forward is GPT-2's (pre-LayerNorm blocks, gelu_new, tied head)
 written here in float64, so the C side (fp32) is compared with the exact answer.
 """
@@ -186,5 +189,20 @@ def main():
     print(f"wrote {OUT}: V={V} L={L} NH={NH} C={C} n_positions={T_MAX} T={len(INPUT)}")
 
 
+def write_r50k(d):
+    global L, NH, C, T_MAX
+    L, NH, C, T_MAX = 1, 1, 8, 16
+    gen = torch.Generator().manual_seed(50257)
+    p = {k: v.float() for k, v in params(50257, gen).items()}
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "config.json"), "w") as f:
+        json.dump(config(50257, "float32"), f, indent=2)
+    write_safetensors(os.path.join(d, "model.safetensors"), hf_tensors(p, torch.float32))
+
+
 if __name__ == "__main__":
-    main()
+    import sys
+    if len(sys.argv) == 3 and sys.argv[1] == "--r50k-dir":
+        write_r50k(sys.argv[2])
+    else:
+        main()

@@ -1,0 +1,82 @@
+#!/bin/bash
+# models integration suite: `tunery models import | list | export` through the
+# binary, and the exported GGUF parsed by Hugging Face's own GGUF parser (npm
+# @huggingface/gguf, pinned in tests/models/node). Run by `make integration`
+# from the repo root with TUNERY_BIN set.
+# Closing line: "models-integration: N passed, N failed".
+set -u
+root=$(pwd)
+bin="${TUNERY_BIN:-$root/tunery}"
+export TUNERY_SHARE="${TUNERY_SHARE:-$root/data}"
+fix="$root/tests/models/fixtures"
+passed=0; failed=0
+ok()   { passed=$((passed + 1)); }
+fail() { failed=$((failed + 1)); echo "FAIL $*"; }
+check() { local name="$1"; shift; if "$@" >/dev/null; then ok; else fail "$name"; fi; }
+finish() { echo "models-integration: $passed passed, $failed failed"; [ "$failed" -eq 0 ]; exit $?; }
+
+cd "$root/tests/models/node" || exit 1
+if [ ! -d node_modules/@huggingface/gguf ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund --silent >/dev/null 2>&1 || {
+    echo "models-integration: cannot install the pinned npm @huggingface/gguf (npm ci in tests/models/node failed)"
+    fail "npm ci"; finish; }
+fi
+cd "$root"
+tmp=$(mktemp -d /tmp/tunery-models-integ-XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+export TUNERY_DATA="$tmp/data"
+
+# import: the name then means these weights for list, generate, export
+out=$("$bin" models import "$fix/hf_gpt2" --name curie 2>&1)
+check "import hf_gpt2 as curie ($out)" grep -q "imported .* as curie: 36128 parameters" <<<"$out"
+check "curie installed in the data dir" test -f "$TUNERY_DATA/models/curie/model.safetensors"
+check "tunery.json written" grep -q '"pretrain_learning_rate": 0.0006' "$TUNERY_DATA/models/curie/tunery.json"
+list=$("$bin" models list)
+check "list shows curie as imported" grep -Eq "^curie +imported +36\.1K +64 " <<<"$list"
+check "list shows ada's resolution" grep -Eq "^ada +(built-in|missing) " <<<"$list"
+json=$("$bin" models list --json)
+check "list --json row" grep -q '"name":"curie","source":"imported","parameters":36128,"context":64' <<<"$json"
+check "list --json is one object a line" test "$(grep -c '^{' <<<"$json")" -eq "$(wc -l <<<"$json")"
+check "generate resolves curie to the import" "$bin" generate --model curie -p "the" -M 4 -t 0
+"$bin" models import "$fix/hf_gpt2_f16" --name curie >/dev/null 2>"$tmp/err"; rc=$?
+check "re-import without --force refused" test "$rc" -ne 0
+check "refusal names --force" grep -q -- "--force" "$tmp/err"
+check "error is one line" test "$(wc -l <"$tmp/err")" -eq 1
+check "re-import with --force" "$bin" models import "$fix/hf_gpt2_f16" --name curie --force
+check "forced import swapped the directory" test -f "$TUNERY_DATA/models/curie/tokenizer.json"
+"$bin" models import "$fix/bad_shape" --name bad >/dev/null 2>"$tmp/err"; rc=$?
+check "bad shape refused" test "$rc" -ne 0
+check "bad shape names the tensor and both shapes" grep -q "h.1.attn.c_attn.weight has shape \[96, 32\], expected \[32, 96\]" "$tmp/err"
+check "nothing installed for the bad directory" test ! -e "$TUNERY_DATA/models/bad"
+check "import --help" "$bin" models import --help
+check "export --help" "$bin" models export --help
+
+# GGUF: parsed by @huggingface/gguf
+want='"context":64,"embd":32,"layers":2,"heads":2,"vocab":269,"merges":12,"eos":268,"space_id":32'
+run_node() { node "$root/tests/models/node/check_gguf.mjs" "$@" | tee "$tmp/node.out" | grep -v '^gguf-check'; \
+  local l; l=$(tail -n 1 "$tmp/node.out"); \
+  passed=$((passed + $(sed -E 's/.*: ([0-9]+) passed.*/\1/' <<<"$l"))); \
+  failed=$((failed + $(sed -E 's/.*, ([0-9]+) failed/\1/' <<<"$l"))); }
+check "export gguf f32" "$bin" models export curie --format gguf --out "$tmp/curie.gguf"
+run_node "$tmp/curie.gguf" "{\"name\":\"curie\",\"f16\":false,$want}"
+check "export gguf f16" "$bin" models export curie --format gguf --type f16 --out "$tmp/curie16.gguf"
+run_node "$tmp/curie16.gguf" "{\"name\":\"curie\",\"f16\":true,$want}"
+s32=$(stat -c %s "$tmp/curie.gguf"); s16=$(stat -c %s "$tmp/curie16.gguf")
+check "f16 file is smaller ($s16 < $s32)" test "$s16" -lt "$s32"
+
+# a model with GPT-2's own vocabulary and no tokenizer files: r50k goes in
+if /usr/bin/python3 "$root/scripts/gen_import_fixture.py" --r50k-dir "$tmp/r50k" >/dev/null 2>&1; then
+  check "export r50k model" "$bin" models export "$tmp/r50k" --format gguf --out "$tmp/r50k.gguf"
+  run_node "$tmp/r50k.gguf" '{"name":"r50k","f16":false,"context":16,"embd":8,"layers":1,"heads":1,"vocab":50257,"merges":50000,"eos":50256,"space_id":220}'
+else
+  fail "gen_import_fixture.py --r50k-dir (needs /usr/bin/python3 with torch)"
+fi
+
+# safetensors export: the Hugging Face directory
+check "export safetensors" "$bin" models export curie --format safetensors --out "$tmp/hf"
+check "exported weights identical" cmp -s "$tmp/hf/model.safetensors" "$fix/hf_gpt2_f16/model.safetensors"
+check "exported tokenizer" test -f "$tmp/hf/tokenizer.json"
+"$bin" models export nosuchmodel --format gguf --out "$tmp/x.gguf" 2>"$tmp/err"; rc=$?
+check "unknown model refused" test "$rc" -ne 0
+check "unknown model error says where it looked" grep -q "not found" "$tmp/err"
+finish
