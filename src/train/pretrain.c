@@ -114,7 +114,7 @@ static int save_checkpoint(gpt2_t *m, const char *out, int step, double tokens, 
     return fs_rm_rf(old, err);
 }
 
-static int resume_checkpoint(gpt2_t *m, const char *out, int *step, double *tokens, char *err)
+static int resume_checkpoint(gpt2_t *m, const char *out, int *step, double *tokens, float *vloss, char *err)
 {
     char dir[PATH_MAX], path[PATH_MAX];
     snprintf(dir, sizeof dir, "%s/ckpt", out);
@@ -125,6 +125,8 @@ static int resume_checkpoint(gpt2_t *m, const char *out, int *step, double *toke
     if (!st) return core_errf(err, "cannot read %s: %s; delete %s to start over", path, je.text, dir);
     *step = (int)json_integer_value(json_object_get(st, "step"));
     *tokens = json_number_value(json_object_get(st, "tokens_seen"));
+    double v = json_number_value(json_object_get(st, "valid_loss"));
+    *vloss = v >= 0 ? (float)v : NAN;
     json_decref(st);
     gpt2_free(m);
     if (gpt2_load(m, dir, err)) return -1;
@@ -135,6 +137,7 @@ static int resume_checkpoint(gpt2_t *m, const char *out, int *step, double *toke
 
 static int write_final(gpt2_t *m, const pretrain_opts_t *o, int step, double tokens, float vloss, char *err)
 {
+    if (isnan(vloss)) return core_errf(err, "no validation loss was measured; rerun with a smaller --eval-every");
     if (gpt2_save(m, o->out, err)) return -1;
     const tok_t *tok = tok_r50k(err);
     if (!tok || tok_save_dir(tok, o->out, err)) return -1;
@@ -170,7 +173,8 @@ static int pretrain(const pretrain_opts_t *o, char *err)
     if (fs_mkdir_p(o->out, 0755, err)) return -1;
     int step = 0;
     double tokens = 0;
-    int r = resume_checkpoint(&m, o->out, &step, &tokens, err);
+    float vloss = NAN;
+    int r = resume_checkpoint(&m, o->out, &step, &tokens, &vloss, err);
     if (r < 0) return -1;
     if (r) fprintf(stderr, "pretrain: resumed from step %d\n", step);
 
@@ -178,7 +182,6 @@ static int pretrain(const pretrain_opts_t *o, char *err)
     if (!inp || !tgt) return core_errf(err, "out of memory");
     lr_schedule_t sched = {LR_COSINE, o->lr, o->min_lr, o->warmup, o->steps};
     adamw_config_t opt = {0, 0.9f, 0.95f, 1e-8f, o->weight_decay};
-    float vloss = NAN;
     double t0 = time_mono(), smooth = 0;
     while (step < o->steps) {
         fill_batch(&train, B, T, o->seed, step, inp, tgt);
