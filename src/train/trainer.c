@@ -160,6 +160,8 @@ static int validate(trainer_t *t, train_metrics_t *mt)
     return rc;
 }
 
+static void emit(trainer_t *t, const char *level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* ---------------------------------------------------------------------- */
 /* classification: score every class string after each validation prompt */
 
@@ -194,6 +196,9 @@ static int classification_setup(trainer_t *t, char *err)
         t->cols.nbetas = o->n_classification_betas > 16 ? 16 : o->n_classification_betas;
     } else {
         t->cols.multiclass = 1;
+        if (o->classification_n_classes != n)
+            emit(t, "warn", "classification_n_classes is %d but the data has %d distinct completions; the metrics use the %d found",
+                 o->classification_n_classes, n, n);
     }
     t->n_cls = n;
     t->cls_ids = calloc((size_t)n, sizeof *t->cls_ids);
@@ -319,7 +324,6 @@ static void tlog(trainer_t *t, const char *fmt, ...)
     fflush(t->log);
 }
 
-static void emit(trainer_t *t, const char *level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void emit(trainer_t *t, const char *level, const char *fmt, ...)
 {
     char msg[512];
