@@ -15,37 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Append s[0..n) to b as valid UTF-8 (invalid bytes become U+FFFD). */
-static void utf8_clean(buf_t *b, const char *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        unsigned char c = (unsigned char)s[i];
-        size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-        int ok = len && i + len <= n;
-        for (size_t k = 1; ok && k < len; k++) ok = ((unsigned char)s[i + k] >> 6) == 2;
-        if (ok && len == 2 && c < 0xC2) ok = 0;
-        if (ok) {
-            buf_append(b, s + i, len);
-            i += len;
-        } else {
-            buf_append(b, "\xEF\xBF\xBD", 3);
-            i++;
-        }
-    }
-}
-
-static json_t *json_text(const char *s, size_t n)
-{
-    json_t *j = json_stringn(s, n);
-    if (j) return j;
-    buf_t b = {0};
-    utf8_clean(&b, s, n);
-    j = json_stringn(b.data ? b.data : "", b.len);
-    buf_free(&b);
-    return j;
-}
-
 /* A token as OpenAI printed it: its text, or "bytes:\xNN..." when not UTF-8. */
 static json_t *token_json(const tok_t *t, int id)
 {
@@ -273,7 +242,7 @@ static json_t *choice_json(const creq_t *c, const gen_choice_t *ch)
     if (c->g.logprobs >= 0)
         lp = logprobs_json(c->ref->tok, ch->n_tokens, ch->tokens, ch->token_logprobs, ch->text_offset,
                            ch->n_top, ch->top_ids, ch->top_logprobs);
-    return json_pack("{s:o, s:i, s:o, s:s}", "text", json_text(ch->text, ch->text_len), "index", ch->index,
+    return json_pack("{s:o, s:i, s:o, s:s}", "text", server_json_text(ch->text, ch->text_len), "index", ch->index,
                      "logprobs", lp, "finish_reason", ch->finish_reason ? ch->finish_reason : "stop");
 }
 
@@ -296,7 +265,7 @@ static int stream_chunk(void *ctx, const gen_chunk_t *ch)
     if (c->g.logprobs >= 0)
         lp = logprobs_json(c->ref->tok, ch->n_tokens, ch->tokens, ch->token_logprobs, ch->text_offset,
                            ch->n_top, ch->top_ids, ch->top_logprobs);
-    json_t *choice = json_pack("{s:o, s:i, s:o, s:o}", "text", json_text(ch->text, ch->text_len), "index", ch->index,
+    json_t *choice = json_pack("{s:o, s:i, s:o, s:o}", "text", server_json_text(ch->text, ch->text_len), "index", ch->index,
                                "logprobs", lp, "finish_reason", ch->finish_reason ? json_string(ch->finish_reason) : json_null());
     json_t *o = json_pack("{s:s, s:s, s:I, s:[o], s:s}", "id", c->id, "object", "text_completion",
                           "created", (json_int_t)c->created, "choices", choice, "model", c->model);

@@ -20,11 +20,11 @@ static const char *const upload_purposes[] = {
 
 json_t *files_object(const store_file_t *f)
 {
-    return json_pack("{s:s, s:s, s:I, s:I, s:s, s:s, s:s, s:o}",
+    return json_pack("{s:s, s:s, s:I, s:I, s:o, s:s, s:s, s:o}",
                      "id", f->id, "object", "file", "bytes", (json_int_t)f->bytes,
-                     "created_at", (json_int_t)f->created_at, "filename", f->filename,
+                     "created_at", (json_int_t)f->created_at, "filename", server_json_str(f->filename),
                      "purpose", f->purpose, "status", f->status,
-                     "status_details", f->status_details[0] ? json_string(f->status_details) : json_null());
+                     "status_details", f->status_details[0] ? server_json_str(f->status_details) : json_null());
 }
 
 /* ---- multipart callbacks: r->up collects purpose and streams the file ---- */

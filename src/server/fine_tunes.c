@@ -35,8 +35,8 @@ static double price_per_1k(const char *base)
 
 json_t *fine_tunes_event_json(const store_event_t *e)
 {
-    return json_pack("{s:s, s:s, s:s, s:I}", "object", "fine-tune-event", "level", e->level[0] ? e->level : "info",
-                     "message", e->message, "created_at", (json_int_t)e->created_at);
+    return json_pack("{s:s, s:s, s:o, s:I}", "object", "fine-tune-event", "level", e->level[0] ? e->level : "info",
+                     "message", server_json_str(e->message), "created_at", (json_int_t)e->created_at);
 }
 
 /* Events of the legacy stream: the messages (metrics rows are for the new API). */
@@ -74,16 +74,16 @@ static json_t *job_json(store_t *st, const store_job_t *j, int with_events)
         json_object_set_new(hp, "compute_classification_metrics", json_true());
         if (j->classification_n_classes) json_object_set_new(hp, "classification_n_classes", json_integer(j->classification_n_classes));
         if (j->classification_positive_class[0])
-            json_object_set_new(hp, "classification_positive_class", json_string(j->classification_positive_class));
+            json_object_set_new(hp, "classification_positive_class", server_json_str(j->classification_positive_class));
         if (j->classification_betas[0]) {
             json_t *b = json_loads(j->classification_betas, 0, NULL);
             if (b) json_object_set_new(hp, "classification_betas", b);
         }
     }
-    json_t *o = json_pack("{s:s, s:s, s:I, s:I, s:s, s:o, s:s, s:s, s:o}",
+    json_t *o = json_pack("{s:s, s:s, s:I, s:I, s:o, s:o, s:s, s:s, s:o}",
                           "id", j->id, "object", "fine-tune", "created_at", (json_int_t)j->created_at,
-                          "updated_at", (json_int_t)j->updated_at, "model", j->model,
-                          "fine_tuned_model", j->fine_tuned_model[0] ? json_string(j->fine_tuned_model) : json_null(),
+                          "updated_at", (json_int_t)j->updated_at, "model", server_json_str(j->model),
+                          "fine_tuned_model", j->fine_tuned_model[0] ? server_json_str(j->fine_tuned_model) : json_null(),
                           "organization_id", j->org_id, "status", with_events == 2 ? "pending" : store_job_wire_status(j),
                           "hyperparams", hp);
     json_object_set_new(o, "training_files", file_array(st, j->org_id, j->training_file));

@@ -85,6 +85,10 @@ int router_match_pattern(const char *pattern, const char *path,
 
 /* errors.c: OpenAI's error body, all four keys, null where not given. */
 json_t *server_error_json(const char *message, const char *type, const char *param, const char *code);
+/* A JSON string of any bytes: invalid UTF-8 becomes U+FFFD. Never NULL
+ * (short of memory). */
+json_t *server_json_text(const char *s, size_t n);
+json_t *server_json_str(const char *s);
 
 /* multipart.c */
 typedef struct multipart multipart_t;

@@ -152,6 +152,15 @@ static void test_uploads(void)
     r = req("POST", "/files", b.data, b.len, "multipart/form-data; boundary=bNd", 0, auth + 22);
     CHECK(strstr(r.body.data, "\"status\":\"error\"") && strstr(r.body.data, "line 2"));
     resp_free(&r);
+    /* a filename that is not UTF-8 (a Latin-1 client) is kept, shown with U+FFFD */
+    const char *latin = "--bNd\r\nContent-Disposition: form-data; name=\"file\"; filename=\"caf\xe9.txt\"\r\n\r\nx\r\n"
+                        "--bNd\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n--bNd--\r\n";
+    r = req("POST", "/files", latin, strlen(latin), "multipart/form-data; boundary=bNd", 0, auth + 22);
+    CHECKF(r.status == 200 && strstr(r.body.data, "\"filename\":\"caf\xef\xbf\xbd.txt\""), "%s", r.body.data);
+    resp_free(&r);
+    r = req("GET", "/files/%FF%FE", NULL, 0, NULL, 0, auth + 22);
+    json_decref(check_error(&r, 404, "id"));
+    resp_free(&r);
     /* malformed multipart and wrong purpose */
     r = req("POST", "/files", "--bNd\r\nnonsense", 15, "multipart/form-data; boundary=bNd", 1, auth + 22);
     json_decref(check_error(&r, 400, NULL));
@@ -175,7 +184,7 @@ static void test_uploads(void)
     resp_free(&r);
     r = req("GET", "/files", NULL, 0, NULL, 0, auth + 22);
     j = json_loads(r.body.data, 0, NULL);
-    CHECK_EQ_INT(json_array_size(json_object_get(j, "data")), 2);   /* the two small uploads only */
+    CHECK_EQ_INT(json_array_size(json_object_get(j, "data")), 3);   /* the three small uploads only */
     json_decref(j);
     resp_free(&r);
     buf_free(&big);
