@@ -126,6 +126,22 @@ int tok_build(tok_t *t, const uint32_t *pairs, size_t n_pairs, char *err)
         t->byte_pair[i].rank = t->pairs[h].key == key ? t->pairs[h].rank : INT_MAX;
         t->byte_pair[i].merged = t->pairs[h].key == key ? t->pairs[h].merged : -1;
     }
+    int fits = t->n_vocab <= 65535;
+    for (uint32_t h = 0; fits && h <= t->pair_mask; h++)
+        if (t->pairs[h].key != UINT64_MAX && t->pairs[h].rank != t->pairs[h].merged) fits = 0;
+    if (fits && (t->pairs32 = malloc(((size_t)t->pair_mask + 1) * sizeof *t->pairs32))) {
+        for (uint32_t h = 0; h <= t->pair_mask; h++) t->pairs32[h].key = UINT32_MAX;
+        for (uint32_t h = 0; h <= t->pair_mask; h++) {
+            if (t->pairs[h].key == UINT64_MAX) continue;
+            uint32_t key = (uint32_t)(t->pairs[h].key >> 32) << 16 | (uint32_t)(t->pairs[h].key & 0xffff);
+            uint32_t g = (uint32_t)(((uint64_t)key * 0x9E3779B97F4A7C15ull) >> 32) & t->pair_mask;
+            while (t->pairs32[g].key != UINT32_MAX) g = (g + 1) & t->pair_mask;
+            t->pairs32[g].key = key;
+            t->pairs32[g].rank = t->pairs[h].rank;
+        }
+        free(t->pairs);
+        t->pairs = NULL;
+    }
     return 0;
 }
 
@@ -136,6 +152,7 @@ void tok_free(tok_t *t)
     free(t->blob);
     free(t->str_tab);
     free(t->pairs);
+    free(t->pairs32);
     free(t->byte_pair);
     free(t->merges);
     free(t->specials);

@@ -18,26 +18,7 @@
 
 #define BPE_SHORT 64
 
-static inline uint32_t pair_hash(uint64_t key)
-{
-    return (uint32_t)((key * 0x9E3779B97F4A7C15ull) >> 32);
-}
-
-/* rank of (a, b) or INT_MAX; *merged gets the token it makes */
-static inline int32_t pair_rank(const tok_t *t, int32_t a, int32_t b, int32_t *merged)
-{
-    uint64_t key = (uint64_t)(uint32_t)a << 32 | (uint32_t)b;
-    uint32_t h = pair_hash(key) & t->pair_mask;
-    for (;;) {
-        uint64_t k = t->pairs[h].key;
-        if (k == key) {
-            *merged = t->pairs[h].merged;
-            return t->pairs[h].rank;
-        }
-        if (k == UINT64_MAX) return INT_MAX;
-        h = (h + 1) & t->pair_mask;
-    }
-}
+#define pair_rank tok_pair_rank
 
 static size_t bpe_short(const tok_t *t, const unsigned char *p, size_t len, int *out)
 {

@@ -102,14 +102,8 @@ static inline int32_t bt_longest(const tok_bt_t *b, const unsigned char *p, size
 
 static inline int32_t pair_merged(const tok_t *t, int32_t a, int32_t c)
 {
-    uint64_t key = (uint64_t)(uint32_t)a << 32 | (uint32_t)c;
-    uint32_t h = (uint32_t)((key * 0x9E3779B97F4A7C15ull) >> 32) & t->pair_mask;
-    for (;;) {
-        uint64_t k = t->pairs[h].key;
-        if (k == key) return t->pairs[h].rank;
-        if (k == UINT64_MAX) return INT_MAX;
-        h = (h + 1) & t->pair_mask;
-    }
+    int32_t m;
+    return tok_pair_rank(t, a, c, &m);
 }
 
 /* Does BPE of bytes(t1) + bytes(t2) give [t1, t2]? Only merges ranked below
