@@ -100,47 +100,48 @@ int tok_build(tok_t *t, const uint32_t *pairs, size_t n_pairs, char *err)
         if (t->byte_id[b] < 0)
             return core_errf(err, "the tokenizer has no token for byte 0x%02x; only byte-level BPE tokenizers are supported", b);
     }
-    cap = pow2_at_least(n_pairs * 2);
-    t->pairs = malloc(cap * sizeof *t->pairs);
-    if (!t->pairs) return core_errf(err, "out of memory loading the tokenizer");
-    for (uint32_t i = 0; i < cap; i++) t->pairs[i].key = UINT64_MAX;
-    t->pair_mask = cap - 1;
     for (size_t i = 0; i < n_pairs; i++) {
         const uint32_t *q = pairs + 4 * i;
         if (q[0] >= (uint32_t)t->n_vocab || q[1] >= (uint32_t)t->n_vocab || q[3] >= (uint32_t)t->n_vocab)
             return core_errf(err, "the tokenizer's merge %zu names a token id out of range", i);
-        uint64_t key = (uint64_t)q[0] << 32 | q[1];
-        uint32_t h = (uint32_t)((key * 0x9E3779B97F4A7C15ull) >> 32) & t->pair_mask;
-        while (t->pairs[h].key != UINT64_MAX && t->pairs[h].key != key) h = (h + 1) & t->pair_mask;
-        if (t->pairs[h].key == key) continue;   /* first (lowest rank) wins */
-        t->pairs[h].key = key;
-        t->pairs[h].rank = (int32_t)q[2];
-        t->pairs[h].merged = (int32_t)q[3];
+    }
+    /* the compact table when ids fit 16 bits and every rank is its token's id */
+    int fits = t->n_vocab <= 65535;
+    for (size_t i = 0; fits && i < n_pairs; i++) fits = pairs[4 * i + 2] == pairs[4 * i + 3];
+    cap = pow2_at_least(n_pairs * 2);
+    t->pair_mask = cap - 1;
+    if (fits) {
+        if (!(t->pairs32 = malloc(cap * sizeof *t->pairs32))) return core_errf(err, "out of memory loading the tokenizer");
+        for (uint32_t i = 0; i < cap; i++) t->pairs32[i].key = UINT32_MAX;
+    } else {
+        if (!(t->pairs = malloc(cap * sizeof *t->pairs))) return core_errf(err, "out of memory loading the tokenizer");
+        for (uint32_t i = 0; i < cap; i++) t->pairs[i].key = UINT64_MAX;
+    }
+    for (size_t i = 0; i < n_pairs; i++) {
+        const uint32_t *q = pairs + 4 * i;
+        int32_t m;
+        if (tok_pair_rank(t, (int32_t)q[0], (int32_t)q[1], &m) != INT32_MAX) continue;   /* first (lowest rank) wins */
+        if (fits) {
+            uint32_t key = q[0] << 16 | q[1];
+            uint32_t h = (uint32_t)(((uint64_t)key * 0x9E3779B97F4A7C15ull) >> 32) & t->pair_mask;
+            while (t->pairs32[h].key != UINT32_MAX) h = (h + 1) & t->pair_mask;
+            t->pairs32[h].key = key;
+            t->pairs32[h].rank = (int32_t)q[2];
+        } else {
+            uint64_t key = (uint64_t)q[0] << 32 | q[1];
+            uint32_t h = (uint32_t)((key * 0x9E3779B97F4A7C15ull) >> 32) & t->pair_mask;
+            while (t->pairs[h].key != UINT64_MAX) h = (h + 1) & t->pair_mask;
+            t->pairs[h].key = key;
+            t->pairs[h].rank = (int32_t)q[2];
+            t->pairs[h].merged = (int32_t)q[3];
+        }
     }
     t->byte_pair = malloc(65536 * sizeof *t->byte_pair);
     if (!t->byte_pair) return core_errf(err, "out of memory loading the tokenizer");
     for (int i = 0; i < 65536; i++) {
-        uint64_t key = (uint64_t)(uint32_t)t->byte_id[i >> 8] << 32 | (uint32_t)t->byte_id[i & 255];
-        uint32_t h = (uint32_t)((key * 0x9E3779B97F4A7C15ull) >> 32) & t->pair_mask;
-        while (t->pairs[h].key != UINT64_MAX && t->pairs[h].key != key) h = (h + 1) & t->pair_mask;
-        t->byte_pair[i].rank = t->pairs[h].key == key ? t->pairs[h].rank : INT_MAX;
-        t->byte_pair[i].merged = t->pairs[h].key == key ? t->pairs[h].merged : -1;
-    }
-    int fits = t->n_vocab <= 65535;
-    for (uint32_t h = 0; fits && h <= t->pair_mask; h++)
-        if (t->pairs[h].key != UINT64_MAX && t->pairs[h].rank != t->pairs[h].merged) fits = 0;
-    if (fits && (t->pairs32 = malloc(((size_t)t->pair_mask + 1) * sizeof *t->pairs32))) {
-        for (uint32_t h = 0; h <= t->pair_mask; h++) t->pairs32[h].key = UINT32_MAX;
-        for (uint32_t h = 0; h <= t->pair_mask; h++) {
-            if (t->pairs[h].key == UINT64_MAX) continue;
-            uint32_t key = (uint32_t)(t->pairs[h].key >> 32) << 16 | (uint32_t)(t->pairs[h].key & 0xffff);
-            uint32_t g = (uint32_t)(((uint64_t)key * 0x9E3779B97F4A7C15ull) >> 32) & t->pair_mask;
-            while (t->pairs32[g].key != UINT32_MAX) g = (g + 1) & t->pair_mask;
-            t->pairs32[g].key = key;
-            t->pairs32[g].rank = t->pairs[h].rank;
-        }
-        free(t->pairs);
-        t->pairs = NULL;
+        int32_t m = -1;
+        t->byte_pair[i].rank = tok_pair_rank(t, t->byte_id[i >> 8], t->byte_id[i & 255], &m);
+        t->byte_pair[i].merged = m;
     }
     return 0;
 }

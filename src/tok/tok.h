@@ -4,7 +4,11 @@
  * models load too (the pre-tokenizer regex is taken from the file).
  *
  * Any byte string round-trips: decode(encode(x)) == x, invalid UTF-8 included
- * (byte-level BPE has a token for every byte).
+ * (byte-level BPE has a token for every byte). The pre-tokenizer reads each
+ * byte that does not start a well-formed UTF-8 sequence as one character of
+ * the class "other" (as U+FFFD would be), and BPE then encodes its byte as
+ * is: nothing is replaced or dropped. tiktoken never sees such bytes (its
+ * callers pass strings), so there is no reference to differ from.
  *
  * tok depends only on core/. A loaded tokenizer is immutable and safe to use
  * from many threads at once.
