@@ -118,7 +118,7 @@ static void infer_attention(infer_t *s, int l, int R)
      * than a short context's attention, worse on a busy machine */
     size_t work = 0;
     for (int r = 0; r < R; r++) work += (size_t)(s->row_pos[r] + 1) * C;
-    #pragma omp parallel for collapse(2) schedule(dynamic, 1) if (work >= (1u << 20))
+    #pragma omp parallel for collapse(2) schedule(dynamic, 1) if (work >= (1u << 19))
     for (int r = 0; r < R; r++) {
         for (int h = 0; h < NH; h++) {
             const float *q = s->qkv + (size_t)r * 3 * C + h * hs;

@@ -193,6 +193,29 @@ static void test_kv_cache_equals_full(void)
         }
     }
     CHECKF(worst < 1e-4, "decode vs full recomputation: max logit diff %g", worst);
+    /* a full-context prefill (128 rows: enough work for the threaded
+     * attention path) equals 128 single-token decodes (serial path) */
+    {
+        int T = model.config.max_seq_len;
+        int *tk = malloc(T * sizeof *tk);
+        for (int i = 0; i < T; i++) tk[i] = seq[i % N];
+        float *pf = malloc((size_t)T * V * 4), *one = malloc((size_t)V * 4);
+        infer_t *c = NULL;
+        CHECK(infer_create(&c, &model, 2, 0, err) == 0);
+        CHECK(infer_prefill(c, 0, tk, T, pf, 1, err) == 0);
+        double w2 = 0;
+        for (int t = 0; t < T; t++) {
+            int q = 1;
+            CHECK(infer_decode(c, &q, &tk[t], 1, one, err) == 0);
+            for (int v = 0; v < V; v++) {
+                double d = fabs(one[v] - pf[(size_t)t * V + v]);
+                if (d > w2) w2 = d;
+            }
+        }
+        CHECKF(w2 < 1e-4, "threaded prefill vs decode: max logit diff %g", w2);
+        infer_free(c);
+        free(tk); free(pf); free(one);
+    }
     fprintf(stderr, "  KV decode vs full recomputation: max logit diff %.2g\n", worst);
     /* the full pass agrees with PyTorch at every position */
     double wl = 0;
