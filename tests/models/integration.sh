@@ -15,12 +15,17 @@ fail() { failed=$((failed + 1)); echo "FAIL $*"; }
 check() { local name="$1"; shift; if "$@" >/dev/null; then ok; else fail "$name"; fi; }
 finish() { echo "models-integration: $passed passed, $failed failed"; [ "$failed" -eq 0 ]; exit $?; }
 
-cd "$root/tests/models/node" || exit 1
-if [ ! -d node_modules/@huggingface/gguf ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  npm ci --no-audit --no-fund --silent >/dev/null 2>&1 || {
-    echo "models-integration: cannot install the pinned npm @huggingface/gguf (npm ci in tests/models/node failed)"
-    fail "npm ci"; finish; }
-fi
+# npm packages, pinned: @huggingface/gguf (tests/models/node) and
+# node-llama-cpp with its prebuilt linux-x64 CPU build of llama.cpp
+# (tests/models/llama; --omit=optional skips the other platforms' builds)
+for d in node:@huggingface/gguf llama:node-llama-cpp; do
+  cd "$root/tests/models/${d%%:*}" || exit 1
+  if [ ! -d "node_modules/${d#*:}" ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+    npm ci --omit=optional --no-audit --no-fund --silent >/dev/null 2>&1 || {
+      echo "models-integration: cannot install the pinned npm ${d#*:} (npm ci in tests/models/${d%%:*} failed)"
+      fail "npm ci ${d#*:}"; finish; }
+  fi
+done
 cd "$root"
 tmp=$(mktemp -d /tmp/tunery-models-integ-XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
@@ -55,6 +60,7 @@ check "export --help" "$bin" models export --help
 want='"context":64,"embd":32,"layers":2,"heads":2,"vocab":269,"merges":12,"eos":268,"space_id":32'
 run_node() { node "$root/tests/models/node/check_gguf.mjs" "$@" | tee "$tmp/node.out" | grep -v '^gguf-check'; \
   local l; l=$(tail -n 1 "$tmp/node.out"); \
+  if ! grep -Eq '^gguf-check: [0-9]+ passed, [0-9]+ failed$' <<<"$l"; then fail "gguf check crashed"; return; fi; \
   passed=$((passed + $(sed -E 's/.*: ([0-9]+) passed.*/\1/' <<<"$l"))); \
   failed=$((failed + $(sed -E 's/.*, ([0-9]+) failed/\1/' <<<"$l"))); }
 check "export gguf f32" "$bin" models export curie --format gguf --out "$tmp/curie.gguf"
@@ -63,6 +69,20 @@ check "export gguf f16" "$bin" models export curie --format gguf --type f16 --ou
 run_node "$tmp/curie16.gguf" "{\"name\":\"curie\",\"f16\":true,$want}"
 s32=$(stat -c %s "$tmp/curie.gguf"); s16=$(stat -c %s "$tmp/curie16.gguf")
 check "f16 file is smaller ($s16 < $s32)" test "$s16" -lt "$s32"
+
+# llama.cpp itself loads the exports and gives PyTorch's probabilities
+run_llama() { node "$root/tests/models/llama/llama_parity.mjs" "$@" | tee "$tmp/llama.out" | grep -v '^llama-check'; \
+  local l; l=$(tail -n 1 "$tmp/llama.out"); \
+  if ! grep -Eq '^llama-check: [0-9]+ passed, [0-9]+ failed$' <<<"$l"; then fail "llama.cpp check crashed"; return; fi; \
+  passed=$((passed + $(sed -E 's/.*: ([0-9]+) passed.*/\1/' <<<"$l"))); \
+  failed=$((failed + $(sed -E 's/.*, ([0-9]+) failed/\1/' <<<"$l"))); }
+check "import hf_gpt2 as babbage" "$bin" models import "$fix/hf_gpt2" --name babbage
+check "export babbage gguf" "$bin" models export babbage --format gguf --out "$tmp/babbage.gguf"
+text="the then in at whether"
+ids=$(printf '%s' "$text" | "$bin" tokenize --model babbage)
+run_llama "$tmp/babbage.gguf" "$fix/expected.json" logits_f32 1e-4 "$text" "$ids"
+run_llama "$tmp/curie.gguf" "$fix/expected.json" logits_f16 1e-4
+run_llama "$tmp/curie16.gguf" "$fix/expected.json" logits_f16 1e-4
 
 # a model with GPT-2's own vocabulary and no tokenizer files: r50k goes in
 if /usr/bin/python3 "$root/scripts/gen_import_fixture.py" --r50k-dir "$tmp/r50k" >/dev/null 2>&1; then
