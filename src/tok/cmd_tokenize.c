@@ -13,6 +13,7 @@
 
 static const char usage[] =
     "usage: tunery tokenize [--model NAME|DIR] [--decode] [--count] [--allow-special]\n"
+    "       tunery tokenize [--model NAME|DIR] --save-dir DIR\n"
     "Reads stdin and writes the token ids, space-separated, to stdout.\n"
     "  --model NAME|DIR  tokenizer of a model (its tokenizer.json, or vocab.json + merges.txt);\n"
     "                    default: OpenAI's GPT-2/GPT-3 encoding r50k_base\n"
@@ -20,6 +21,8 @@ static const char usage[] =
     "  --count           write only the number of tokens\n"
     "  --allow-special   treat special tokens written in the text (<|endoftext|>) as\n"
     "                    special; by default they are encoded as plain text\n"
+    "  --save-dir DIR    write the tokenizer as Hugging Face files (vocab.json,\n"
+    "                    merges.txt, tokenizer.json, tokenizer_config.json) into DIR\n"
     "  -h, --help        this text\n";
 
 static int read_stdin(buf_t *b)
@@ -146,7 +149,7 @@ done:
 
 int cmd_tokenize(int argc, char **argv)
 {
-    const char *model = NULL;
+    const char *model = NULL, *save = NULL;
     int decode = 0, count = 0, allow = 0;
     char err[CORE_ERR_LEN];
     for (int i = 1; i < argc; i++) {
@@ -156,6 +159,7 @@ int cmd_tokenize(int argc, char **argv)
         else if (!strcmp(a, "--decode")) decode = 1;
         else if (!strcmp(a, "--count")) count = 1;
         else if (!strcmp(a, "--allow-special")) allow = 1;
+        else if (!strcmp(a, "--save-dir") && i + 1 < argc) save = argv[++i];
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(usage, stdout); return 0; }
         else {
             fprintf(stderr, "tunery tokenize: unknown option '%s'\n%s", a, usage);
@@ -169,7 +173,9 @@ int cmd_tokenize(int argc, char **argv)
     }
     buf_t in = {0};
     int rc = 1;
-    if (!decode) {
+    if (save) {
+        if (tok_save_dir(t, save, err)) { fprintf(stderr, "tunery tokenize: %s\n", err); goto done; }
+    } else if (!decode) {
         if (encode_stdin(t, allow, count, err)) { fprintf(stderr, "tunery tokenize: %s\n", err); goto done; }
     } else {
         if (read_stdin(&in)) {

@@ -2,11 +2,14 @@
 // (r50k_base, the WASM build of the Rust library: the reference of record)
 // on the KJV Bible, the Debian fortunes, /usr/share/common-licenses and a
 // generated set of hard strings; plus decode(encode(x)) == x on the bytes of
-// each. Prints "tok-parity: N passed, N failed"; exits 1 on any failure.
+// each; plus the Hugging Face side (r50k saved by `tunery tokenize --save-dir`
+// loads in tokenizers.js with tiktoken's ids; a Llama-3-style tokenizer.json
+// gives tokenizers.js's ids). Prints "tok-parity: N passed, N failed"; exits 1
+// on any failure.
 // Usage: node parity.mjs TUNERY_BIN [FILE...]   (files beyond the built-in set)
 import { get_encoding } from 'tiktoken';
 import { spawnSync, execFileSync } from 'node:child_process';
-import { readFileSync, readdirSync, statSync, existsSync } from 'node:fs';
+import { readFileSync, readdirSync, statSync, existsSync, mkdirSync } from 'node:fs';
 
 const bin = process.argv[2];
 const enc = get_encoding('r50k_base');
@@ -104,5 +107,57 @@ for (let k = 0; k < 20; k++) {
 inputs.push(['hard:invalid_utf8', Buffer.from([0x61, 0xff, 0xfe, 0x20, 0xc3, 0x28, 0xe2, 0x82, 0x20, 0xf0, 0x9f, 0x98, 0x41, 0xed, 0xa0, 0x80, 0x80, 0x62])]);
 
 for (const [name, bytes] of inputs) check(name, bytes);
+
+// ---- Hugging Face side: the r50k files `tunery tokenize --save-dir` writes
+// must load in Hugging Face's tokenizers.js and give tiktoken's ids; and the
+// Llama-3-style fixture must give the same ids in tunery and tokenizers.js
+// (the regex pre-tokenizer path). Texts without U+FEFF: JavaScript's \s
+// counts it as space, Rust's and tunery's do not.
+const { Tokenizer } = await import('@huggingface/tokenizers');
+const { mkdtempSync, rmSync, copyFileSync } = await import('node:fs');
+const tmp = mkdtempSync('/tmp/tunery-tok-hf-');
+function hfCheck(name, fn) {
+  try {
+    const msg = fn();
+    if (msg) { console.log(`FAIL ${name}: ${msg}`); failed++; } else passed++;
+  } catch (e) { console.log(`FAIL ${name}: ${e.message}`); failed++; }
+}
+const hfTexts = inputs.filter(([n]) => n.startsWith('hard:') && !/feff|invalid|random|100k/.test(n))
+  .map(([n, b]) => [n, b.toString('utf8')]);
+hfTexts.push(['kjv-head', inputs.length && inputs[0][0] === 'kjv' ? inputs[0][1].subarray(0, 200000).toString('utf8') : 'In the beginning']);
+hfCheck('hf:save-dir', () => {
+  const r = spawnSync(bin, ['tokenize', '--save-dir', `${tmp}/r50k`]);
+  return r.status === 0 ? '' : `tunery tokenize --save-dir exited ${r.status}: ${r.stderr}`;
+});
+let hf = null;
+hfCheck('hf:load-saved-r50k', () => {
+  hf = new Tokenizer(JSON.parse(readFileSync(`${tmp}/r50k/tokenizer.json`, 'utf8')),
+    JSON.parse(readFileSync(`${tmp}/r50k/tokenizer_config.json`, 'utf8')));
+  return '';
+});
+for (const [name, text] of hfTexts) {
+  hfCheck(`hf:r50k:${name}`, () => {
+    if (!hf) return 'tokenizer did not load';
+    // Hugging Face always splits out added tokens: compare with specials allowed
+    const got = hf.encode(text, { add_special_tokens: false }).ids, want = Array.from(enc.encode(text, 'all'));
+    let i = 0;
+    while (i < want.length && got[i] === want[i]) i++;
+    return i === want.length && got.length === want.length ? '' : `tokenizers.js differs from tiktoken at token ${i}: ${got.slice(i, i + 3)} vs ${want.slice(i, i + 3)}`;
+  });
+}
+mkdirSync(`${tmp}/llama3`, { recursive: true });
+copyFileSync(new URL('../fixtures/llama3_style.json', import.meta.url), `${tmp}/llama3/tokenizer.json`);
+const l3 = new Tokenizer(JSON.parse(readFileSync(`${tmp}/llama3/tokenizer.json`, 'utf8')), {});
+for (const [name, text] of hfTexts) {
+  hfCheck(`hf:llama3-fixture:${name}`, () => {
+    const want = l3.encode(text, { add_special_tokens: false }).ids;
+    const out = tunery(['--model', `${tmp}/llama3`, '--allow-special'], Buffer.from(text, 'utf8')).toString().trim();
+    const got = out ? out.split(' ').map(Number) : [];
+    let i = 0;
+    while (i < want.length && got[i] === want[i]) i++;
+    return i === want.length && got.length === want.length ? '' : `tunery differs from tokenizers.js at token ${i}: ${got.slice(i, i + 3)} vs ${want.slice(i, i + 3)}`;
+  });
+}
+rmSync(tmp, { recursive: true, force: true });
 console.log(`tok-parity: ${passed} passed, ${failed} failed`);
 process.exit(failed ? 1 : 0);
