@@ -14,7 +14,9 @@ OMP_WAIT_POLICY=PASSIVE, glibc malloc tunables that stop the allocator from
 returning memory to the kernel and page-faulting it back every step, oneDNN on
 or off, bf16 autocast as a separate line), collects one JSON line per child,
 and prints every line plus the best fp32 configuration per shape, in the same
-format as `tunery bench` (one JSON object per line).
+format as `tunery bench` (one JSON object per line). Each training line also
+carries cpu_ms_per_step_median (CPU time of all threads per step): on a busy
+shared machine wall time measures the neighbours, CPU time mostly the work.
 
 Run with Debian's torch:  /usr/bin/python3 scripts/bench_torch.py [--quick]
 OPENBLAS_CORETYPE is removed for the reference children only (the Haswell
@@ -99,9 +101,9 @@ def child(args):
         g = torch.Generator().manual_seed(1)
         x = torch.randint(0, 50257, (B, T), generator=g)
         y = torch.randint(0, 50257, (B, T), generator=g)
-        times = []
+        times, cpu = [], []
         for s in range(warm + steps):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(args["bf16"])):
                 logits = model(x)
             loss = F.cross_entropy(logits.float().view(-1, V), y.view(-1))
@@ -109,16 +111,19 @@ def child(args):
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
-            dt = time.perf_counter() - t0
+            dt, dc = time.perf_counter() - t0, time.process_time() - c0
             if s >= warm:
                 times.append(dt * 1e3)
+                cpu.append(dc * 1e3)
         times.sort()
+        cpu.sort()
         med = times[len(times) // 2] if len(times) % 2 else 0.5 * (times[len(times) // 2 - 1] + times[len(times) // 2])
         # the same count as the engine's gpt2_step_flops (gpt2.c), real vocabulary 50257
         BT = B * T
         flops = 6.0 * BT * 12 * C * C * L + 6.0 * BT * C * 50257 + 7.0 * B * T * (T + 1) * C * L
         out.update({"kind": "train", "B": B, "T": T, "precision": "bf16-autocast" if args["bf16"] else "fp32",
                     "steps": steps, "ms_per_step_median": round(med, 1), "ms_per_step_min": round(times[0], 1),
+                    "cpu_ms_per_step_median": round(cpu[len(cpu) // 2], 1),
                     "tokens_per_s": round(B * T / (med * 1e-3)), "gflops_per_s": round(flops / (med * 1e-3) / 1e9, 1),
                     "loss_last": round(float(loss), 4)})
     else:
