@@ -73,6 +73,11 @@ static int check_config(const char *dir, char *err)
                strcmp(json_string_value(act), "gelu_pytorch_tanh")) {
         rc = core_errf(err, "%s: activation_function \"%s\" is not supported (GPT-2 uses gelu_new)", path,
                        json_string_value(act));
+    } else if (json_is_true(json_object_get(root, "scale_attn_by_inverse_layer_idx")) ||
+               json_is_false(json_object_get(root, "scale_attn_weights")) ||
+               json_is_true(json_object_get(root, "add_cross_attention"))) {
+        rc = core_errf(err, "%s: scale_attn_by_inverse_layer_idx, scale_attn_weights false or add_cross_attention "
+                       "change GPT-2's attention; only the standard GPT-2 attention is supported", path);
     } else {
         size_t i;
         json_t *a;

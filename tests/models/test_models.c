@@ -465,6 +465,7 @@ static void test_export_safetensors(void)
 
 int main(void)
 {
+    setenv("TUNERY_SHARE", "data", 0);   /* r50k for a model without tokenizer files (tests/run.sh sets it too) */
     RUN(test_import_parity_f32);
     RUN(test_import_parity_f16_keeps_dtype);
     RUN(test_import_force);
