@@ -5,6 +5,7 @@
  * tests/tok/integration.sh. Run from the repo root (TUNERY_SHARE=data). */
 #include "test.h"
 #include "tok/tok_int.h"
+#include <pthread.h>
 #include <stdlib.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -289,16 +290,49 @@ static void test_save_reload_r50k(void)
     tok_free(t);
 }
 
+typedef struct {
+    const tok_t *t;
+    const char *s;
+    size_t n;
+    tok_ids_t out;
+} enc_job_t;
+
+static void *enc_thread(void *arg)
+{
+    enc_job_t *j = arg;
+    tok_encode(j->t, j->s, j->n, 0, &j->out);
+    return NULL;
+}
+
 static void test_threads_share(void)
 {
-    /* immutability: encoding the same text twice gives the same ids */
-    const char *s = "The same text twice gives the same ids.";
-    tok_ids_t a = {0}, b = {0};
-    tok_encode(R, s, strlen(s), 0, &a);
-    tok_encode(R, s, strlen(s), 0, &b);
-    CHECK(a.len == b.len && memcmp(a.ids, b.ids, a.len * sizeof *a.ids) == 0);
-    tok_ids_free(&a);
-    tok_ids_free(&b);
+    /* one tokenizer, four threads at once, each meeting a giant piece first
+     * (the lazily built backtracking tables): all get the same ids */
+    char err[CORE_ERR_LEN], path[512];
+    snprintf(path, sizeof path, "%s/tok/r50k.tok", getenv("TUNERY_SHARE"));
+    tok_t *t = NULL;
+    CHECKF(tok_load_file(&t, path, err) == 0, "%s", err);
+    if (!t) return;
+    size_t n = 60000;
+    char *s = malloc(n);
+    uint32_t seed = 9;
+    for (size_t i = 0; i < n; i++) { seed = seed * 1664525u + 1013904223u; s[i] = "abcdefghij"[(seed >> 24) % 10]; }
+    enc_job_t jobs[4];
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        jobs[i] = (enc_job_t){ t, s, n, {0} };
+        pthread_create(&th[i], NULL, enc_thread, &jobs[i]);
+    }
+    for (int i = 0; i < 4; i++) pthread_join(th[i], NULL);
+    tok_ids_t ref = {0};
+    CHECK(tok_encode(R, s, n, 0, &ref) == 0);
+    for (int i = 0; i < 4; i++) {
+        CHECK(jobs[i].out.len == ref.len && memcmp(jobs[i].out.ids, ref.ids, ref.len * sizeof *ref.ids) == 0);
+        tok_ids_free(&jobs[i].out);
+    }
+    tok_ids_free(&ref);
+    free(s);
+    tok_free(t);
 }
 
 static void stream_check(const tok_t *t, const char *s, size_t n, int allow, uint32_t seed)
