@@ -15,6 +15,16 @@
  */
 #include "nn/nn.h"
 
+/* -std=c11 (ISO mode) turns GCC's floating-point contraction off, so
+ * a += x * k would be a multiply and an add: allow fused multiply-add here
+ * (half the instructions in every inner loop; results stay within the tests'
+ * bounds and stay independent of the thread count). */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("fp-contract=fast")
+#elif defined(__clang__)
+#pragma clang fp contract(fast)
+#endif
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -311,10 +321,26 @@ typedef float v16u __attribute__((vector_size(64), aligned(4)));   /* unaligned 
 #define LDV(p) (*(const v16u *)(p))
 #define STV(p, v) (*(v16u *)(p) = (v))
 
-/* S[r][0..16*nkb) = sum_i X_r[i] * KT[i][.] for r < QB (KT rows of length Tp) */
+/* S[r][0..16*nkb) = sum_i X_r[i] * KT[i][.] for r < QB (KT rows of length Tp).
+ * Two key blocks per pass: 2 loads + 4 broadcasts feed 8 FMAs. */
 static inline void attn_scores4(float *S, int Tp, const float *const *X, const float *KT, int hs, int nkb)
 {
-    for (int kb = 0; kb < nkb; kb++) {
+    int kb = 0;
+    for (; kb + 1 < nkb; kb += 2) {
+        v16f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, b0 = {0}, b1 = {0}, b2 = {0}, b3 = {0};
+        const float *kp = KT + kb * 16;
+        for (int i = 0; i < hs; i++) {
+            v16f k = LDV(kp + (size_t)i * Tp), l = LDV(kp + (size_t)i * Tp + 16);
+            float x0 = X[0][i], x1 = X[1][i], x2 = X[2][i], x3 = X[3][i];
+            a0 += x0 * k; a1 += x1 * k; a2 += x2 * k; a3 += x3 * k;
+            b0 += x0 * l; b1 += x1 * l; b2 += x2 * l; b3 += x3 * l;
+        }
+        STV(S + kb * 16, a0); STV(S + kb * 16 + 16, b0);
+        STV(S + Tp + kb * 16, a1); STV(S + Tp + kb * 16 + 16, b1);
+        STV(S + 2 * Tp + kb * 16, a2); STV(S + 2 * Tp + kb * 16 + 16, b2);
+        STV(S + 3 * Tp + kb * 16, a3); STV(S + 3 * Tp + kb * 16 + 16, b3);
+    }
+    for (; kb < nkb; kb++) {
         v16f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
         const float *kp = KT + kb * 16;
         for (int i = 0; i < hs; i++) {
@@ -331,10 +357,26 @@ static inline void attn_scores4(float *S, int Tp, const float *const *X, const f
     }
 }
 
-/* O_r[0..hs) = sum_{t2 < nk} W[r][t2] * R[t2][.]  (R rows of stride rs) */
+/* O_r[0..hs) = sum_{t2 < nk} W[r][t2] * R[t2][.]  (R rows of stride rs).
+ * 64 output columns at a time: 16 accumulators, and per key 4 loads + 4
+ * broadcasts feed 16 FMAs. */
 static inline void attn_wsum4(float *const *O, const float *W, int Tp, const float *R, size_t rs, int nk, int hs)
 {
-    for (int j = 0; j < hs; j += 16) {
+    int j = 0;
+    for (; j + 64 <= hs; j += 64) {
+        v16f a[4][4] = {{{0}}};
+        for (int t2 = 0; t2 < nk; t2++) {
+            const float *rp = R + t2 * rs + j;
+            v16f v0 = LDV(rp), v1 = LDV(rp + 16), v2 = LDV(rp + 32), v3 = LDV(rp + 48);
+            for (int r = 0; r < 4; r++) {
+                float w = W[r * Tp + t2];
+                a[r][0] += w * v0; a[r][1] += w * v1; a[r][2] += w * v2; a[r][3] += w * v3;
+            }
+        }
+        for (int r = 0; r < 4; r++)
+            for (int u = 0; u < 4; u++) STV(O[r] + j + 16 * u, a[r][u]);
+    }
+    for (; j < hs; j += 16) {
         v16f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
         for (int t2 = 0; t2 < nk; t2++) {
             v16f v = LDV(R + t2 * rs + j);
@@ -350,14 +392,28 @@ static inline void attn_wsum4(float *const *O, const float *W, int Tp, const flo
     }
 }
 
-/* D[t2][.] += sum_r W[r][t2] * X_r[.] for t2 < nk (D rows of length hs) */
+/* D[t2][.] += sum_r W[r][t2] * X_r[.] for t2 < nk (D rows of length hs);
+ * X held in registers 64 columns at a time. */
 static inline void attn_rank4(float *D, const float *W, int Tp, const float *const *X, int nk, int hs)
 {
-    for (int t2 = 0; t2 < nk; t2++) {
-        float w0 = W[t2], w1 = W[Tp + t2], w2 = W[2 * Tp + t2], w3 = W[3 * Tp + t2];
-        float *d = D + (size_t)t2 * hs;
-        for (int j = 0; j < hs; j += 16)
-            STV(d + j, LDV(d + j) + w0 * LDV(X[0] + j) + w1 * LDV(X[1] + j) + w2 * LDV(X[2] + j) + w3 * LDV(X[3] + j));
+    int j = 0;
+    for (; j + 64 <= hs; j += 64) {
+        v16f x[4][4];
+        for (int r = 0; r < 4; r++)
+            for (int u = 0; u < 4; u++) x[r][u] = LDV(X[r] + j + 16 * u);
+        for (int t2 = 0; t2 < nk; t2++) {
+            float w0 = W[t2], w1 = W[Tp + t2], w2 = W[2 * Tp + t2], w3 = W[3 * Tp + t2];
+            float *d = D + (size_t)t2 * hs + j;
+            for (int u = 0; u < 4; u++)
+                STV(d + 16 * u, LDV(d + 16 * u) + w0 * x[0][u] + w1 * x[1][u] + w2 * x[2][u] + w3 * x[3][u]);
+        }
+    }
+    for (; j < hs; j += 16) {
+        v16f x0 = LDV(X[0] + j), x1 = LDV(X[1] + j), x2 = LDV(X[2] + j), x3 = LDV(X[3] + j);
+        for (int t2 = 0; t2 < nk; t2++) {
+            float *d = D + (size_t)t2 * hs + j;
+            STV(d, LDV(d) + W[t2] * x0 + W[Tp + t2] * x1 + W[2 * Tp + t2] * x2 + W[3 * Tp + t2] * x3);
+        }
     }
 }
 
@@ -377,9 +433,9 @@ static void attention_forward_blocked(float *out, float *lse, const float *qkv, 
                 const float *base = qkv + (size_t)b * T * C3;
                 for (int i = 0; i < hs; i++)
                     for (int t2 = T; t2 < Tp; t2++) KT[(size_t)i * Tp + t2] = 0.0f;
-                for (int t2 = 0; t2 < T; t2++) {
-                    const float *k = base + t2 * C3 + C + h * hs;
-                    for (int i = 0; i < hs; i++) KT[(size_t)i * Tp + t2] = k[i] * scale;
+                for (int i = 0; i < hs; i++) {   /* i outer: contiguous writes, reads stay in L1 */
+                    const float *k = base + C + h * hs + i;
+                    for (int t2 = 0; t2 < T; t2++) KT[(size_t)i * Tp + t2] = k[t2 * C3] * scale;
                 }
                 for (int t0 = 0; t0 < T; t0 += QB) {
                     int nr = T - t0 < QB ? T - t0 : QB, nk = t0 + nr;
@@ -432,11 +488,11 @@ static void attention_backward_blocked(float *dqkv, const float *dout, const flo
                 float *dbase = dqkv + (size_t)b * T * C3;
                 for (int i = 0; i < hs; i++)
                     for (int t2 = T; t2 < Tp; t2++) KT[(size_t)i * Tp + t2] = VT[(size_t)i * Tp + t2] = 0.0f;
-                for (int t2 = 0; t2 < T; t2++) {
-                    const float *k = base + t2 * C3 + C + h * hs, *v = k + C;
-                    for (int i = 0; i < hs; i++) {
-                        KT[(size_t)i * Tp + t2] = k[i] * scale;
-                        VT[(size_t)i * Tp + t2] = v[i];
+                for (int i = 0; i < hs; i++) {
+                    const float *k = base + C + h * hs + i, *v = k + C;
+                    for (int t2 = 0; t2 < T; t2++) {
+                        KT[(size_t)i * Tp + t2] = k[t2 * C3] * scale;
+                        VT[(size_t)i * Tp + t2] = v[t2 * C3];
                     }
                 }
                 memset(dK, 0, (size_t)T * hs * sizeof(float));
