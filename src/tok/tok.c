@@ -369,13 +369,14 @@ static size_t stream_safe_end(const tok_t *t, const unsigned char *s, size_t len
     return end;
 }
 
-static int enc_text(enc_t *e, const char *text, size_t len, int allow_special, int final, size_t *used)
+/* prefix: a whole text (not a stream's block), so add_prefix_space applies */
+static int enc_text(enc_t *e, const char *text, size_t len, int allow_special, int final, int prefix, size_t *used)
 {
     const tok_t *t = e->t;
     const unsigned char *s = (const unsigned char *)text;
     char *pref = NULL;
     size_t lim = final ? len : stream_safe_end(t, s, len, allow_special), shift = 0;
-    if (final && t->add_prefix_space && len > 0 && text[0] != ' ') {
+    if (prefix && t->add_prefix_space && len > 0 && text[0] != ' ') {
         if (!(pref = malloc(len + 1))) return -1;
         pref[0] = ' ';
         memcpy(pref + 1, text, len);
@@ -410,7 +411,7 @@ static int enc_text(enc_t *e, const char *text, size_t len, int allow_special, i
 int tok_encode(const tok_t *t, const char *text, size_t len, int allow_special, tok_ids_t *out)
 {
     enc_t e = { .t = t, .out = out };
-    int rc = enc_text(&e, text, len, allow_special, 1, NULL);
+    int rc = enc_text(&e, text, len, allow_special, 1, 1, NULL);
     tok_scratch_free(&e.sc);
     return rc ? -1 : 0;
 }
@@ -418,7 +419,7 @@ int tok_encode(const tok_t *t, const char *text, size_t len, int allow_special, 
 size_t tok_count(const tok_t *t, const char *text, size_t len)
 {
     enc_t e = { .t = t };
-    enc_text(&e, text, len, 0, 1, NULL);
+    enc_text(&e, text, len, 0, 1, 1, NULL);
     tok_scratch_free(&e.sc);
     tok_ids_free(&e.tmp);
     return e.count;
@@ -428,7 +429,7 @@ int tok_encode_stream(const tok_t *t, const char *text, size_t len, int allow_sp
                       tok_ids_t *out, size_t *count, size_t *used)
 {
     enc_t e = { .t = t, .out = out };
-    int rc = enc_text(&e, text, len, allow_special, final, used);
+    int rc = enc_text(&e, text, len, allow_special, final, 0, used);
     tok_scratch_free(&e.sc);
     tok_ids_free(&e.tmp);
     if (count) *count += e.count;
