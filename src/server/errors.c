@@ -11,16 +11,37 @@
 /* Client-supplied text (filenames, ids in messages, file lines quoted in
  * errors) may be any bytes; JSON strings must be UTF-8. */
 /* Append s[0..n) to b as valid UTF-8 (invalid bytes become U+FFFD). */
+/* Length of the valid UTF-8 sequence at s[0..n) (RFC 3629: no overlongs,
+ * no surrogates, nothing past U+10FFFF), or 0. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    if (c < 0x80) return 1;
+    size_t len;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) len = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3;
+        if (c == 0xE0) lo = 0xA0;
+        if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4;
+        if (c == 0xF0) lo = 0x90;
+        if (c == 0xF4) hi = 0x8F;
+    } else return 0;
+    if (n < len || s[1] < lo || s[1] > hi) return 0;
+    for (size_t k = 2; k < len; k++)
+        if ((s[k] & 0xC0) != 0x80) return 0;
+    return len;
+}
+
+/* Append s[0..n) to b as valid UTF-8 (invalid bytes become U+FFFD). */
 static void utf8_clean(buf_t *b, const char *s, size_t n)
 {
     size_t i = 0;
     while (i < n) {
-        unsigned char c = (unsigned char)s[i];
-        size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-        int ok = len && i + len <= n;
-        for (size_t k = 1; ok && k < len; k++) ok = ((unsigned char)s[i + k] >> 6) == 2;
-        if (ok && len == 2 && c < 0xC2) ok = 0;
-        if (ok) {
+        size_t len = utf8_seq((const unsigned char *)s + i, n - i);
+        if (len) {
             buf_append(b, s + i, len);
             i += len;
         } else {

@@ -39,6 +39,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             for (int i = 0; i < np; i++)
                 if (strlen(params[i]) >= ROUTE_PARAM_LEN) abort();
     }
+    /* any bytes become a JSON string that dumps and parses back */
+    json_t *t = server_json_text((const char *)data, size);
+    char *dumped = t ? json_dumps(t, JSON_ENCODE_ANY) : NULL;
+    json_t *back = dumped ? json_loads(dumped, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL) : NULL;
+    if (!back) abort();
+    json_decref(back);
+    free(dumped);
+    json_decref(t);
     if (!nl) return 0;
     json_t *body = json_loadb((const char *)nl + 1, size - head - 1, JSON_REJECT_DUPLICATES, NULL);
     if (!json_is_object(body)) {

@@ -295,6 +295,29 @@ static void test_router_table(void)
     CHECK_EQ_INT(router_match("GET", "/files", &rt, p, &np), -1);      /* everything is under /v1 */
 }
 
+static void test_json_text_any_bytes(void)
+{
+    /* valid UTF-8 stays; overlongs, surrogates, > U+10FFFF and stray bytes become U+FFFD each */
+    static const struct { const char *in; const char *out; } cases[] = {
+        {"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x99\x82", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x99\x82"},
+        {"caf\xe9", "caf\xef\xbf\xbd"},
+        {"\xc0\xa0", "\xef\xbf\xbd\xef\xbf\xbd"},
+        {"\xed\xa0\x80", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"},
+        {"\xf4\x90\x80\x80", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"},
+        {"\xe2\x82", "\xef\xbf\xbd\xef\xbf\xbd"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        json_t *j = server_json_str(cases[i].in);
+        CHECKF(j && !strcmp(json_string_value(j), cases[i].out), "case %zu", i);
+        json_decref(j);
+    }
+    json_t *e = server_error_json("No such File object: \xff", NULL, "\xfe", NULL);
+    char *d = json_dumps(e, 0);
+    CHECK(d && strstr(d, "No such File object: \xef\xbf\xbd\""));
+    free(d);
+    json_decref(e);
+}
+
 int main(void)
 {
     RUN(test_multipart_node_order_any_chunking);
@@ -306,5 +329,6 @@ int main(void)
     RUN(test_error_shape);
     RUN(test_params_types_and_nulls);
     RUN(test_router_table);
+    RUN(test_json_text_any_bytes);
     return test_summary();
 }
