@@ -43,6 +43,14 @@ json=$("$bin" models list --json)
 check "list --json row" grep -q '"name":"curie","source":"imported","parameters":36128,"context":64' <<<"$json"
 check "list --json is one object a line" test "$(grep -c '^{' <<<"$json")" -eq "$(wc -l <<<"$json")"
 check "generate resolves curie to the import" "$bin" generate --model curie -p "the" -M 4 -t 0
+# a fine-tune from an imported name: the base resolves to the import and the
+# learning rate follows its tunery.json (multiplier 0.05 x --pretrain-lr 1e-3)
+check "import with --pretrain-lr" "$bin" models import "$fix/hf_gpt2" --name ft-base --pretrain-lr 0.001
+printf '%s\n' '{"prompt":"the cat ->","completion":" in\n"}' '{"prompt":"a dog ->","completion":" at\n"}' \
+  '{"prompt":"the sun ->","completion":" in\n"}' '{"prompt":"we rest ->","completion":" at\n"}' >"$tmp/ft.jsonl"
+check "tunery train --model ft-base" "$bin" train --model ft-base --train "$tmp/ft.jsonl" --out "$tmp/ft" --n-epochs 1 --seed 1 -q
+check "fine-tune based on the import" grep -q "base $TUNERY_DATA/models/ft-base," "$tmp/ft.work/train.log"
+check "fine-tune learning rate from tunery.json" grep -q "learning_rate 5e-05" "$tmp/ft.work/train.log"
 "$bin" models import "$fix/hf_gpt2_f16" --name curie >/dev/null 2>"$tmp/err"; rc=$?
 check "re-import without --force refused" test "$rc" -ne 0
 check "refusal names --force" grep -q -- "--force" "$tmp/err"
