@@ -6,11 +6,16 @@
  *   - data order: each epoch is a Fisher-Yates shuffle seeded by
  *     splitmix64(seed, epoch), so the order is a pure function of the seed
  *     and a resumed run needs no stored permutation;
- *   - a step's examples are cut into micro-batches of at most micro_tokens
- *     padded tokens (one example per row, rows padded to the longest in the
- *     micro-batch rounded up to 8; padding has loss weight 0) and gradients
- *     accumulate across them with grad_scale = 1 / (total loss weight of the
- *     step), so the update is that of the weighted mean over the whole batch;
+ *   - every forward pass of a run has the same shape (B, T): T = the longest
+ *     example (or classification row) rounded up to 8, B = micro_tokens / T
+ *     capped at batch_size; short examples are padded (loss weight 0) and a
+ *     micro-batch with fewer examples gets empty rows. One shape because the
+ *     engine picks a matmul kernel per shape from a bounded cache: a run that
+ *     shows it many shapes can get a different kernel (different rounding)
+ *     for the same shape after a resume, and the resumed losses then drift
+ *     in the 8th digit (seen with per-batch T). Gradients accumulate across
+ *     micro-batches with grad_scale = 1 / (total loss weight of the step),
+ *     so the update is that of the weighted mean over the whole batch;
  *   - AdamW (beta 0.9/0.95, eps 1e-8, weight decay 0.1 on matrices, as GPT-3
  *     was trained), gradient norm clipped to 1.0, learning rate decaying
  *     linearly from its resolved value to 0 at the end (no warm-up: the
@@ -47,9 +52,11 @@ typedef struct {
     int spe;                  /* steps per epoch */
     int valid_every;
     int *perm, perm_epoch;
-    int *in, *tg;             /* micro-batch buffers, micro_tokens each */
+    int *in, *tg;             /* micro-batch buffers, B*T (or Bc*T) each */
     float *w;
     int micro_tokens;
+    int B, T;                 /* the one forward shape of this run */
+    int Bc;                   /* classification rows per forward: a multiple of n_cls */
     results_cols_t cols;
     int positive;             /* binary: index of the positive class */
     int **cls_ids; int *cls_n; int n_cls;  /* classification: each class's tokens */
@@ -98,21 +105,12 @@ static int round8(int x, int cap) { x = (x + 7) & ~7; return x > cap ? cap : x; 
  * gradients scaled by grad_scale. */
 static int run_examples(trainer_t *t, const tdata_t *d, const int *idx, int n, int backward, float grad_scale, evalsum_t *es)
 {
-    int maxT = t->m.config.max_seq_len;
-    for (int i = 0; i < n;) {
-        /* rows: as many examples as fit micro_tokens at the padded length */
-        int T = 0, B = 0;
-        while (i + B < n) {
-            int len = d->ex[idx[i + B]].n - 1;
-            int nt = round8(len > T ? len : T, maxT);
-            if (B > 0 && (B + 1) * nt > t->micro_tokens) break;
-            T = nt;
-            B++;
-        }
-        if (T < 1) T = 1;
+    int B = t->B, T = t->T;
+    for (int i = 0; i < n; i += B) {
+        int rows = n - i < B ? n - i : B;
         for (int b = 0; b < B; b++) {
-            const tex_t *x = &d->ex[idx[i + b]];
-            int len = x->n - 1;
+            const tex_t *x = b < rows ? &d->ex[idx[i + b]] : NULL;
+            int len = x ? x->n - 1 : 0;
             for (int p = 0; p < T; p++) {
                 int k = b * T + p;
                 if (p < len) { t->in[k] = x->ids[p]; t->tg[k] = x->ids[p + 1]; t->w[k] = x->w[p + 1]; }
@@ -122,7 +120,7 @@ static int run_examples(trainer_t *t, const tdata_t *d, const int *idx, int n, i
         float ml = gpt2_forward(&t->m, t->in, t->tg, t->w, B, T);
         if (isnan(ml)) return -1;
         if (backward) gpt2_backward(&t->m, grad_scale);
-        for (int b = 0; b < B; b++) {
+        for (int b = 0; b < rows; b++) {
             const tex_t *x = &d->ex[idx[i + b]];
             int len = x->n - 1, ok = 1, any = 0;
             for (int p = 0; p < len; p++) {
@@ -136,7 +134,6 @@ static int run_examples(trainer_t *t, const tdata_t *d, const int *idx, int n, i
             }
             if (any) { es->seq_ok += ok; es->seq_n++; }
         }
-        i += B;
     }
     return 0;
 }
@@ -248,7 +245,8 @@ static int classify_batch(trainer_t *t, const int *idx, int ne, int T, double *p
             }
         }
     }
-    if (isnan(gpt2_forward(&t->m, t->in, t->tg, t->w, ne * K, T))) return -1;
+    for (size_t k = (size_t)ne * K * T; k < (size_t)t->Bc * T; k++) { t->in[k] = tok_eot(t->tk); t->tg[k] = -1; t->w[k] = 0; }
+    if (isnan(gpt2_forward(&t->m, t->in, t->tg, t->w, t->Bc, T))) return -1;
     for (int e = 0; e < ne; e++) {
         double *pr = prob + (size_t)e * K, mx = -INFINITY, z = 0;
         for (int j = 0; j < K; j++) {
@@ -266,27 +264,15 @@ static int classify_batch(trainer_t *t, const int *idx, int ne, int T, double *p
 
 static int classification_metrics(trainer_t *t, cls_metrics_t *cm)
 {
-    int n = t->va.n, K = t->n_cls, maxT = t->m.config.max_seq_len;
+    int n = t->va.n, K = t->n_cls;
     int *y = malloc((size_t)n * sizeof *y), *pred = malloc((size_t)n * sizeof *pred), *idx = malloc((size_t)n * sizeof *idx);
     double *pp = malloc((size_t)n * sizeof *pp), *prob = malloc((size_t)n * K * sizeof *prob);
     int rc = (!y || !pred || !pp || !prob || !idx) ? -1 : 0, m = 0;
     for (int i = 0; i < n; i++) if (t->va.ex[i].class_id >= 0) idx[m++] = i;
-    /* as many examples per forward as fit the micro-batch budget */
-    size_t cap = (size_t)t->micro_tokens > (size_t)K * maxT ? (size_t)t->micro_tokens : (size_t)K * maxT;
-    for (int i = 0; !rc && i < m;) {
-        int ne = 0, T = 0;
-        while (i + ne < m) {
-            const tex_t *x = &t->va.ex[idx[i + ne]];
-            int L = 0;
-            for (int j = 0; j < K; j++) if (x->prompt_n + t->cls_n[j] > L) L = x->prompt_n + t->cls_n[j];
-            int nt = round8(L - 1 - cls_cut(t, x), maxT);
-            if (nt < T) nt = T;
-            if (ne > 0 && (size_t)(ne + 1) * K * nt > cap) break;
-            T = nt;
-            ne++;
-        }
-        if (classify_batch(t, idx + i, ne, T, prob + (size_t)i * K)) rc = -1;
-        i += ne;
+    /* Bc / K examples per forward, always the run's (Bc, T) shape */
+    for (int i = 0; !rc && i < m; i += t->Bc / K) {
+        int ne = m - i < t->Bc / K ? m - i : t->Bc / K;
+        if (classify_batch(t, idx + i, ne, t->T, prob + (size_t)i * K)) rc = -1;
     }
     for (int i = 0; !rc && i < m; i++) {
         const tex_t *x = &t->va.ex[idx[i]];
@@ -519,9 +505,21 @@ static int trainer_open(trainer_t *t, int *start_step, char *err)
     if (classification_setup(t, err)) return -1;
     int maxT = t->m.config.max_seq_len;
     t->micro_tokens = o->micro_tokens > 0 ? o->micro_tokens : MICRO_TOKENS_DEFAULT;
-    size_t cap = (size_t)t->micro_tokens;
-    if ((size_t)maxT > cap) cap = (size_t)maxT;
-    if ((size_t)(t->n_cls * maxT) > cap) cap = (size_t)t->n_cls * maxT;
+    /* the run's one forward shape (see the top of this file) */
+    int longest = t->tr.max_len - 1;
+    if (t->has_valid && t->va.max_len - 1 > longest) longest = t->va.max_len - 1;
+    for (int i = 0; t->n_cls && i < t->va.n; i++) {
+        const tex_t *x = &t->va.ex[i];
+        int L = 0;
+        for (int j = 0; j < t->n_cls; j++) if (x->prompt_n + t->cls_n[j] > L) L = x->prompt_n + t->cls_n[j];
+        if (L - 1 - cls_cut(t, x) > longest) longest = L - 1 - cls_cut(t, x);
+    }
+    t->T = round8(longest < 1 ? 1 : longest, maxT);
+    t->B = t->micro_tokens / t->T;
+    if (t->B > t->r.batch_size) t->B = t->r.batch_size;
+    if (t->B < 1) t->B = 1;
+    t->Bc = t->n_cls ? t->n_cls * (t->B / t->n_cls > 0 ? t->B / t->n_cls : 1) : t->B;
+    size_t cap = (size_t)(t->B > t->Bc ? t->B : t->Bc) * t->T;
     t->in = malloc(cap * sizeof *t->in);
     t->tg = malloc(cap * sizeof *t->tg);
     t->w = malloc(cap * sizeof *t->w);
