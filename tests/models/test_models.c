@@ -433,6 +433,50 @@ static void test_gguf_reader_rejects(void)
     CHECKF(strstr(err, "not a GGUF file") != NULL, "%s", err);
 }
 
+/* The reader against damaged files: bytes of the header flipped and
+ * lengths cut at random (a fixed seed), each open must fail cleanly or
+ * succeed, never read out of bounds (make asan runs this under ASan). */
+static void test_gguf_reader_mutations(void)
+{
+    fresh_data_dir();
+    char err[CORE_ERR_LEN], out[PATH_MAX + 32], bad[PATH_MAX + 32];
+    models_import_opts_t o = {0, 0};
+    CHECK(models_import(FIX "/hf_gpt2", "davinci", data_dir, &o, err) == 0);
+    snprintf(out, sizeof out, "%s/d.gguf", data_dir);
+    snprintf(bad, sizeof bad, "%s/bad.gguf", data_dir);
+    CHECKF(models_export_gguf("davinci", out, 0, err) == 0, "%s", err);
+    char *img;
+    size_t len;
+    if (fs_read_all(out, &img, &len, err)) { CHECKF(0, "%s", err); return; }
+    gguf_file_t f;
+    CHECK(gguf_open(&f, out, err) == 0);
+    size_t header = f.data_offset;
+    gguf_close(&f);
+    char *mut = malloc(len);
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    int opened = 0, refused = 0, silent = 0;
+    for (int it = 0; it < 400; it++) {
+        memcpy(mut, img, len);
+        size_t n = len;
+        for (int k = 0; k < 1 + it % 4; k++) {
+            x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+            size_t at = (size_t)(x % header);
+            mut[at] = (char)(x >> 32);
+        }
+        if (it % 5 == 0) n = (size_t)(x >> 20) % len;
+        if (fs_write_atomic(bad, mut, n, err)) break;
+        err[0] = 0;
+        if (gguf_open(&f, bad, err) == 0) { opened++; gguf_close(&f); }
+        else if (err[0]) refused++;
+        else silent++;
+    }
+    CHECKF(silent == 0, "%d failures without an error message", silent);
+    CHECK(refused > 0);
+    CHECK_EQ_INT(opened + refused + silent, 400);
+    free(mut);
+    free(img);
+}
+
 static void test_f16_values(void)
 {
     CHECK_EQ_INT(gguf_f16_to_f32(0x3c00) == 1.0f, 1);
@@ -473,6 +517,7 @@ int main(void)
     RUN(test_gguf_export_roundtrip);
     RUN(test_gguf_r50k);
     RUN(test_gguf_reader_rejects);
+    RUN(test_gguf_reader_mutations);
     RUN(test_f16_values);
     RUN(test_export_safetensors);
     char err[CORE_ERR_LEN];
