@@ -325,7 +325,9 @@ static int export_vocab(const char *model_dir, int V, export_vocab_t *v, int *eo
     tok_t *t;
     if (tok_load_dir(&t, model_dir, err)) return -1;
     *eot = tok_eot(t);
-    char tmp[] = "/tmp/tunery-export-XXXXXX", path[PATH_MAX];
+    const char *td = getenv("TMPDIR");
+    char tmp[PATH_MAX], path[PATH_MAX];
+    snprintf(tmp, sizeof tmp, "%s/tunery-export-XXXXXX", td && *td ? td : "/tmp");
     int rc = -1;
     json_t *vocab = NULL;
     if (!mkdtemp(tmp)) { tok_free(t); return core_errf(err, "cannot create a temporary directory: %s", strerror(errno)); }
@@ -529,7 +531,7 @@ static void usage(FILE *f)
         "  --pretrain-lr LR    learning rate recorded in tunery.json for continued pretraining (default 6e-4)\n"
         "  --format F          gguf or safetensors\n"
         "  --out PATH          the GGUF file, or the directory for safetensors\n"
-        "  --type T            GGUF tensor type for matrices: f32 (default) or f16\n"
+        "  --type T            GGUF tensor type for matrices: f32 (default) or f16 (alias --outtype)\n"
         "  --json              list as JSON lines\n");
 }
 
@@ -552,7 +554,7 @@ int cmd_models(int argc, char **argv)
         else if (!strcmp(a, "--name") && more) name = argv[++i];
         else if (!strcmp(a, "--format") && more) format = argv[++i];
         else if (!strcmp(a, "--out") && more) out = argv[++i];
-        else if (!strcmp(a, "--type") && more) type = argv[++i];
+        else if ((!strcmp(a, "--type") || !strcmp(a, "--outtype")) && more) type = argv[++i];
         else if (!strcmp(a, "--pretrain-lr") && more) {
             char *end;
             lr = strtod(argv[++i], &end);
