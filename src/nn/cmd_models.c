@@ -407,6 +407,7 @@ typedef struct {
     long long params;
     int context, layers, embd, heads, vocab;
     long long created;
+    const char *kind;           /* from tunery.json: imported, fine-tuned, pretrained, local */
 } model_info_t;
 
 static int model_info(const char *dir, model_info_t *mi)
@@ -425,7 +426,12 @@ static int model_info(const char *dir, model_info_t *mi)
     json_decref(c);
     path_join(path, dir, "tunery.json");
     json_t *t = json_load_file(path, 0, NULL);
-    if (json_is_integer(json_object_get(t, "created"))) mi->created = json_integer_value(json_object_get(t, "created"));
+    /* who wrote the directory: models import (imported_at), tunery train
+     * (base, created_at) or tunery pretrain (made_by) */
+    json_t *cr = json_object_get(t, json_object_get(t, "created") ? "created" : "created_at");
+    if (json_is_integer(cr)) mi->created = json_integer_value(cr);
+    mi->kind = json_object_get(t, "imported_at") ? "imported" : json_object_get(t, "base") ? "fine-tuned"
+               : json_object_get(t, "made_by") ? "pretrained" : "local";
     json_decref(t);
     struct stat st;
     if (!mi->created && stat(dir, &st) == 0) mi->created = (long long)st.st_mtime;
@@ -469,7 +475,7 @@ static int models_list(int json)
             print_row(json, base_names[i], "missing", NULL, &mi);
             continue;
         }
-        print_row(json, base_names[i], strncmp(dir, models, strlen(models)) ? "built-in" : "imported", dir, &mi);
+        print_row(json, base_names[i], strncmp(dir, models, strlen(models)) ? "built-in" : mi.kind, dir, &mi);
     }
     DIR *d = opendir(models);
     if (!d) return 0;
@@ -499,9 +505,7 @@ static int models_list(int json)
         if (!names[i]) continue;
         snprintf(dir, sizeof dir, "%s%s", models, names[i]);
         if (model_info(dir, &mi) == 0) {
-            char meta[PATH_MAX];
-            path_join(meta, dir, "tunery.json");
-            print_row(json, names[i], strchr(names[i], ':') || !fs_exists(meta) ? "fine-tuned" : "imported", dir, &mi);
+            print_row(json, names[i], strchr(names[i], ':') ? "fine-tuned" : mi.kind, dir, &mi);
         }
         free(names[i]);
     }

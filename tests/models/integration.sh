@@ -48,7 +48,9 @@ check "generate resolves curie to the import" "$bin" generate --model curie -p "
 check "import with --pretrain-lr" "$bin" models import "$fix/hf_gpt2" --name ft-base --pretrain-lr 0.001
 printf '%s\n' '{"prompt":"the cat ->","completion":" in\n"}' '{"prompt":"a dog ->","completion":" at\n"}' \
   '{"prompt":"the sun ->","completion":" in\n"}' '{"prompt":"we rest ->","completion":" at\n"}' >"$tmp/ft.jsonl"
-check "tunery train --model ft-base" "$bin" train --model ft-base --train "$tmp/ft.jsonl" --out "$tmp/ft" --n-epochs 1 --seed 1 -q
+check "tunery train --model ft-base" "$bin" train --model ft-base --train "$tmp/ft.jsonl" \
+  --out "$TUNERY_DATA/models/my-ft" --work "$tmp/ft.work" --n-epochs 1 --seed 1 -q
+check "list shows the fine-tune" grep -Eq "^my-ft +fine-tuned +36\.1K +64 " <<<"$("$bin" models list)"
 check "fine-tune based on the import" grep -q "base $TUNERY_DATA/models/ft-base," "$tmp/ft.work/train.log"
 check "fine-tune learning rate from tunery.json" grep -q "learning_rate 5e-05" "$tmp/ft.work/train.log"
 "$bin" models import "$fix/hf_gpt2_f16" --name curie >/dev/null 2>"$tmp/err"; rc=$?
