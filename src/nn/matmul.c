@@ -161,8 +161,6 @@ const char *mm_path_name(mm_path_t path)
     return path >= 0 && path < MM_NPATHS ? names[path] : "?";
 }
 
-/* TUNERY_MATMUL=portable forces the portable kernels (for comparisons and
- * for machines where a library path misbehaves). */
 /* The row-count dimension of each product (see onednn_acquire); bf16 keeps
  * fixed shapes (its run-time-shape implementation is a slow reference one). */
 static int mm_rt(nn_prec_t prec, int which)
@@ -170,6 +168,8 @@ static int mm_rt(nn_prec_t prec, int which)
     return prec == NN_PREC_FP32 ? which : MM_RT_NONE;
 }
 
+/* TUNERY_MATMUL=portable forces the portable kernels (for comparisons and
+ * for machines where a library path misbehaves). */
 static int mm_force_portable(void)
 {
     static int v = -1;
@@ -190,11 +190,12 @@ const char *nn_matmul_describe(void)
 }
 
 /* The rule, from measurements on a 2-core Sapphire Rapids-class VM (see
- * docs/bench.md): oneDNN fp32 reaches 75-85% of the FMA peak at every
- * GPT-2 training shape (N = 256, 1024), so it takes everything with N > 8.
- * At N <= 8 (decode) the product is bound by reading the weights, and our
- * GEMV streams them once at close to the measured read bandwidth. bf16 goes
- * to oneDNN (AMX or AVX512_BF16) at every N. */
+ * docs/bench.md): oneDNN fp32 reaches 75-88% of the FMA peak at the
+ * GPT-2 training shapes (N = 256, 1024; two weak backward products are split,
+ * see below), so it takes everything with N > 8. At N <= 8 (decode) the
+ * product is bound by reading the weights; our GEMV reads each weight once
+ * for all rows without packing, and measured slightly ahead of oneDNN there.
+ * bf16 goes to oneDNN (AMX or AVX512_BF16) at every N. */
 int mm_forward_path(mm_path_t path, nn_prec_t prec, float *out, const float *inp, const float *weight,
                     const float *bias, int N, int C, int OC)
 {
