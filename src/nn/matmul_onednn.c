@@ -175,8 +175,8 @@ static void onednn_release(onednn_entry_t *e)
     pthread_mutex_unlock(&onednn_mu);
 }
 
-/* fp32 -> bf16, round to nearest even, for a (rows, cols) matrix with row
- * stride ld (elements), written densely with the same logical strides. */
+/* fp32 -> bf16, round to nearest even, n contiguous elements (a strided
+ * matrix is converted as the whole span it covers, keeping its strides). */
 static void bf16_convert(uint16_t *dst, const float *src, size_t n)
 {
     size_t i = 0;
@@ -200,8 +200,8 @@ static void bf16_convert(uint16_t *dst, const float *src, size_t n)
     }
 }
 
-/* Scratch for bf16 operands, grown as needed, one pair per process: matmul
- * calls come from one thread at a time (the engine's OpenMP lives inside). */
+/* Scratch for bf16 operands, grown as needed, one pair per process, held
+ * under bf16_mu for the whole product (concurrent bf16 calls serialise). */
 static uint16_t *bf16_buf[2];
 static size_t bf16_cap[2];
 static pthread_mutex_t bf16_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -216,10 +216,6 @@ static uint16_t *bf16_scratch(int which, size_t n)
     return bf16_buf[which];
 }
 
-/* dst (m, n) [+]= src (m, k) @ wei (k, n) [+ bias (n)], with element strides
- * (sm, sk) for src and (wk, wn) for wei; dst is dense row-major. The spans
- * src_len / wei_len (elements covered by the strided matrices) are converted
- * whole in bf16 mode. Returns 0, or -1 if oneDNN cannot do it (caller falls back). */
 /* bf16 copies of weight matrices, kept from a forward for its backward.
  * A training step converts each weight in matmul_forward (MM_WCACHE_STORE)
  * and its backward's dinp product reads the same copy (MM_WCACHE_USE)
@@ -273,10 +269,15 @@ void mm_onednn_wcache_clear(void)
     pthread_mutex_unlock(&bf16_mu);
 }
 
-/* rt: MM_RT_M or MM_RT_K names the row-count dimension, which may be left to
- * run time (see onednn_acquire). TUNERY_MATMUL_RT=1 always does, for
- * measurements. */
+/* TUNERY_MATMUL_RT=1: always leave the row count to run time (measurements). */
 static int rt_always = -1;
+
+/* dst (m, n) [+]= src (m, k) @ wei (k, n) [+ bias (n)], with element strides
+ * (sm, sk) for src, (wk, wn) for wei and (dm, dn) for dst. In bf16 mode the
+ * spans src_len / wei_len (elements covered by the strided matrices) are
+ * converted whole. rt (MM_RT_M / MM_RT_K) names the row-count dimension, which
+ * may be left to run time (see onednn_acquire). Returns 0, or -1 if oneDNN
+ * cannot do it (the caller falls back). */
 
 static int onednn_run(int prec, float *dst, const float *src, const float *wei, const float *bias,
                       int64_t m, int64_t k, int64_t n, int64_t sm, int64_t sk, int64_t wk, int64_t wn,
