@@ -1,9 +1,11 @@
 /* bench_tokenize.c: `tunery bench tokenize [FILE]`, the tokenizer's speed as
  * JSON lines: r50k load time, single-threaded MB/s and tokens/s on the KJV
  * Bible (or FILE), the same for npm tiktoken (WASM) and js-tiktoken in the
- * same run (scripts/bench_tiktoken.mjs), and the per-byte time of
- * pathological inputs (10 MB without a space, 10 MB of one letter) relative
- * to normal text, which shows the merge stays O(n log n) on giant pieces.
+ * same run (scripts/bench_tiktoken.mjs), and the CPU time per byte of
+ * pathological inputs (10 MB without a space: random letters, random mixed
+ * classes, the text with its whitespace removed; 10 MB of one letter or of
+ * spaces) relative to the text's, which shows the merge stays linear on
+ * giant pieces.
  */
 #include "cmds.h"
 #include "tok/tok_int.h"
@@ -174,6 +176,13 @@ patho:
         }
         s = time_encode(t, p, n, pr, &ntok, &cpu);
         print_fig("tunery", "10MB-no-space-mixed", n, ntok, s, cpu, cpu / n / per_byte);
+        /* the text itself with every space, tab and newline taken out */
+        size_t k = 0;
+        for (size_t i = 0; i < text.len && k < n; i++)
+            if (text.data[i] != ' ' && text.data[i] != '\n' && text.data[i] != '\t' && text.data[i] != '\r') p[k++] = text.data[i];
+        for (size_t i = k; k > 0 && i < n; i++) p[i] = p[i - k];
+        s = time_encode(t, p, n, pr, &ntok, &cpu);
+        print_fig("tunery", "10MB-text-without-whitespace", n, ntok, s, cpu, cpu / n / per_byte);
         memset(p, 'a', n);
         s = time_encode(t, p, n, pr, &ntok, &cpu);
         print_fig("tunery", "10MB-one-letter", n, ntok, s, cpu, cpu / n / per_byte);

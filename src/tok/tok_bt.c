@@ -316,11 +316,13 @@ size_t tok_bt_piece(const tok_t *t, const unsigned char *p, size_t len, int *out
     memset(live, 0xff, words * sizeof *live);
     /* compatibility of token pairs, memoised: giant pieces repeat pairs, and
      * each check walks the pair table at random */
+    /* (compatibility is a property of the pair: the memo stays valid for the
+     * whole encode call, one tokenizer, so it is cleared only when made) */
     if (!sc->memo) {
         sc->memo = malloc(BT_MEMO * sizeof *sc->memo);
         if (!sc->memo) return (size_t)-1;
+        memset(sc->memo, 0xff, BT_MEMO * sizeof *sc->memo);
     }
-    memset(sc->memo, 0xff, BT_MEMO * sizeof *sc->memo);
     uint64_t *memo = sc->memo;
     size_t pos = 0, m = 0;
     int32_t next = -1;
