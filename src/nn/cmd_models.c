@@ -376,7 +376,7 @@ out:
     return rc;
 }
 
-int models_export_gguf(const char *name, const char *out_path, int f16, char *err)
+int models_export_gguf(const char *name, const char *out_path, int flags, char *err)
 {
     char dir[PATH_MAX];
     if (core_model_dir(name, dir, err)) return -1;
@@ -393,7 +393,7 @@ int models_export_gguf(const char *name, const char *out_path, int f16, char *er
         size_t n = strlen(base);
         while (n > 1 && base[n - 1] == '/') base[--n] = 0;
         const char *slash = strrchr(base, '/');
-        rc = gguf_write_gpt2(&m, slash ? slash + 1 : base, &gv, f16, out_path, err);
+        rc = gguf_write_gpt2(&m, slash ? slash + 1 : base, &gv, flags, out_path, err);
         export_vocab_free(&v);
     }
     gpt2_free(&m);
@@ -521,7 +521,8 @@ static void usage(FILE *f)
     fprintf(f,
         "usage: tunery models list [--json] [--data DIR]\n"
         "       tunery models import DIR --name NAME [--force] [--pretrain-lr LR] [--data DIR]\n"
-        "       tunery models export NAME|DIR --format gguf|safetensors --out PATH [--type f32|f16] [--data DIR]\n"
+        "       tunery models export NAME|DIR --format gguf|safetensors --out PATH [--type f32|f16]\n"
+        "                            [--output-tensor] [--data DIR]\n"
         "  list     the base names (ada babbage curie davinci) and where each resolves, then the imported\n"
         "           and fine-tuned models in DATA/models (name, parameters, context, created)\n"
         "  import   check a Hugging Face GPT-2 directory (config.json, model.safetensors, tokenizer.json or\n"
@@ -536,6 +537,8 @@ static void usage(FILE *f)
         "  --format F          gguf or safetensors\n"
         "  --out PATH          the GGUF file, or the directory for safetensors\n"
         "  --type T            GGUF tensor type for matrices: f32 (default) or f16 (alias --outtype)\n"
+        "  --output-tensor     GGUF: also write output.weight (a copy of token_embd) for llama.cpp\n"
+        "                      releases before late 2024, whose GPT-2 loader requires it\n"
         "  --json              list as JSON lines\n");
 }
 
@@ -546,7 +549,7 @@ int cmd_models(int argc, char **argv)
         return argc < 2 ? 2 : 0;
     }
     const char *sub = argv[1], *pos = NULL, *name = NULL, *format = NULL, *out = NULL, *type = "f32";
-    int json = 0, force = 0;
+    int json = 0, force = 0, output_copy = 0;
     double lr = 0;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
@@ -554,6 +557,7 @@ int cmd_models(int argc, char **argv)
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
         else if (!strcmp(a, "--json")) json = 1;
         else if (!strcmp(a, "--force")) force = 1;
+        else if (!strcmp(a, "--output-tensor")) output_copy = 1;
         else if (!strcmp(a, "--data") && more) setenv("TUNERY_DATA", argv[++i], 1);
         else if (!strcmp(a, "--name") && more) name = argv[++i];
         else if (!strcmp(a, "--format") && more) format = argv[++i];
@@ -592,7 +596,8 @@ int cmd_models(int argc, char **argv)
         int f16 = !strcmp(type, "f16");
         if (!f16 && strcmp(type, "f32")) { fprintf(stderr, "tunery models export: --type must be f32 or f16\n"); return 2; }
         int rc;
-        if (!strcmp(format, "gguf")) rc = models_export_gguf(pos, out, f16, err);
+        if (!strcmp(format, "gguf"))
+            rc = models_export_gguf(pos, out, (f16 ? GGUF_F16 : 0) | (output_copy ? GGUF_OUTPUT_COPY : 0), err);
         else if (!strcmp(format, "safetensors")) rc = models_export_safetensors(pos, out, err);
         else { fprintf(stderr, "tunery models export: --format must be gguf or safetensors\n"); return 2; }
         if (rc) { fprintf(stderr, "tunery models export: %s\n", err); return 1; }

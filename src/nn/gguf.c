@@ -12,8 +12,9 @@
  *
  * gguf_write_gpt2 uses llama.cpp's GPT-2 names (gguf-py MODEL_ARCH.GPT2) and
  * keys. The LM head is tied to token_embd, which llama.cpp's GPT-2 loader
- * handles when output.weight is absent, so none is written. With f16, matrices
- * are stored F16 and vectors F32, as convert_hf_to_gguf.py does.
+ * handles when output.weight is absent, so none is written unless asked for
+ * (older llama.cpp releases require the copy). With GGUF_F16, matrices are
+ * stored F16 and vectors F32, as convert_hf_to_gguf.py does.
  *
  * The reader parses what the writer writes (and any other GGUF v2/v3 file)
  * with every length checked against the file's size; tests use it to read an
@@ -195,15 +196,16 @@ static int gguf_header(buf_t *h, const gpt2_t *m, const char *name, const gguf_v
     return put(h, zeros, (GGUF_ALIGN - h->len % GGUF_ALIGN) % GGUF_ALIGN);
 }
 
-int gguf_write_gpt2(const gpt2_t *m, const char *name, const gguf_vocab_t *voc, int f16, const char *path, char *err)
+int gguf_write_gpt2(const gpt2_t *m, const char *name, const gguf_vocab_t *voc, int flags, const char *path, char *err)
 {
+    int f16 = flags & GGUF_F16;
     const gpt2_config_t *c = &m->config;
     int L = c->num_layers;
     uint64_t C = (uint64_t)c->channels, V = (uint64_t)c->vocab_size;
     if (voc->n_tokens != c->vocab_size)
         return core_errf(err, "the tokenizer has %d tokens but the model's embedding has %d rows; GGUF needs one token per row",
                          voc->n_tokens, c->vocab_size);
-    int nt = 2 + 12 * L + 2;
+    int nt = 2 + 12 * L + 2 + (flags & GGUF_OUTPUT_COPY ? 1 : 0);
     gguf_out_t *ts = calloc((size_t)nt, sizeof *ts);
     if (!ts) return core_errf(err, "out of memory exporting %s", path);
     int mat = f16 ? GGML_TYPE_F16 : GGML_TYPE_F32, k = 0;
@@ -234,6 +236,7 @@ int gguf_write_gpt2(const gpt2_t *m, const char *name, const gguf_vocab_t *voc, 
     }
     T1("output_norm.weight", C, p->lnfw);
     T1("output_norm.bias", C, p->lnfb);
+    if (flags & GGUF_OUTPUT_COPY) T2("output.weight", C, V, p->wte);
 #undef T1
 #undef T2
     buf_t h = {0};

@@ -476,9 +476,13 @@ typedef struct {
 } gguf_vocab_t;
 /* Write m as a GGUF v3 file for llama.cpp's GPT-2 loader: metadata, the
  * tokenizer, llama.cpp tensor names (token_embd, position_embd, blk.N.*,
- * output_norm; the tied head has no output.weight), F32 tensors (f16: the
- * matrices as F16, vectors F32), 32-byte alignment. Atomic (temp + rename). */
-int gguf_write_gpt2(const gpt2_t *m, const char *name, const gguf_vocab_t *vocab, int f16,
+ * output_norm; the tied head has no output.weight unless GGUF_OUTPUT_COPY),
+ * F32 tensors (GGUF_F16: the matrices as F16, vectors F32), 32-byte
+ * alignment. Atomic (temp + rename). */
+enum { GGUF_F16 = 1,            /* matrices F16 (general.file_type 1) */
+       GGUF_OUTPUT_COPY = 2 };  /* also write output.weight = token_embd, for llama.cpp
+                                 * releases before late 2024, which require it */
+int gguf_write_gpt2(const gpt2_t *m, const char *name, const gguf_vocab_t *vocab, int flags,
                     const char *path, char *err);
 
 typedef struct {
@@ -537,8 +541,9 @@ typedef struct {
 int models_import(const char *dir, const char *name, const char *data_dir,
                   const models_import_opts_t *opts, char *err);
 /* Export the model called name (resolved with core_model_dir) as GGUF
- * (f16: F16 matrices) or as a safetensors directory (a copy of the HF files). */
-int models_export_gguf(const char *name, const char *out_path, int f16, char *err);
+ * (flags: GGUF_F16, GGUF_OUTPUT_COPY) or as a safetensors directory (a copy
+ * of the HF files). */
+int models_export_gguf(const char *name, const char *out_path, int flags, char *err);
 int models_export_safetensors(const char *name, const char *out_dir, char *err);
 
 #endif

@@ -77,6 +77,8 @@ check "export gguf f32" "$bin" models export curie --format gguf --out "$tmp/cur
 run_node "$tmp/curie.gguf" "{\"name\":\"curie\",\"f16\":false,$want}"
 check "export gguf f16" "$bin" models export curie --format gguf --type f16 --out "$tmp/curie16.gguf"
 run_node "$tmp/curie16.gguf" "{\"name\":\"curie\",\"f16\":true,$want}"
+check "export gguf --output-tensor" "$bin" models export curie --format gguf --output-tensor --out "$tmp/curie-out.gguf"
+run_node "$tmp/curie-out.gguf" "{\"name\":\"curie\",\"f16\":false,\"output\":true,$want}"
 s32=$(stat -c %s "$tmp/curie.gguf"); s16=$(stat -c %s "$tmp/curie16.gguf")
 check "f16 file is smaller ($s16 < $s32)" test "$s16" -lt "$s32"
 
@@ -93,6 +95,7 @@ ids=$(printf '%s' "$text" | "$bin" tokenize --model babbage)
 run_llama "$tmp/babbage.gguf" "$fix/expected.json" logits_f32 1e-4 "$text" "$ids"
 run_llama "$tmp/curie.gguf" "$fix/expected.json" logits_f16 1e-4
 run_llama "$tmp/curie16.gguf" "$fix/expected.json" logits_f16 1e-4
+run_llama "$tmp/curie-out.gguf" "$fix/expected.json" logits_f16 1e-4
 
 # a model with GPT-2's own vocabulary and no tokenizer files: r50k goes in
 if /usr/bin/python3 "$root/scripts/gen_import_fixture.py" --r50k-dir "$tmp/r50k" >/dev/null 2>&1; then

@@ -291,17 +291,19 @@ static void check_tensor(const gguf_file_t *f, const char *name, uint64_t ne0, u
     free(got);
 }
 
-static void check_gguf_model(const gguf_file_t *f, const gpt2_t *m, int f16)
+static void check_gguf_model(const gguf_file_t *f, const gpt2_t *m, int flags)
 {
+    int f16 = flags & GGUF_F16, out = !!(flags & GGUF_OUTPUT_COPY);
     const gpt2_config_t *c = &m->config;
     uint64_t C = (uint64_t)c->channels, V = (uint64_t)c->vocab_size;
     const gpt2_params_t *p = &m->params;
-    CHECK_EQ_INT(f->n_tensors, 4 + 12 * c->num_layers);
+    CHECK_EQ_INT(f->n_tensors, 4 + 12 * c->num_layers + out);
     check_tensor(f, "token_embd.weight", C, V, p->wte, f16);
     check_tensor(f, "position_embd.weight", C, (uint64_t)c->max_seq_len, p->wpe, f16);
     check_tensor(f, "output_norm.weight", C, 0, p->lnfw, f16);
     check_tensor(f, "output_norm.bias", C, 0, p->lnfb, f16);
-    CHECK(gguf_find_tensor(f, "output.weight") == NULL);
+    if (out) check_tensor(f, "output.weight", C, V, p->wte, f16);
+    else CHECK(gguf_find_tensor(f, "output.weight") == NULL);
     for (int l = 0; l < c->num_layers; l++) {
         char n[64];
         size_t lc = (size_t)l * C;
@@ -341,18 +343,20 @@ static void test_gguf_export_roundtrip(void)
     char err[CORE_ERR_LEN], out[PATH_MAX + 32];
     models_import_opts_t o = {0, 0};
     CHECKF(models_import(FIX "/hf_gpt2", "curie", data_dir, &o, err) == 0, "%s", err);
-    for (int f16 = 0; f16 <= 1; f16++) {
-        snprintf(out, sizeof out, "%s/curie%s.gguf", data_dir, f16 ? "-f16" : "");
-        CHECKF(models_export_gguf("curie", out, f16, err) == 0, "%s", err);
+    for (int flags = 0; flags <= 3; flags++) {
+        int f16 = flags & GGUF_F16;
+        snprintf(out, sizeof out, "%s/curie-%d.gguf", data_dir, flags);
+        CHECKF(models_export_gguf("curie", out, flags, err) == 0, "%s", err);
         gguf_file_t f;
         int rc = gguf_open(&f, out, err);
         CHECKF(rc == 0, "%s", err);
         if (rc) continue;
         gpt2_t m;
         CHECK(gpt2_load(&m, FIX "/hf_gpt2", err) == 0);
-        check_gguf_model(&f, &m, f16);
+        check_gguf_model(&f, &m, flags);
         gpt2_free(&m);
         CHECK_EQ_STR(kv_s(&f, "general.name"), "curie");
+        CHECK_EQ_INT(kv_u(&f, "general.file_type"), f16 ? 1 : 0);
         const gguf_kv_t *tk = gguf_find_kv(&f, "tokenizer.ggml.tokens"), *ty = gguf_find_kv(&f, "tokenizer.ggml.token_type");
         const gguf_kv_t *mg = gguf_find_kv(&f, "tokenizer.ggml.merges");
         CHECK(tk && tk->type == GGUF_ARR && tk->arr_type == GGUF_STR && tk->n == 269);

@@ -39,11 +39,12 @@ try {
   eq("eos token type (control)", n(types[want.eos]), 3);
   eq(`token ${want.space_id} (byte " " in byte-to-unicode form)`, tokens[want.space_id], "\u0120");
   eq("first merge", merges[0], "\u0120 t");
-  eq("tensor count", tensorInfos.length, 4 + 12 * want.layers);
+  eq("tensor count", tensorInfos.length, 4 + 12 * want.layers + (want.output ? 1 : 0));
   const C = want.embd, shapes = {
     "token_embd.weight": [C, want.vocab], "position_embd.weight": [C, want.context],
     "output_norm.weight": [C], "output_norm.bias": [C],
   };
+  if (want.output) shapes["output.weight"] = [C, want.vocab];   // --output-tensor
   for (let l = 0; l < want.layers; l++) {
     Object.assign(shapes, {
       [`blk.${l}.attn_norm.weight`]: [C], [`blk.${l}.attn_norm.bias`]: [C],
