@@ -475,7 +475,10 @@ static int models_list(int json)
             print_row(json, base_names[i], "missing", NULL, &mi);
             continue;
         }
-        print_row(json, base_names[i], strncmp(dir, models, strlen(models)) ? "built-in" : mi.kind, dir, &mi);
+        /* core_model_dir also takes ./NAME when it is a model directory */
+        const char *src = !strncmp(dir, models, strlen(models)) ? mi.kind
+                          : !strncmp(dir, share, strlen(share)) ? "built-in" : "directory";
+        print_row(json, base_names[i], src, dir, &mi);
     }
     DIR *d = opendir(models);
     if (!d) return 0;
