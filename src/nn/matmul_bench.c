@@ -70,8 +70,16 @@ int cmd_bench_matmul(int argc, char **argv)
     }
     if (reps < 1 || reps > 1000) { fprintf(stderr, "tunery: --reps must be 1..1000\n"); return 2; }
     double fma = nn_peak_fma_gflops();
-    printf("{\"bench\":\"matmul_peak\",\"fma_gflops\":%.1f,\"threads\":%d,\"cpu\":\"%s\"}\n", fma,
-           omp_get_max_threads(), nn_cpu_describe());
+    /* the load average travels with the figures: on a shared machine it says
+     * whether they measure the code or the neighbours */
+    double load = -1;
+    FILE *la = fopen("/proc/loadavg", "r");
+    if (la) {
+        if (fscanf(la, "%lf", &load) != 1) load = -1;
+        fclose(la);
+    }
+    printf("{\"bench\":\"matmul_peak\",\"fma_gflops\":%.1f,\"threads\":%d,\"loadavg_1m\":%.2f,\"cpu\":\"%s\"}\n",
+           fma, omp_get_max_threads(), load, nn_cpu_describe());
     if (bandwidth) printf("{\"bench\":\"matmul_peak\",\"read_bandwidth_gbs\":%.1f}\n", nn_read_bandwidth_gbs());
     fflush(stdout);
     static const int train_n[] = {256, 1024}, infer_n[] = {1, 8, 128};
