@@ -10,13 +10,13 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 bin="$root/tunery"
 dataset="${1:-$root/data/examples/fortunes_train.jsonl}"
-base="${2:-curie}"
+base="${2:-ada}"
 [ -x "$bin" ] || { echo "demo: $bin is missing; run 'make' first" >&2; exit 1; }
 [ -f "$dataset" ] || { echo "demo: dataset $dataset not found; run scripts/make_fortunes_dataset.py or pass a JSONL file" >&2; exit 1; }
 
 data=$(mktemp -d /tmp/tunery-demo.XXXXXX)
 log="$data/serve.log"
-cleanup() { [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; echo "demo: data directory kept at $data"; }
+cleanup() { [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; echo "demo: server stopped; data directory kept at $data"; }
 trap cleanup EXIT
 
 echo "== 1. tunery serve (data directory $data)"
@@ -32,8 +32,10 @@ done
 export OPENAI_API_BASE="$url/v1" OPENAI_API_KEY="$(cat "$data/initial-api-key")"
 echo "   listening on $url"
 
-echo "== 2. prepare_data checks the dataset"
-"$bin" tools fine_tunes.prepare_data -f "$dataset" -q </dev/null | tail -n 5 || true
+echo "== 2. prepare_data checks the dataset (on a copy: it writes its suggestions beside the file)"
+cp "$dataset" "$data/$(basename "$dataset")"
+dataset="$data/$(basename "$dataset")"
+"$bin" tools fine_tunes.prepare_data -f "$dataset" -q </dev/null | tail -n 6
 
 echo "== 3. fine_tunes.create -t $(basename "$dataset") -m $base --suffix demo (follows the events)"
 out="$data/create.out"
@@ -42,10 +44,17 @@ model=$(grep -oE 'Uploaded model: [^ ]+' "$out" | tail -n 1 | sed 's/Uploaded mo
 [ -n "$model" ] || { echo "demo: the fine-tune did not produce a model (see above)" >&2; exit 1; }
 
 echo "== 4. fine_tunes.list"
-"$bin" api fine_tunes.list | head -n 20
+"$bin" api fine_tunes.list | sed -n 1,20p
 
-echo "== 5. completions with the fine-tuned model $model"
-prompt=$(head -n 1 "$dataset" | sed -E 's/^\{"prompt": ?"(([^"\\]|\\.)*)".*/\1/')
-"$bin" api completions.create -m "$model" -p "$(printf '%b' "$prompt")" -M 8 -t 0
+job=$(grep -oE 'Created fine-tune: ft-[A-Za-z0-9]+' "$out" | head -n 1 | sed 's/Created fine-tune: //')
+echo "== 5. fine_tunes.results -i $job (first lines)"
+"$bin" api fine_tunes.results -i "$job" | sed -n 1,4p
+
+echo "== 6. completions with the fine-tuned model $model, on a held-out example"
+prompt=$(head -n 1 "$root/data/examples/fortunes_valid.jsonl" | sed -E 's/^\{"prompt": ?"(([^"\\]|\\.)*)".*/\1/')
+printf 'prompt: %b\n' "$prompt"
+"$bin" api completions.create -m "$model" -p "$(printf '%b' "$prompt")" -M 2 -t 0
 echo
-echo "== done: the fine-tuned model is $model"
+echo "== done"
+echo "   fine-tuned model: $model, in $(ls -d "$data"/models/*/ | head -n 1)"
+echo "   results file: compiled_results.csv (tunery api fine_tunes.results -i $job), in $data/jobs/$job/"

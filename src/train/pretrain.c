@@ -135,6 +135,13 @@ static int resume_checkpoint(gpt2_t *m, const char *out, int *step, double *toke
     return 1;
 }
 
+/* Parameters as GPT-2 counts them: the tied embedding once, unpadded. */
+static long long gpt2_count_params(const gpt2_config_t *c)
+{
+    long long C = c->channels;
+    return (long long)c->vocab_size * C + (long long)c->max_seq_len * C + c->num_layers * (12 * C * C + 13 * C) + 2 * C;
+}
+
 static int write_final(gpt2_t *m, const pretrain_opts_t *o, int step, double tokens, float vloss, char *err)
 {
     if (isnan(vloss)) return core_errf(err, "no validation loss was measured; rerun with a smaller --eval-every");
@@ -147,7 +154,7 @@ static int write_final(gpt2_t *m, const pretrain_opts_t *o, int step, double tok
                           "corpus", "scripts/build_corpus.sh (KJV Bible, Jargon File 4.4.7, BSD fortunes)",
                           "architecture", "n_layer", o->cfg.num_layers, "n_head", o->cfg.num_heads, "n_embd",
                           o->cfg.channels, "n_positions", o->cfg.max_seq_len, "vocab_size", o->cfg.vocab_size,
-                          "parameters", (json_int_t)(m->num_parameters - (size_t)(o->cfg.padded_vocab_size - o->cfg.vocab_size) * (size_t)o->cfg.channels),
+                          "parameters", (json_int_t)gpt2_count_params(&o->cfg),
                           "seed", (int)o->seed);
     char *s = json_dumps(j, JSON_INDENT(2));
     json_decref(j);
