@@ -42,6 +42,8 @@ int fs_read_all(const char *path, char **out, size_t *len, char *err);
 int fs_write_atomic(const char *path, const void *data, size_t len, char *err);
 /* fsync the directory that holds path (after a rename into it). */
 int fs_fsync_dir_of(const char *path, char *err);
+/* write(2) all n bytes, retrying short writes and EINTR. 0, or -1 with errno set. */
+int fs_write_full(int fd, const void *buf, size_t n);
 int fs_mkdir_p(const char *path, int mode, char *err);
 /* Remove a directory tree (used for checkpoints and deleted models). */
 int fs_rm_rf(const char *path, char *err);

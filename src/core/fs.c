@@ -56,6 +56,21 @@ int fs_fsync_dir_of(const char *path, char *err)
     return 0;
 }
 
+int fs_write_full(int fd, const void *buf, size_t n)
+{
+    const char *p = buf;
+    while (n > 0) {
+        /* Linux writes at most ~2 GiB per call; ask for 1 GiB at a time. */
+        ssize_t w = write(fd, p, n > (1u << 30) ? (1u << 30) : n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) return -1;
+        if (w == 0) { errno = EIO; return -1; }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
 int fs_write_atomic(const char *path, const void *data, size_t len, char *err)
 {
     size_t plen = strlen(path);
@@ -68,15 +83,7 @@ int fs_write_atomic(const char *path, const void *data, size_t len, char *err)
         free(tmp);
         return -1;
     }
-    const char *p = data;
-    size_t left = len;
-    while (left > 0) {
-        ssize_t w = write(fd, p, left);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) goto fail;
-        p += w;
-        left -= (size_t)w;
-    }
+    if (fs_write_full(fd, data, len)) goto fail;
     if (fsync(fd)) goto fail;
     if (close(fd)) { fd = -1; goto fail; }
     fd = -1;

@@ -154,18 +154,6 @@ static void adam_header_fill(const gpt2_t *m, adam_header_t *h)
     h->maxT = m->config.max_seq_len;
 }
 
-static int write_all(int fd, const void *buf, size_t n)
-{
-    const char *p = buf;
-    while (n) {
-        ssize_t w = write(fd, p, n > (1u << 30) ? (1u << 30) : n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
 
 int gpt2_optim_save(const gpt2_t *m, const char *path, char *err)
 {
@@ -178,7 +166,7 @@ int gpt2_optim_save(const gpt2_t *m, const char *path, char *err)
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) return core_errf(err, "cannot create %s: %s", tmp, strerror(errno));
     size_t bytes = m->num_parameters * sizeof(float);
-    if (write_all(fd, &h, sizeof h) || write_all(fd, m->train->m, bytes) || write_all(fd, m->train->v, bytes) ||
+    if (fs_write_full(fd, &h, sizeof h) || fs_write_full(fd, m->train->m, bytes) || fs_write_full(fd, m->train->v, bytes) ||
         fsync(fd)) {
         int e = errno;
         close(fd);

@@ -182,12 +182,7 @@ static int copy_file(const char *src, const char *dst, char *err)
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) { core_errf(err, "cannot read %s: %s", src, strerror(errno)); goto out; }
         if (n == 0) break;
-        for (ssize_t o = 0; o < n;) {
-            ssize_t w = write(out, buf + o, (size_t)(n - o));
-            if (w < 0 && errno == EINTR) continue;
-            if (w <= 0) { core_errf(err, "cannot write %s: %s", dst, strerror(errno)); goto out; }
-            o += w;
-        }
+        if (fs_write_full(out, buf, (size_t)n)) { core_errf(err, "cannot write %s: %s", dst, strerror(errno)); goto out; }
     }
     if (fsync(out)) { core_errf(err, "cannot sync %s: %s", dst, strerror(errno)); goto out; }
     rc = 0;

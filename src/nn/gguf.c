@@ -124,23 +124,11 @@ static uint64_t gguf_out_bytes(const gguf_out_t *t)
     return t->ne[0] * (t->n_dims == 2 ? t->ne[1] : 1) * gguf_type_size(t->type);
 }
 
-static int gguf_write_all(int fd, const void *p, size_t n)
-{
-    const char *c = p;
-    while (n > 0) {
-        ssize_t w = write(fd, c, n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return -1;
-        c += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
 
 static int gguf_write_tensor(int fd, const gguf_out_t *t)
 {
     size_t ne = (size_t)t->ne[0] * (t->n_dims == 2 ? (size_t)t->ne[1] : 1);
-    if (t->type == GGML_TYPE_F32) return gguf_write_all(fd, t->src, ne * 4);
+    if (t->type == GGML_TYPE_F32) return fs_write_full(fd, t->src, ne * 4);
     uint16_t chunk[8192];
     for (size_t i = 0; i < ne;) {
         size_t n = ne - i < 8192 ? ne - i : 8192;
@@ -152,7 +140,7 @@ static int gguf_write_tensor(int fd, const gguf_out_t *t)
                              _mm256_cvtps_ph(_mm256_loadu_ps(t->src + i + j), _MM_FROUND_TO_NEAREST_INT));
 #endif
         for (; j < n; j++) chunk[j] = gguf_f32_to_f16(t->src[i + j]);
-        if (gguf_write_all(fd, chunk, n * 2)) return -1;
+        if (fs_write_full(fd, chunk, n * 2)) return -1;
         i += n;
     }
     return 0;
@@ -254,10 +242,10 @@ int gguf_write_gpt2(const gpt2_t *m, const char *name, const gguf_vocab_t *voc, 
         goto out;
     }
     static const char zeros[GGUF_ALIGN];
-    int bad = gguf_write_all(fd, h.data, h.len);
+    int bad = fs_write_full(fd, h.data, h.len);
     for (int i = 0; i < nt && !bad; i++) {
         uint64_t n = gguf_out_bytes(&ts[i]);
-        bad = gguf_write_tensor(fd, &ts[i]) || gguf_write_all(fd, zeros, (GGUF_ALIGN - n % GGUF_ALIGN) % GGUF_ALIGN);
+        bad = gguf_write_tensor(fd, &ts[i]) || fs_write_full(fd, zeros, (GGUF_ALIGN - n % GGUF_ALIGN) % GGUF_ALIGN);
     }
     if (bad || fsync(fd)) {
         core_errf(err, "cannot write %s: %s", tmp, strerror(errno));

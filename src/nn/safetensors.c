@@ -250,18 +250,6 @@ struct st_writer {
     size_t written;     /* of the current tensor */
 };
 
-static int st_write_all(int fd, const void *buf, size_t n)
-{
-    const char *p = buf;
-    while (n) {
-        ssize_t w = write(fd, p, n > (1u << 30) ? (1u << 30) : n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
 
 int st_writer_open(st_writer_t **out, const char *path, const char *const *names, const int64_t *const *shapes,
                    const int *ndims, int n, char *err)
@@ -304,8 +292,8 @@ int st_writer_open(st_writer_t **out, const char *path, const char *const *names
     }
     uint8_t len8[8];
     for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)padded >> (8 * i));
-    if (st_write_all(w->fd, len8, 8) || st_write_all(w->fd, hdr, hl) ||
-        st_write_all(w->fd, "        ", padded - hl)) {
+    if (fs_write_full(w->fd, len8, 8) || fs_write_full(w->fd, hdr, hl) ||
+        fs_write_full(w->fd, "        ", padded - hl)) {
         core_errf(err, "cannot write %s: %s", w->tmp, strerror(errno));
         close(w->fd);
         unlink(w->tmp);
@@ -330,7 +318,7 @@ int st_writer_write(st_writer_t *w, const float *data, size_t nelem, char *err)
     while (w->cur < w->n && w->nbytes[w->cur] == 0) w->cur++;
     if (w->cur >= w->n || w->written + nelem * 4 > w->nbytes[w->cur])
         return core_errf(err, "internal error: more data written to %s than its header declares", w->path);
-    if (st_write_all(w->fd, data, nelem * 4))
+    if (fs_write_full(w->fd, data, nelem * 4))
         return core_errf(err, "cannot write %s: %s (disk full?)", w->tmp, strerror(errno));
     w->written += nelem * 4;
     while (w->cur < w->n && w->written == w->nbytes[w->cur]) {

@@ -61,15 +61,9 @@ int store_blob_begin(store_t *s, store_blob_t **out, char *err)
 
 int store_blob_write(store_blob_t *b, const void *data, size_t len, char *err)
 {
-    const char *p = data;
-    while (len > 0) {
-        ssize_t w = write(b->fd, p, len);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return core_errf(err, "cannot write the upload to %s: %s", b->tmp, strerror(errno));
-        p += w;
-        len -= (size_t)w;
-        b->size += w;
-    }
+    if (fs_write_full(b->fd, data, len))
+        return core_errf(err, "cannot write the upload to %s: %s", b->tmp, strerror(errno));
+    b->size += (int64_t)len;
     return 0;
 }
 

@@ -37,17 +37,7 @@ static int read_stdin(buf_t *b)
     }
 }
 
-static int write_all(const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(1, p, n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
+static int write_all(const char *p, size_t n) { return fs_write_full(1, p, n); }
 
 static int load_model(tok_t **t, const char *model, char *err)
 {
