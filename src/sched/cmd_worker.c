@@ -45,16 +45,30 @@ typedef struct {
 
 static void wevent(worker_t *w, const char *level, const char *type, const char *data, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
+/* Every event the worker writes while training lands only if the job is
+ * not terminal: a cancel from the server writes its own last line and
+ * nothing of the worker's may follow it. The two terminal lines the worker
+ * writes itself, after changing the status, go through wevent_final. */
+static void wevent_status(worker_t *w, int only_active, const char *level, const char *type, const char *data,
+                          const char *msg)
+{
+    char err[CORE_ERR_LEN];
+    int rc = only_active ? store_event_add_active(w->s, w->job.id, level, type, msg, data, NULL, err)
+                         : store_event_add(w->s, w->job.id, level, type, msg, data, NULL, err);
+    if (rc < 0) fprintf(stderr, "tunery worker: cannot record event '%s': %s\n", msg, err);
+}
+
 static void wevent(worker_t *w, const char *level, const char *type, const char *data, const char *fmt, ...)
 {
-    char msg[STORE_TEXT_LEN], err[CORE_ERR_LEN];
+    char msg[STORE_TEXT_LEN];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    if (store_event_add(w->s, w->job.id, level, type, msg, data, NULL, err))
-        fprintf(stderr, "tunery worker: cannot record event '%s': %s\n", msg, err);
+    wevent_status(w, 1, level, type, data, msg);
 }
+
+static void wevent_final(worker_t *w, const char *level, const char *msg) { wevent_status(w, 0, level, "message", NULL, msg); }
 
 /* ------------------------------------------------------------------ hooks */
 
@@ -199,7 +213,7 @@ static int finish_failed(worker_t *w, const char *why)
 {
     char err[CORE_ERR_LEN];
     if (store_job_fail(w->s, w->job.id, "training_failed", why, err) == 0) {
-        wevent(w, "error", "message", NULL, SCHED_MSG_FAILED);
+        wevent_final(w, "error", SCHED_MSG_FAILED);
         return SCHED_EXIT_DONE;
     }
     return job_status_is(w, "cancelled") ? SCHED_EXIT_DONE : SCHED_EXIT_ERROR;
@@ -264,7 +278,7 @@ static int finish_succeeded(worker_t *w, const char *out_dir, const train_result
         store_model_delete(w->s, NULL, name, err);
         return SCHED_EXIT_DONE;
     }
-    wevent(w, "info", "message", NULL, SCHED_MSG_SUCCEEDED);
+    wevent_final(w, "info", SCHED_MSG_SUCCEEDED);
     return SCHED_EXIT_DONE;
 }
 

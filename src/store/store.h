@@ -284,6 +284,13 @@ typedef struct {
  * = null. *seq_out (may be NULL) gets the new event's seq. */
 int store_event_add(store_t *s, const char *job_id, const char *level, const char *type,
                     const char *message, const char *data, int64_t *seq_out, char *err);
+/* The same, but only while the job is not terminal (succeeded, failed,
+ * cancelled), checked in the same transaction: a worker's training events
+ * can then never land after the "Fine-tune cancelled" line another process
+ * wrote (a paused job still records the steps it finishes before stopping).
+ * Returns 1, writing nothing, when the job is terminal. */
+int store_event_add_active(store_t *s, const char *job_id, const char *level, const char *type,
+                           const char *message, const char *data, int64_t *seq_out, char *err);
 /* Events of a job with seq > since_seq, oldest first, at most max (<= 0 =
  * all): legacy lists, SSE replay and live push. free() the array. */
 int store_event_since(store_t *s, const char *org_id, const char *job_id, int64_t since_seq,

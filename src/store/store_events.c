@@ -28,15 +28,33 @@ static void event_row(sqlite3_stmt *st, store_event_t *e)
     store_col_str(st, 7, e->data, sizeof e->data);
 }
 
+static int event_add(store_t *s, const char *job_id, int only_active, const char *level, const char *type,
+                     const char *message, const char *data, int64_t *seq_out, char *err);
+
 int store_event_add(store_t *s, const char *job_id, const char *level, const char *type,
                     const char *message, const char *data, int64_t *seq_out, char *err)
+{
+    return event_add(s, job_id, 0, level, type, message, data, seq_out, err);
+}
+
+int store_event_add_active(store_t *s, const char *job_id, const char *level, const char *type,
+                           const char *message, const char *data, int64_t *seq_out, char *err)
+{
+    return event_add(s, job_id, 1, level, type, message, data, seq_out, err);
+}
+
+static int event_add(store_t *s, const char *job_id, int only_active, const char *level, const char *type,
+                     const char *message, const char *data, int64_t *seq_out, char *err)
 {
     char id[STORE_ID_LEN];
     id_random(id, "ftevent-", 24);
     int64_t now = time_unix();
     if (store_exec(s, "BEGIN IMMEDIATE", err)) return -1;
     sqlite3_stmt *st;
-    if (store_prep(s, "INSERT INTO events(id, job_id, created_at, level, type, message, data) VALUES(?,?,?,?,?,?,?)",
+    if (store_prep(s, only_active ? "INSERT INTO events(id, job_id, created_at, level, type, message, data) "
+                                    "SELECT ?,?,?,?,?,?,? WHERE EXISTS (SELECT 1 FROM jobs WHERE id=?2 AND "
+                                    "status NOT IN ('succeeded','failed','cancelled'))"
+                             : "INSERT INTO events(id, job_id, created_at, level, type, message, data) VALUES(?,?,?,?,?,?,?)",
                    &st, err))
         goto fail;
     store_bind_str(st, 1, id);
@@ -56,6 +74,10 @@ int store_event_add(store_t *s, const char *job_id, const char *level, const cha
     if (rc != SQLITE_DONE) {
         store_sqlerr(s, err, "adding an event");
         goto fail;
+    }
+    if (only_active && sqlite3_changes(store_db(s)) == 0) {
+        sqlite3_exec(store_db(s), "ROLLBACK", NULL, NULL, NULL);
+        return 1;
     }
     int64_t seq = sqlite3_last_insert_rowid(store_db(s));
     if (store_prep(s, "UPDATE jobs SET updated_at=? WHERE id=?", &st, err)) goto fail;

@@ -174,9 +174,15 @@ check "checkpoints listed newest first, loadable, named" ckpts_ok
 # ---- 6. clean shutdown of the scheduler mid-training
 D6=$(newdata f)
 J6=$(TUNERY_DATA=$D6 DRIVER_EPOCHS=3 "$DRV" create "$D6" "$tmp/train.jsonl" tiny legacy)
-# A run with a 2.5 s budget ends with sched_stop while the worker trains:
-# SIGTERM, a checkpoint, exit, and the job goes back to the queue.
-TUNERY_DATA=$D6 "$DRV" run "$D6" "$TUNERY" 2.5; rc=$?
+# The host is stopped (SIGTERM → sched_stop) once the first epoch is done and
+# two remain, whatever the machine's speed: the worker gets SIGTERM, writes a
+# checkpoint, exits, and the job goes back to the queue.
+TUNERY_DATA=$D6 "$DRV" run "$D6" "$TUNERY" 90 & host=$!; pids+=($host)
+for _ in $(seq 1 3000); do
+  msgs "$D6" "$J6" | grep -q "^Completed epoch 1/3$" && break
+  sleep 0.02
+done
+kill -TERM $host; wait $host; rc=$?
 read -r st6b _ < <("$DRV" status "$D6" "$J6")
 check "sched_stop re-queues a running job" '[ $rc -eq 1 ] && [ "$st6b" = queued ] && [ -z "$(worker_pids "$J6")" ]'
 TUNERY_DATA=$D6 "$DRV" run "$D6" "$TUNERY" 90; rc=$?

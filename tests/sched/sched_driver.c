@@ -16,6 +16,7 @@
 #include "nn/nn.h"
 #include "sched/sched.h"
 #include "train/train.h"
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -78,8 +79,14 @@ static int create(const char *data, const char *file, const char *model, const c
     return 0;
 }
 
+/* SIGTERM ends a run early, like the budget running out: sched_stop with
+ * the jobs still active (exit 1). The test uses it to stop at a known point. */
+static volatile sig_atomic_t stop_requested;
+static void on_term(int sig) { (void)sig; stop_requested = 1; }
+
 static int run(const char *data, const char *exe, double seconds)
 {
+    signal(SIGTERM, on_term);
     char err[CORE_ERR_LEN];
     sched_t *sc;
     store_t *s;
@@ -88,7 +95,7 @@ static int run(const char *data, const char *exe, double seconds)
     if (sched_start(data, conc ? atoi(conc) : 1, exe, &sc, err)) return die(err);
     double until = time_mono() + seconds;
     int rc = 1;
-    while (time_mono() < until) {
+    while (time_mono() < until && !stop_requested) {
         usleep(100 * 1000);
         int active = 0;
         const char *st[] = {"validating_files", "queued", "running", "paused"};

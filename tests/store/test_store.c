@@ -390,6 +390,13 @@ static void test_events(void)
     CHECK(store_event_exists(s, j.id, "event 4", &exists, err) == 0 && !exists);
     int64_t top;
     CHECK(store_event_last_seq(s, &top, err) == 0 && top == seqs[24]);
+    /* a worker's event lands while the job is active, never after it ended */
+    CHECK(store_event_add_active(s, other.id, NULL, NULL, "while active", NULL, NULL, err) == 0);
+    CHECK(store_job_fail(s, other.id, "test", "ended", err) == 0);
+    CHECK(store_event_add_active(s, other.id, NULL, NULL, "after the end", NULL, NULL, err) == 1);
+    CHECK(store_event_exists(s, other.id, "while active", &exists, err) == 0 && exists);
+    CHECK(store_event_exists(s, other.id, "after the end", &exists, err) == 0 && !exists);
+    CHECK(store_event_add(s, other.id, NULL, NULL, "terminal line", NULL, NULL, err) == 0);
     done(s);
 }
 
