@@ -7,7 +7,7 @@ want="${1:-all}"
 
 build_pkgs="gcc make pkg-config libjansson-dev libsqlite3-dev libmicrohttpd-dev
   libcurl4-openssl-dev libpcre2-dev libutf8proc-dev libdnnl-dev libopenblas-dev"
-test_pkgs="curl bible-kjv bible-kjv-text fortunes fortunes-min jargon-text fasttext
+test_pkgs="curl python3 bible-kjv bible-kjv-text fortunes fortunes-min jargon-text fasttext
   clang libclang-rt-14-dev"
 ref_pkgs="python3-torch python3-numpy"
 

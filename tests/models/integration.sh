@@ -97,15 +97,19 @@ run_llama "$tmp/curie.gguf" "$fix/expected.json" logits_f16 1e-4
 run_llama "$tmp/curie16.gguf" "$fix/expected.json" logits_f16 1e-4
 run_llama "$tmp/curie-out.gguf" "$fix/expected.json" logits_f16 1e-4
 
-# a model with GPT-2's own vocabulary and no tokenizer files: r50k goes in
-if /usr/bin/python3 "$root/scripts/gen_import_fixture.py" --r50k-dir "$tmp/r50k" >/dev/null 2>&1; then
+# a model with GPT-2's own vocabulary and no tokenizer files: r50k goes in.
+# Made by tunery itself (a random 1-layer model, one tiny training step, then
+# its tokenizer files removed), so the suite needs no PyTorch.
+printf '{"prompt": "a", "completion": " b"}\n' >"$tmp/one.jsonl"
+if "$bin" train --model random:1,1,8,16 --train "$tmp/one.jsonl" --out "$tmp/r50k" --n-epochs 1 --seed 1 >/dev/null 2>&1 &&
+   rm -f "$tmp/r50k"/vocab.json "$tmp/r50k"/merges.txt "$tmp/r50k"/tokenizer.json "$tmp/r50k"/tokenizer_config.json; then
   check "export r50k model" "$bin" models export "$tmp/r50k" --format gguf --out "$tmp/r50k.gguf"
   text="Hello, world! The quick brown fox's   back.  1234 naïve café <|endoftext|> \$x_1"
   ids=$(printf '%s' "$text" | "$bin" tokenize)
   run_llama "$tmp/r50k.gguf" - - 0 "$text" "$ids"
   run_node "$tmp/r50k.gguf" '{"name":"r50k","f16":false,"context":16,"embd":8,"layers":1,"heads":1,"vocab":50257,"merges":50000,"eos":50256,"space_id":220}'
 else
-  fail "gen_import_fixture.py --r50k-dir (needs /usr/bin/python3 with torch)"
+  fail "make a random r50k model with tunery train"
 fi
 
 # safetensors export: the Hugging Face directory
