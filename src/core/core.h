@@ -54,6 +54,12 @@ int fs_exists(const char *path);
  * Uses getrandom(2); ids are not reproducible and are not meant to be. */
 void id_random(char *out, const char *prefix, int n);
 
+/* ---- reproducible randomness (id.c) ---- */
+/* splitmix64: advances *state and returns the next well-mixed 64-bit value.
+ * Everything seeded in tunery (initialisation, data order, sampling, the
+ * pretraining windows) derives from it, so a seed means the same everywhere. */
+uint64_t core_splitmix64(uint64_t *state);
+
 /* ---- time (time.c) ---- */
 int64_t time_unix(void);        /* seconds since the epoch */
 double time_mono(void);         /* monotonic seconds, for measuring */

@@ -1,5 +1,6 @@
 /* id.c: object ids like OpenAI's (file-…, ft-…, cmpl-…): a prefix and random
- * alphanumerics from the kernel's CSPRNG, so ids cannot be guessed across orgs. */
+ * alphanumerics from the kernel's CSPRNG, so ids cannot be guessed across orgs;
+ * and the one seeded generator (splitmix64) for everything reproducible. */
 #include "core/core.h"
 #include <string.h>
 #include <sys/random.h>
@@ -25,4 +26,12 @@ void id_random(char *out, const char *prefix, int n)
         out[pl + i] = alnum[c % 62];
     }
     out[pl + n] = 0;
+}
+
+uint64_t core_splitmix64(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
 }

@@ -88,20 +88,12 @@ int gpt2_create(gpt2_t *m, const gpt2_config_t *cfg, char *err)
     return 0;
 }
 
-/* splitmix64 + Box-Muller: deterministic for a seed, independent of threads. */
-static uint64_t splitmix64(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
+/* splitmix64 (core) + Box-Muller: deterministic for a seed, independent of threads. */
 static void fill_normal(float *x, size_t n, float std, uint64_t *s)
 {
     for (size_t i = 0; i < n; i += 2) {
-        double u1 = ((splitmix64(s) >> 11) + 1.0) * 0x1.0p-53;
-        double u2 = (splitmix64(s) >> 11) * 0x1.0p-53;
+        double u1 = ((core_splitmix64(s) >> 11) + 1.0) * 0x1.0p-53;
+        double u2 = (core_splitmix64(s) >> 11) * 0x1.0p-53;
         double r = sqrt(-2.0 * log(u1)), a = 6.283185307179586 * u2;
         x[i] = (float)(std * r * cos(a));
         if (i + 1 < n) x[i + 1] = (float)(std * r * sin(a));

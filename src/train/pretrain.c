@@ -27,15 +27,9 @@ typedef struct {
     uint64_t seed;
 } pretrain_opts_t;
 
-/* splitmix64: a tiny, well-mixed generator; window k of step s is a pure
+/* One splitmix64 output for the state x: window k of step s is a pure
  * function of (seed, s, k), which is what makes resume exact. */
-static uint64_t mix64(uint64_t x)
-{
-    x += 0x9e3779b97f4a7c15ULL;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-    return x ^ (x >> 31);
-}
+static uint64_t mix64(uint64_t x) { return core_splitmix64(&x); }
 
 static int load_tokens(const char *path, tok_ids_t *ids, char *err)
 {

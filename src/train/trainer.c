@@ -4,7 +4,7 @@
  *   - a step is batch_size examples; steps per epoch = ceil(n / batch_size),
  *     the last batch of an epoch may be smaller;
  *   - data order: each epoch is a Fisher-Yates shuffle seeded by
- *     splitmix64(seed, epoch), so the order is a pure function of the seed
+ *     core_splitmix64(seed, epoch), so the order is a pure function of the seed
  *     and a resumed run needs no stored permutation;
  *   - every forward pass of a run has the same shape (B, T): T = the longest
  *     example (or classification row) rounded up to 8, B = micro_tokens / T
@@ -69,14 +69,6 @@ typedef struct {
 /* ---------------------------------------------------------------------- */
 /* deterministic data order */
 
-static uint64_t splitmix64(uint64_t *x)
-{
-    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 static void epoch_order(trainer_t *t, int epoch)
 {
     if (t->perm_epoch == epoch) return;
@@ -84,7 +76,7 @@ static void epoch_order(trainer_t *t, int epoch)
     uint64_t st = t->r.seed ^ (0xD1B54A32D192ED03ull * (uint64_t)(epoch + 1));
     for (int i = 0; i < n; i++) t->perm[i] = i;
     for (int i = n - 1; i > 0; i--) {
-        int j = (int)(splitmix64(&st) % (uint64_t)(i + 1));
+        int j = (int)(core_splitmix64(&st) % (uint64_t)(i + 1));
         int x = t->perm[i]; t->perm[i] = t->perm[j]; t->perm[j] = x;
     }
     t->perm_epoch = epoch;

@@ -57,6 +57,15 @@ static void test_ids(void)
     for (int i = 5; i < 29; i++) CHECK((a[i] >= 'a' && a[i] <= 'z') || (a[i] >= 'A' && a[i] <= 'Z') || (a[i] >= '0' && a[i] <= '9'));
 }
 
+static void test_splitmix64(void)
+{
+    /* the reference sequence of splitmix64 from state 0 (Vigna's splitmix64.c) */
+    uint64_t s = 0;
+    CHECK(core_splitmix64(&s) == 0xE220A8397B1DCDAFull);
+    CHECK(core_splitmix64(&s) == 0x6E789E6AA1B965F4ull);
+    CHECK(s == 2 * 0x9E3779B97F4A7C15ull);
+}
+
 static void test_time_formats(void)
 {
     char s[32];
@@ -72,6 +81,7 @@ int main(void)
     RUN(test_sha256_vectors);
     RUN(test_atomic_write_and_read);
     RUN(test_ids);
+    RUN(test_splitmix64);
     RUN(test_time_formats);
     return test_summary();
 }
