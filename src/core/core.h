@@ -40,6 +40,9 @@ int fs_read_all(const char *path, char **out, size_t *len, char *err);
 /* Write atomically: temp file in the same directory, fsync, rename, fsync dir.
  * A crash leaves either the old file or the new one, never half of one. */
 int fs_write_atomic(const char *path, const void *data, size_t len, char *err);
+/* json_dumps(j, flags) written with fs_write_atomic (json.c); j is not freed. */
+struct json_t;
+int fs_write_json(const char *path, const struct json_t *j, size_t flags, char *err);
 /* fsync the directory that holds path (after a rename into it). */
 int fs_fsync_dir_of(const char *path, char *err);
 /* write(2) all n bytes, retrying short writes and EINTR. 0, or -1 with errno set. */

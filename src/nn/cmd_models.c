@@ -225,12 +225,9 @@ static int write_meta(const char *dir, const char *src, double lr, char *err)
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
     json_t *j = json_pack("{s:s,s:s,s:I,s:f}", "source", abs, "imported_at", when, "created", (json_int_t)now,
                           "pretrain_learning_rate", lr);
-    char *s = j ? json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10)) : NULL;
-    json_decref(j);
-    if (!s) return core_errf(err, "out of memory");
     path_join(path, dir, "tunery.json");
-    int rc = fs_write_atomic(path, s, strlen(s), err);
-    free(s);
+    int rc = fs_write_json(path, j, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10), err);
+    json_decref(j);
     return rc;
 }
 

@@ -374,11 +374,7 @@ static int save_json(const char *dir, const char *name, json_t *j, char *err)
 {
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    char *s = json_dumps(j, JSON_INDENT(2));
-    if (!s) return core_errf(err, "out of memory writing %s", path);
-    int rc = fs_write_atomic(path, s, strlen(s), err);
-    free(s);
-    return rc;
+    return fs_write_json(path, j, JSON_INDENT(2), err);
 }
 
 int tok_save_dir(const tok_t *t, const char *dir, char *err)

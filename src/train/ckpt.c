@@ -51,11 +51,8 @@ int ckpt_state_write(const char *path, const ckpt_state_t *s, char *err)
     char seed[32];
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)s->seed);
     json_object_set_new(o, "seed", json_string(seed));
-    char *txt = json_dumps(o, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
+    int rc = fs_write_json(path, o, JSON_INDENT(2) | JSON_REAL_PRECISION(17), err);
     json_decref(o);
-    if (!txt) return core_errf(err, "out of memory writing checkpoint state");
-    int rc = fs_write_atomic(path, txt, strlen(txt), err);
-    free(txt);
     return rc;
 }
 

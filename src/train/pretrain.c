@@ -150,12 +150,10 @@ static int write_final(gpt2_t *m, const pretrain_opts_t *o, int step, double tok
                           o->cfg.channels, "n_positions", o->cfg.max_seq_len, "vocab_size", o->cfg.vocab_size,
                           "parameters", (json_int_t)gpt2_count_params(&o->cfg),
                           "seed", (int)o->seed);
-    char *s = json_dumps(j, JSON_INDENT(2));
-    json_decref(j);
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/tunery.json", o->out);
-    int rc = s ? fs_write_atomic(path, s, strlen(s), err) : core_errf(err, "out of memory");
-    free(s);
+    int rc = fs_write_json(path, j, JSON_INDENT(2), err);
+    json_decref(j);
     return rc;
 }
 

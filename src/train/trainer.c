@@ -428,12 +428,10 @@ static int write_output(trainer_t *t, const train_metrics_t *last, char *err)
     json_object_set_new(j, "final_metrics", fm);
     if (t->tr.common_suffix) json_object_set_new(j, "stop", json_pack("[s]", t->tr.common_suffix));
     json_object_set_new(j, "created_at", json_integer(time_unix()));
-    char *txt = json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
-    json_decref(j);
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/tunery.json", o->out_dir);
-    int rc = txt ? fs_write_atomic(path, txt, strlen(txt), err) : core_errf(err, "out of memory");
-    free(txt);
+    int rc = fs_write_json(path, j, JSON_INDENT(2) | JSON_REAL_PRECISION(10), err);
+    json_decref(j);
     return rc;
 }
 
