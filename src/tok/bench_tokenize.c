@@ -16,14 +16,15 @@
 #include <unistd.h>
 
 static const char usage[] =
-    "usage: tunery bench tokenize [FILE] [--reps N] [--no-peers] [--no-pathological]\n"
+    "usage: tunery bench tokenize [FILE] [--reps N] [--no-peers] [--no-pathological] [--only NAME]\n"
     "Prints JSON lines: load time of r50k, single-threaded MB/s and tokens/s of\n"
     "encoding FILE (default: the KJV Bible from `bible Gen1:1-Rev22:21`), the same\n"
     "figures for npm tiktoken and js-tiktoken (needs node and `npm ci` in\n"
     "tests/tok/node), and pathological inputs' time per byte relative to FILE's.\n"
     "  --reps N            timed repetitions, the median is reported (default 5)\n"
     "  --no-peers          skip tiktoken and js-tiktoken\n"
-    "  --no-pathological   skip the 10 MB pathological inputs\n";
+    "  --no-pathological   skip the 10 MB pathological inputs\n"
+    "  --only NAME         only the pathological inputs whose name contains NAME\n";
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -107,14 +108,85 @@ static void run_peers(const char *file, int reps, const char *label, double our_
     fflush(stdout);
 }
 
+/* The adversarial inputs, 10 MB each: giant pre-tokenizer pieces (no
+ * space) of every class, and the degenerate runs. */
+static const char *const patho_cases[] = {
+    "10MB-no-space-letters",        /* random a-z: one 10 MB \p{L}+ piece */
+    "10MB-no-space-mixed",          /* letters, digits, punctuation: pieces of a few bytes */
+    "10MB-text-without-whitespace", /* the text with its whitespace removed */
+    "10MB-one-letter",
+    "10MB-spaces",
+    "10MB-digits",                  /* random 0-9: one \p{N}+ piece */
+    "10MB-cjk",                     /* random U+4E00..U+9FFF: one \p{L}+ piece */
+    "10MB-emoji",                   /* random U+1F300..U+1F64F: one "other" piece */
+    "10MB-random-bytes",            /* uniform bytes, mostly invalid UTF-8 */
+    "10MB-100KB-no-space-lines",    /* 100 KB lines of letters, digits, punctuation */
+};
+
+static uint32_t patho_seed;
+
+static unsigned patho_rand(unsigned n)
+{
+    patho_seed = patho_seed * 1664525u + 1013904223u;
+    return (unsigned)(((uint64_t)(patho_seed >> 8) * n) >> 24);
+}
+
+static size_t put_utf8(char *p, uint32_t cp)
+{
+    if (cp < 0x10000) {
+        p[0] = (char)(0xe0 | cp >> 12);
+        p[1] = (char)(0x80 | (cp >> 6 & 0x3f));
+        p[2] = (char)(0x80 | (cp & 0x3f));
+        return 3;
+    }
+    p[0] = (char)(0xf0 | cp >> 18);
+    p[1] = (char)(0x80 | (cp >> 12 & 0x3f));
+    p[2] = (char)(0x80 | (cp >> 6 & 0x3f));
+    p[3] = (char)(0x80 | (cp & 0x3f));
+    return 4;
+}
+
+static void patho_fill(char *p, size_t n, size_t which, const buf_t *text)
+{
+    static const char letters[] = "abcdefghijklmnopqrstuvwxyz";
+    static const char mixed[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJ0123456789.,;:-_/()";
+    static const char line[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,;-_/";
+    size_t i = 0, k = 0;
+    patho_seed = 42 + (uint32_t)which;
+    switch (which) {
+    case 0: for (; i < n; i++) p[i] = letters[patho_rand(26)]; break;
+    case 1: for (; i < n; i++) p[i] = mixed[patho_rand(sizeof mixed - 1)]; break;
+    case 2:
+        for (size_t j = 0; j < text->len && k < n; j++) {
+            char c = text->data[j];
+            if (c != ' ' && c != '\n' && c != '\t' && c != '\r') p[k++] = c;
+        }
+        for (i = k; k > 0 && i < n; i++) p[i] = p[i - k];
+        break;
+    case 3: memset(p, 'a', n); break;
+    case 4: memset(p, ' ', n); break;
+    case 5: for (; i < n; i++) p[i] = (char)('0' + patho_rand(10)); break;
+    case 6:
+    case 7:
+        while (i + 4 <= n) i += put_utf8(p + i, which == 6 ? 0x4e00 + patho_rand(0x5200) : 0x1f300 + patho_rand(0x350));
+        for (; i < n; i++) p[i] = which == 6 ? 'a' : '!';
+        break;
+    case 8: for (; i < n; i++) p[i] = (char)patho_rand(256); break;
+    default:
+        for (; i < n; i++) p[i] = (i + 1) % 100000 == 0 ? '\n' : line[patho_rand(sizeof line - 1)];
+        break;
+    }
+}
+
 int cmd_bench_tokenize(int argc, char **argv)
 {
-    const char *file = NULL;
+    const char *file = NULL, *only = NULL;
     int reps = 5, peers = 1, patho = 1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--no-peers")) peers = 0;
         else if (!strcmp(argv[i], "--no-pathological")) patho = 0;
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
         else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { fputs(usage, stdout); return 0; }
         else if (argv[i][0] != '-' && !file) file = argv[i];
         else { fprintf(stderr, "tunery bench tokenize: unknown option '%s'\n%s", argv[i], usage); return 2; }
@@ -162,33 +234,13 @@ patho:
         size_t n = 10u << 20;
         char *p = malloc(n);
         if (!p) goto done;
-        uint32_t seed = 42;
-        for (size_t i = 0; i < n; i++) {
-            seed = seed * 1664525u + 1013904223u;
-            p[i] = "abcdefghijklmnopqrstuvwxyz"[(seed >> 24) % 26];
-        }
         int pr = reps < 3 ? reps : 3;
-        s = time_encode(t, p, n, pr, &ntok, &cpu);
-        print_fig("tunery", "10MB-no-space-letters", n, ntok, s, cpu, cpu / n / per_byte);
-        for (size_t i = 0; i < n; i++) {
-            seed = seed * 1664525u + 1013904223u;
-            p[i] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJ0123456789.,;:-_/()"[(seed >> 24) % 55];
+        for (size_t c = 0; c < sizeof patho_cases / sizeof *patho_cases; c++) {
+            if (only && !strstr(patho_cases[c], only)) continue;
+            patho_fill(p, n, c, &text);
+            s = time_encode(t, p, n, pr, &ntok, &cpu);
+            print_fig("tunery", patho_cases[c], n, ntok, s, cpu, cpu / n / per_byte);
         }
-        s = time_encode(t, p, n, pr, &ntok, &cpu);
-        print_fig("tunery", "10MB-no-space-mixed", n, ntok, s, cpu, cpu / n / per_byte);
-        /* the text itself with every space, tab and newline taken out */
-        size_t k = 0;
-        for (size_t i = 0; i < text.len && k < n; i++)
-            if (text.data[i] != ' ' && text.data[i] != '\n' && text.data[i] != '\t' && text.data[i] != '\r') p[k++] = text.data[i];
-        for (size_t i = k; k > 0 && i < n; i++) p[i] = p[i - k];
-        s = time_encode(t, p, n, pr, &ntok, &cpu);
-        print_fig("tunery", "10MB-text-without-whitespace", n, ntok, s, cpu, cpu / n / per_byte);
-        memset(p, 'a', n);
-        s = time_encode(t, p, n, pr, &ntok, &cpu);
-        print_fig("tunery", "10MB-one-letter", n, ntok, s, cpu, cpu / n / per_byte);
-        memset(p, ' ', n);
-        s = time_encode(t, p, n, pr, &ntok, &cpu);
-        print_fig("tunery", "10MB-spaces", n, ntok, s, cpu, cpu / n / per_byte);
         free(p);
     }
     rc = 0;
