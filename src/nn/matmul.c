@@ -161,8 +161,9 @@ const char *mm_path_name(mm_path_t path)
     return path >= 0 && path < MM_NPATHS ? names[path] : "?";
 }
 
-/* The row-count dimension of each product (see onednn_acquire); bf16 keeps
- * fixed shapes (its run-time-shape implementation is a slow reference one). */
+/* The row-count dimension of each product, left to run time only under
+ * TUNERY_MATMUL_RT=1 (a measurement switch); bf16 keeps fixed shapes (its
+ * run-time-shape implementation is a slow reference one). */
 static int mm_rt(nn_prec_t prec, int which)
 {
     return prec == NN_PREC_FP32 ? which : MM_RT_NONE;
@@ -230,9 +231,9 @@ int mm_forward_path(mm_path_t path, nn_prec_t prec, float *out, const float *inp
  * ~1.5x slower with a 50304-long reduction (the LM head's dinp). Cutting the
  * output into column panels, or the reduction into chunks that accumulate,
  * gives both back their full speed. Each piece is its own cached primitive.
- * bf16 operands are converted per call, so bf16 is never split; nor is a
- * product once the primitive table is full (the run-time-shape primitive used
- * then is oneDNN's jit sgemm, which does not have this weakness). */
+ * bf16 operands are converted per call, so bf16 is never split. Whether a
+ * product is split depends on its shape only (see onednn_acquire: same shape,
+ * same kernels, same bits). */
 #define MM_SPLIT_COLS 1536
 #define MM_SPLIT_K 16384
 
@@ -246,7 +247,7 @@ static int mm_chunk(int total, int target)
 /* dinp (N, C) += dout (N, OC) @ weight (OC, C) */
 static int mm_onednn_dinp(nn_prec_t prec, float *dinp, const float *dout, const float *weight, int N, int C, int OC)
 {
-    if (prec != NN_PREC_FP32 || mm_onednn_table_full() || (C <= MM_SPLIT_COLS && OC <= MM_SPLIT_K))
+    if (prec != NN_PREC_FP32 || (C <= MM_SPLIT_COLS && OC <= MM_SPLIT_K))
         return mm_onednn_gemm(prec, dinp, dout, weight, NULL, N, OC, C, OC, 1, C, 1, 1, MM_WCACHE_USE,
                               mm_rt(prec, MM_RT_M));
     int cb = C > MM_SPLIT_COLS ? mm_chunk(C, MM_SPLIT_COLS) : C;
@@ -267,7 +268,7 @@ static int mm_onednn_dinp(nn_prec_t prec, float *dinp, const float *dout, const 
 /* dweight (OC, C) += dout^T (OC, N) @ inp (N, C) */
 static int mm_onednn_dweight(nn_prec_t prec, float *dweight, const float *dout, const float *inp, int N, int C, int OC)
 {
-    if (prec != NN_PREC_FP32 || mm_onednn_table_full() || C <= MM_SPLIT_COLS)
+    if (prec != NN_PREC_FP32 || C <= MM_SPLIT_COLS)
         return mm_onednn_gemm(prec, dweight, dout, inp, NULL, OC, N, C, 1, OC, C, 1, 1, MM_WCACHE_NONE,
                               mm_rt(prec, MM_RT_K));
     int cb = mm_chunk(C, MM_SPLIT_COLS);

@@ -27,8 +27,8 @@ void matmul_backward_portable(float *dinp, float *dweight, float *dbias, const f
 /* oneDNN path (matmul_onednn.c). dst (m, n) [+]= src (m, k) @ wei (k, n) [+ bias]
  * with element strides (sm, sk), (wk, wn); dst dense. 0, or -1 = not possible here. */
 int mm_onednn_available(void);
-/* 1 once the primitive table is full (new row counts then share run-time-shape primitives) */
-int mm_onednn_table_full(void);
+/* destroy every cached primitive not in use (as in a fresh process) */
+void mm_onednn_table_clear(void);
 /* wcache (bf16 only): MM_WCACHE_STORE keeps the bf16 copy of wei for a later
  * MM_WCACHE_USE with the same pointer and extent (forward -> backward dinp). */
 enum { MM_WCACHE_NONE = 0, MM_WCACHE_STORE = 1, MM_WCACHE_USE = 2 };
@@ -36,7 +36,7 @@ void mm_onednn_wcache_clear(void);
 int mm_onednn_gemm(int prec, float *dst, const float *src, const float *wei, const float *bias,
                    int64_t m, int64_t k, int64_t n, int64_t sm, int64_t sk, int64_t wk, int64_t wn,
                    int accumulate, int wcache, int rt);
-/* rt: which dimension is left to run time in the primitive (one primitive for every N) */
+/* rt: the row-count dimension, left to run time in the primitive under TUNERY_MATMUL_RT=1 */
 enum { MM_RT_NONE = 0, MM_RT_M = 1, MM_RT_K = 2 };
 /* The same with dst strides (dm, dn): lets a product be computed transposed. */
 int mm_onednn_gemm_strided(int prec, float *dst, const float *src, const float *wei, const float *bias,

@@ -28,9 +28,10 @@ typedef struct {
 } onednn_entry_t;
 
 /* Training uses ~40 shapes per model; inference adds one per prompt length
- * (prefill row counts vary), so the table evicts the least recently used
+ * (prefill row counts vary), fine-tuning one per count of rows with a loss
+ * (the LM head's products), so the table evicts the least recently used
  * primitive instead of refusing new shapes. */
-#define ONEDNN_CACHE 128
+#define ONEDNN_CACHE 256
 static onednn_entry_t onednn_cache[ONEDNN_CACHE];
 static int onednn_ncache;
 static uint64_t onednn_tick;
@@ -48,12 +49,18 @@ static int onednn_init_locked(void)
     return onednn_state;
 }
 
-int mm_onednn_table_full(void)
+/* Destroy every idle primitive: a process that starts over (tests use it to
+ * stand for a fresh process, e.g. a resumed fine-tune). */
+void mm_onednn_table_clear(void)
 {
     pthread_mutex_lock(&onednn_mu);
-    int full = onednn_ncache == ONEDNN_CACHE;
+    int keep = 0;
+    for (int i = 0; i < onednn_ncache; i++) {
+        if (onednn_cache[i].busy) onednn_cache[keep++] = onednn_cache[i];
+        else dnnl_primitive_destroy(onednn_cache[i].prim);
+    }
+    onednn_ncache = keep;
     pthread_mutex_unlock(&onednn_mu);
-    return full;
 }
 
 int mm_onednn_available(void)
@@ -143,24 +150,17 @@ static onednn_entry_t *onednn_insert_locked(const onednn_entry_t *key)
  * cannot do it. Creation (JIT) happens under the lock: rare, and it keeps
  * two threads from compiling the same shape twice.
  *
- * alt (may be NULL) is the same product with the row count left to run time.
- * A fixed-shape primitive is oneDNN's brgemm, the fastest at the training
- * shapes; but a workload with many row counts (fine-tuning packs examples
- * into micro-batches of varying B*T, inference prefill varies with the
- * prompt) would create one per count and thrash the table. So: an exact
- * primitive when it exists or there is room; once the table is full, new
- * row counts share the run-time primitive instead of evicting. */
-static onednn_entry_t *onednn_acquire(const onednn_entry_t *key, const onednn_entry_t *alt)
+ * Which primitive runs a product depends on the product alone (shape,
+ * strides, precision; and TUNERY_MATMUL_RT), never on what the table holds:
+ * a resumed fine-tune starts with an empty table and must compute the same
+ * bits as the process it replaces. A new shape in a full table evicts the
+ * least recently used idle primitive (a re-compile costs 0.3-3 ms). */
+static onednn_entry_t *onednn_acquire(const onednn_entry_t *key)
 {
     onednn_entry_t *e = NULL;
     pthread_mutex_lock(&onednn_mu);
     if (onednn_init_locked() != 1) goto out;
-    if ((e = onednn_find_locked(key)) != NULL) goto found;
-    if (alt && onednn_ncache == ONEDNN_CACHE && (e = onednn_find_locked(alt)) != NULL) goto found;
-    if (alt && onednn_ncache == ONEDNN_CACHE && (e = onednn_insert_locked(alt)) != NULL) goto found;
-    if ((e = onednn_insert_locked(key)) != NULL) goto found;
-    goto out;
-found:
+    if ((e = onednn_find_locked(key)) == NULL && (e = onednn_insert_locked(key)) == NULL) goto out;
     e->busy++;
     e->last_use = ++onednn_tick;
 out:
@@ -295,7 +295,7 @@ static int onednn_run(int prec, float *dst, const float *src, const float *wei, 
         dnnl_stream_create(&onednn_stream, onednn_engine, dnnl_stream_default_flags) != dnnl_success)
         onednn_stream = NULL;
     if (!onednn_stream) return -1;
-    onednn_entry_t *e = onednn_acquire(rt_always && rt ? &alt : &key, rt ? &alt : NULL);
+    onednn_entry_t *e = onednn_acquire(rt_always && rt ? &alt : &key);
     if (!e) return -1;
     dnnl_primitive_t prim = e->prim;
     const void *s = src, *w = wei;
@@ -365,7 +365,7 @@ int mm_onednn_prepare(int prec, int64_t m, int64_t k, int64_t n, int64_t sm, int
                       int64_t dm, int64_t dn, int bias, int accumulate)
 {
     onednn_entry_t key = {m, k, n, sm, sk, wk, wn, dm, dn, bias, accumulate, prec, NULL, 0, 0};
-    onednn_entry_t *e = onednn_acquire(&key, NULL);
+    onednn_entry_t *e = onednn_acquire(&key);
     if (!e) return -1;
     onednn_release(e);
     return 0;

@@ -160,13 +160,13 @@ static void test_onednn_fp32(void)
 }
 
 /* More distinct row counts than the primitive table holds (fine-tuning and
- * prefill vary them): once full, fp32 shares a run-time-shape primitive and
- * bf16 evicts; every call still runs in oneDNN and stays correct, splits too. */
+ * prefill vary them): once full, the least recently used primitive is
+ * evicted; every call still runs in oneDNN and stays correct, splits too. */
 static void test_onednn_eviction(void)
 {
     if (!mm_onednn_available()) return;
     cur_path = MM_ONEDNN; cur_prec = NN_PREC_FP32; path_ok = 1;
-    for (int N = 1; N <= 150; N++) check_forward(fwd_path, N, 8, 3, N & 1, 1e-4);
+    for (int N = 1; N <= 300; N++) check_forward(fwd_path, N, 8, 3, N & 1, 1e-4);
     check_forward(fwd_path, 1, 8, 3, 1, 1e-4);
     check_backward(bwd_path, 5, 1600, 20, 7, 1e-4);
     check_backward(bwd_path, 3, 40, 16500, 7, 1e-4);
@@ -176,6 +176,59 @@ static void test_onednn_eviction(void)
         for (int N = 1; N <= 20; N++) check_forward(fwd_path, N, 8, 3, 1, 2e-2);
         CHECK(path_ok);
     }
+}
+
+/* The kernel for a product must depend only on its shape (and the CPU), never
+ * on what ran before in the process: a resumed fine-tune, starting with an
+ * empty primitive table, must compute bit-identical steps to the process it
+ * replaces. Same shapes before and after filling the table with 300 others
+ * (more than it holds): identical bits, forward and every backward product,
+ * including the split ones (output wider than 1536, reduction longer than
+ * 16384). */
+static void run_fixed_products(float **outs)
+{
+    static const int sh[][3] = {{40, 768, 96}, {24, 3072, 64}, {16, 40, 16500}};
+    uint64_t saved = rng_state;
+    rng_state = 0x2545F4914F6CDD1Dull;
+    for (int s = 0; s < 3; s++) {
+        int N = sh[s][0], C = sh[s][1], OC = sh[s][2];
+        float *inp = rand_buf((size_t)N * C), *w = rand_buf((size_t)OC * C), *b = rand_buf(OC);
+        float *dout = rand_buf((size_t)N * OC);
+        float *out = outs[4 * s], *dinp = outs[4 * s + 1], *dw = outs[4 * s + 2], *db = outs[4 * s + 3];
+        memset(dinp, 0, (size_t)N * C * sizeof(float));
+        memset(dw, 0, (size_t)OC * C * sizeof(float));
+        memset(db, 0, (size_t)OC * sizeof(float));
+        matmul_forward(out, inp, w, b, N, C, OC);
+        matmul_backward(dinp, dw, db, dout, inp, w, N, C, OC);
+        free(inp); free(w); free(b); free(dout);
+    }
+    rng_state = saved;
+}
+
+static void test_kernel_choice_by_shape(void)
+{
+    static const int sh[][3] = {{40, 768, 96}, {24, 3072, 64}, {16, 40, 16500}};
+    float *before[12], *after[12];
+    size_t len[12];
+    for (int s = 0; s < 3; s++) {
+        int N = sh[s][0], C = sh[s][1], OC = sh[s][2];
+        len[4 * s] = (size_t)N * OC; len[4 * s + 1] = (size_t)N * C;
+        len[4 * s + 2] = (size_t)OC * C; len[4 * s + 3] = (size_t)OC;
+    }
+    for (int i = 0; i < 12; i++) {
+        before[i] = malloc(len[i] * sizeof(float));
+        after[i] = malloc(len[i] * sizeof(float));
+    }
+    mm_onednn_table_clear();   /* as a freshly started (or resumed) process */
+    run_fixed_products(before);
+    float *x = rand_buf(400 * 8), *w = rand_buf(3 * 8), *o = malloc(400 * 3 * sizeof(float));
+    for (int N = 100; N < 400; N++) matmul_forward(o, x, w, NULL, N, 8, 3);
+    run_fixed_products(after);
+    for (int i = 0; i < 12; i++)
+        CHECKF(memcmp(before[i], after[i], len[i] * sizeof(float)) == 0,
+               "shape %d product %d: different bits after the primitive table filled up", i / 4, i % 4);
+    for (int i = 0; i < 12; i++) { free(before[i]); free(after[i]); }
+    free(x); free(w); free(o);
 }
 
 static void test_avx512_gemv(void)
@@ -299,6 +352,7 @@ int main(void)
     RUN(test_dispatch_backward);
     RUN(test_onednn_fp32);
     RUN(test_onednn_eviction);
+    RUN(test_kernel_choice_by_shape);
     RUN(test_avx512_gemv);
     RUN(test_bf16);
     RUN(test_peaks);
