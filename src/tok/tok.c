@@ -111,7 +111,9 @@ int tok_build(tok_t *t, const uint32_t *pairs, size_t n_pairs, char *err)
     cap = pow2_at_least(n_pairs * 2);
     t->pair_mask = cap - 1;
     if (fits) {
-        if (!(t->pairs32 = malloc(cap * sizeof *t->pairs32))) return core_errf(err, "out of memory loading the tokenizer");
+        t->pairs32 = malloc(cap * sizeof *t->pairs32);
+        t->pair_bits = calloc((1u << 21) / 64, sizeof *t->pair_bits);
+        if (!t->pairs32 || !t->pair_bits) return core_errf(err, "out of memory loading the tokenizer");
         for (uint32_t i = 0; i < cap; i++) t->pairs32[i].key = UINT32_MAX;
     } else {
         if (!(t->pairs = malloc(cap * sizeof *t->pairs))) return core_errf(err, "out of memory loading the tokenizer");
@@ -127,6 +129,8 @@ int tok_build(tok_t *t, const uint32_t *pairs, size_t n_pairs, char *err)
             while (t->pairs32[h].key != UINT32_MAX) h = (h + 1) & t->pair_mask;
             t->pairs32[h].key = key;
             t->pairs32[h].rank = (int32_t)q[2];
+            uint32_t f = (uint32_t)(((uint64_t)key * 0xC2B2AE3D27D4EB4Full) >> 43);
+            t->pair_bits[f >> 6] |= 1ull << (f & 63);
         } else {
             uint64_t key = (uint64_t)q[0] << 32 | q[1];
             uint32_t h = (uint32_t)((key * 0x9E3779B97F4A7C15ull) >> 32) & t->pair_mask;
@@ -135,6 +139,16 @@ int tok_build(tok_t *t, const uint32_t *pairs, size_t n_pairs, char *err)
             t->pairs[h].rank = (int32_t)q[2];
             t->pairs[h].merged = (int32_t)q[3];
         }
+    }
+    if (fits) {
+        /* ids are ranks and below 0xffff: 2 bytes a pair keep it in L1/L2 */
+        if (!(t->byte_pair16 = malloc(65536 * sizeof *t->byte_pair16))) return core_errf(err, "out of memory loading the tokenizer");
+        for (int i = 0; i < 65536; i++) {
+            int32_t m = -1;
+            int32_t r = tok_pair_rank(t, t->byte_id[i >> 8], t->byte_id[i & 255], &m);
+            t->byte_pair16[i] = r == INT32_MAX ? 0xffff : (uint16_t)m;
+        }
+        return 0;
     }
     t->byte_pair = malloc(65536 * sizeof *t->byte_pair);
     if (!t->byte_pair) return core_errf(err, "out of memory loading the tokenizer");
@@ -154,7 +168,9 @@ void tok_free(tok_t *t)
     free(t->str_tab);
     free(t->pairs);
     free(t->pairs32);
+    free(t->pair_bits);
     free(t->byte_pair);
+    free(t->byte_pair16);
     free(t->merges);
     free(t->specials);
     tok_re_free(t);

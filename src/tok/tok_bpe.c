@@ -25,10 +25,7 @@ static size_t bpe_short(const tok_t *t, const unsigned char *p, size_t len, int 
     int32_t ids[BPE_SHORT], rank[BPE_SHORT], mg[BPE_SHORT];
     int m = (int)len;
     for (int i = 0; i < m; i++) ids[i] = t->byte_id[p[i]];
-    for (int i = 0; i + 1 < m; i++) {
-        rank[i] = t->byte_pair[p[i] << 8 | p[i + 1]].rank;
-        mg[i] = t->byte_pair[p[i] << 8 | p[i + 1]].merged;
-    }
+    for (int i = 0; i + 1 < m; i++) rank[i] = tok_byte_pair(t, p[i], p[i + 1], &mg[i]);
     while (m > 1) {
         int32_t best = INT_MAX;
         int bi = -1;
@@ -141,8 +138,7 @@ static size_t bpe_long(const tok_t *t, const unsigned char *p, size_t len, int *
         h.hpos[i] = -1;
     }
     for (int32_t i = 0; i + 1 < n; i++) {
-        h.rank[i] = t->byte_pair[p[i] << 8 | p[i + 1]].rank;
-        h.mg[i] = t->byte_pair[p[i] << 8 | p[i + 1]].merged;
+        h.rank[i] = tok_byte_pair(t, p[i], p[i + 1], &h.mg[i]);
         if (h.rank[i] != INT_MAX) { h.hpos[i] = h.hn; h.heap[h.hn++] = i; }
     }
     h.rank[n - 1] = INT_MAX;

@@ -50,8 +50,13 @@ struct tok {
     tok_pair_t *pairs;       /* slot: key, rank, merged; one cache line holds 4 */
     tok_pair32_t *pairs32;   /* instead of pairs when it fits (see tok_pair32_t) */
     uint32_t pair_mask;
+    /* a one-hash Bloom filter of the pairs32 keys, 2^21 bits (256 KB, stays
+     * in L2): most pairs asked about are not mergeable, and the filter
+     * answers them without touching the 2 MB table */
+    uint64_t *pair_bits;
     /* the pair of two single bytes, directly: every piece starts with these */
     struct { int32_t rank, merged; } *byte_pair;   /* 65536, [b0 << 8 | b1] */
+    uint16_t *byte_pair16;   /* the same, 128 KB, with pairs32: merged id (= rank), 0xffff none */
     /* merges in rank order, for writing merges.txt: {a, b} */
     int32_t *merges;
     int n_merges;
@@ -75,6 +80,8 @@ static inline int32_t tok_pair_rank(const tok_t *t, int32_t a, int32_t b, int32_
 {
     if (t->pairs32) {
         uint32_t key = (uint32_t)a << 16 | (uint32_t)b;
+        uint32_t f = (uint32_t)(((uint64_t)key * 0xC2B2AE3D27D4EB4Full) >> 43);
+        if (!(t->pair_bits[f >> 6] >> (f & 63) & 1)) return INT32_MAX;
         uint32_t h = (uint32_t)(((uint64_t)key * 0x9E3779B97F4A7C15ull) >> 32) & t->pair_mask;
         for (;;) {
             uint32_t k = t->pairs32[h].key;
@@ -94,6 +101,18 @@ static inline int32_t tok_pair_rank(const tok_t *t, int32_t a, int32_t b, int32_
         if (k == UINT64_MAX) return INT32_MAX;
         h = (h + 1) & t->pair_mask;
     }
+}
+
+/* rank of merging the tokens of bytes b0, b1 or INT32_MAX; *merged gets the result */
+static inline int32_t tok_byte_pair(const tok_t *t, unsigned b0, unsigned b1, int32_t *merged)
+{
+    if (t->byte_pair16) {
+        uint16_t m = t->byte_pair16[b0 << 8 | b1];
+        *merged = m;
+        return m == 0xffff ? INT32_MAX : m;
+    }
+    *merged = t->byte_pair[b0 << 8 | b1].merged;
+    return t->byte_pair[b0 << 8 | b1].rank;
 }
 
 /* Builds the hash tables of t from off/blob/pairs; t owns all arrays given.
