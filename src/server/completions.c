@@ -229,6 +229,12 @@ static int resolve_model(req_t *r, const char *name, char dir[4096])
         return 0;
     }
     if (rc != STORE_ENOTFOUND) return HTTP_500(r, "%s", err), -1;
+    store_checkpoint_t ck;   /* a checkpoint of a current-API job: ft:...:ckpt-step-N */
+    if ((rc = store_checkpoint_by_model(st, r->org_id, name, &ck, err)) == 0) {
+        snprintf(dir, 4096, "%s", ck.dir);
+        return 0;
+    }
+    if (rc != STORE_ENOTFOUND) return HTTP_500(r, "%s", err), -1;
     if (server_is_base_model(name))   /* a known name whose weights are missing: say how to add them */
         return http_reply_error(r, 404, "invalid_request_error", "model", "model_not_found", "%s.",
                                 (server_base_model_dir(r->srv, name, dir, err), err)), -1;

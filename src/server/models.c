@@ -1,7 +1,9 @@
 /* models.c: /v1/models. The four legacy base models (owned by "openai",
  * served from the shipped or imported model directories) plus the caller's
- * fine-tuned models. Ids contain ':' and arrive encoded or not; the router
- * has already decoded them. Only fine-tuned models can be deleted.
+ * fine-tuned models and, from the current API, the checkpoints its jobs keep
+ * as models (ft:...:ckpt-step-N). Ids contain ':' and arrive encoded or not;
+ * the router has already decoded them. Only fine-tuned models and the
+ * checkpoints of finished jobs can be deleted.
  */
 #define TUNERY_SERVER_INTERNAL
 #include "server/server.h"
@@ -40,6 +42,22 @@ static json_t *ft_json(const store_model_t *m)
     return model_json(m->id, m->created, m->org_id, m->base, m->parent[0] ? m->parent : m->base);
 }
 
+/* A checkpoint's parent is the model its job started from. */
+static json_t *ckpt_json(store_t *st, const char *org_id, const store_checkpoint_t *c)
+{
+    char root[STORE_NAME_LEN], err[CORE_ERR_LEN];
+    store_model_root(c->model, root);
+    store_job_t j;
+    json_t *o;
+    if (store_job_get(st, org_id, c->job_id, &j, err) == 0) {
+        o = model_json(c->model, c->created_at, org_id, root, j.model);
+        store_job_clear(&j);
+    } else {
+        o = model_json(c->model, c->created_at, org_id, root, root);
+    }
+    return o;
+}
+
 int models_list(req_t *r)
 {
     store_t *st = server_store(r);
@@ -55,6 +73,13 @@ int models_list(req_t *r)
     }
     for (int i = 0; i < n; i++) json_array_append_new(data, ft_json(&ms[i]));
     free(ms);
+    store_checkpoint_t *cs = NULL;
+    if (store_checkpoint_models(st, r->org_id, &cs, &n, err)) {
+        json_decref(data);
+        return HTTP_500(r, "%s", err);
+    }
+    for (int i = 0; i < n; i++) json_array_append_new(data, ckpt_json(st, r->org_id, &cs[i]));
+    free(cs);
     return http_reply_json(r, 200, json_pack("{s:s, s:o, s:b}", "object", "list", "data", data, "has_more", 0));
 }
 
@@ -73,9 +98,37 @@ int models_get(req_t *r)
     store_model_t m;
     char err[CORE_ERR_LEN];
     int rc = store_model_get(st, r->org_id, r->params[0], &m, err);
+    if (rc == 0) return http_reply_json(r, 200, ft_json(&m));
+    if (rc != STORE_ENOTFOUND) return HTTP_500(r, "%s", err);
+    store_checkpoint_t c;
+    rc = store_checkpoint_by_model(st, r->org_id, r->params[0], &c, err);
     if (rc == STORE_ENOTFOUND) return model_404(r, r->params[0]);
     if (rc) return HTTP_500(r, "%s", err);
-    return http_reply_json(r, 200, ft_json(&m));
+    return http_reply_json(r, 200, ckpt_json(st, r->org_id, &c));
+}
+
+/* A checkpoint model goes with its directory, but only once its job is
+ * over: a running or paused job resumes from its newest checkpoint. */
+static int delete_checkpoint(req_t *r, store_t *st, const store_checkpoint_t *c)
+{
+    char err[CORE_ERR_LEN];
+    store_job_t j;
+    int rc = store_job_get(st, r->org_id, c->job_id, &j, err);
+    if (rc) return server_store_error(r, rc, "model", err);
+    int terminal = store_job_is_terminal(j.status);
+    char status[sizeof j.status];
+    snprintf(status, sizeof status, "%s", j.status);
+    store_job_clear(&j);
+    if (!terminal)
+        return HTTP_400(r, "model", "`%s` is a checkpoint of fine-tuning job %s, which is %s and may resume from it; "
+                        "delete it once the job has finished, or cancel the job.", c->model, c->job_id, status);
+    if ((rc = store_checkpoint_delete(st, c->job_id, c->step, err))) return server_store_error(r, rc, "model", err);
+    char jobs[STORE_PATH_LEN + 8];
+    snprintf(jobs, sizeof jobs, "%s/jobs/", store_data_dir(st));
+    if (!strncmp(c->dir, jobs, strlen(jobs)) && !strstr(c->dir, "/../") && fs_rm_rf(c->dir, err))
+        return HTTP_500(r, "%s", err);
+    completions_cache_evict(r->srv, c->model);
+    return http_reply_json(r, 200, json_pack("{s:s, s:s, s:b}", "id", c->model, "object", "model", "deleted", 1));
 }
 
 int models_delete(req_t *r)
@@ -87,6 +140,9 @@ int models_delete(req_t *r)
     if (!st) return -1;
     char err[CORE_ERR_LEN];
     int rc = store_model_delete(st, r->org_id, r->params[0], err);
+    store_checkpoint_t c;
+    if (rc == STORE_ENOTFOUND && store_checkpoint_by_model(st, r->org_id, r->params[0], &c, err) == 0)
+        return delete_checkpoint(r, st, &c);
     if (rc == STORE_ENOTFOUND) return model_404(r, r->params[0]);
     if (rc) return HTTP_500(r, "%s", err);
     completions_cache_evict(r->srv, r->params[0]);
