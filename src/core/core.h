@@ -88,5 +88,13 @@ const char *core_data_dir(void);
  * else <share dir>/models/<name> (built-in base models). Returns -1 with err
  * naming the places looked in when none exists. */
 int core_model_dir(const char *name, char *out, char *err);
+/* Compatibility names (model_alias.c): when name is listed in
+ * <data dir>/models/aliases.json or else <share dir>/models/aliases.json,
+ * fill target (the model it stands for) and *is_chat (its data format; may
+ * be NULL) and return 0; 1 when name is not an alias; -1 with err when the
+ * table is broken. core_model_dir follows an alias only after no directory
+ * of that name was found. */
+#define CORE_ALIAS_LEN 128
+int core_model_alias(const char *name, char target[CORE_ALIAS_LEN], int *is_chat, char *err);
 
 #endif

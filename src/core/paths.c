@@ -61,6 +61,15 @@ int core_model_dir(const char *name, char *out, char *err)
     snprintf(out, PATH_MAX, "%s/models/%s", core_share_dir(), name);
     snprintf(probe, sizeof probe, "%s/config.json", out);
     if (fs_exists(probe)) return 0;
+    /* a compatibility name (aliases.json): one level, to a real name */
+    char target[CORE_ALIAS_LEN], t2[CORE_ALIAS_LEN];
+    int arc = core_model_alias(name, target, NULL, err);
+    if (arc < 0) return -1;
+    if (arc == 0 && strcmp(target, name) && core_model_alias(target, t2, NULL, err) == 1) {
+        char e2[CORE_ERR_LEN];
+        if (core_model_dir(target, out, e2) == 0) return 0;
+        return core_errf(err, "'%s' is a compatibility name for '%s': %s", name, target, e2);
+    }
     return core_errf(err, "model '%s' not found (looked in %s/models and %s/models); "
                      "give a model directory, or run 'tunery models list'", name, core_data_dir(), core_share_dir());
 }

@@ -265,6 +265,30 @@ int fine_tunes_check_model(req_t *r, struct store *st, const char *model);
 json_t *fine_tuning_job_json(const store_job_t *j);
 int completions_create(req_t *r);
 int completions_engine(req_t *r);
+/* model_kind.c: what a model name is (base, compatibility alias,
+ * fine-tuned, checkpoint) and whether it is a chat model. The one place the
+ * server turns a name into a directory and a format; fine_tuning_jobs.c
+ * calls server_model_is_chat to refuse a chat file for a completion base
+ * and the reverse. */
+enum { SERVER_MODEL_BASE = 1, SERVER_MODEL_ALIAS, SERVER_MODEL_FINE_TUNED, SERVER_MODEL_CHECKPOINT };
+#define SERVER_MODEL_UNKNOWN -1   /* no such model for this org (err says so) */
+#define SERVER_MODEL_ERROR -2     /* the store or aliases.json failed (err) */
+#define SERVER_MODEL_MISSING -3   /* a known name whose weights are not installed; kind and is_chat are set */
+typedef struct {
+    int kind;                     /* SERVER_MODEL_BASE ... */
+    int is_chat;                  /* 1: chat format (/v1/chat/completions, {"messages"} data) */
+    char dir[4096];               /* the model directory */
+    char target[STORE_NAME_LEN];  /* alias: the model it names; fine-tuned/checkpoint: its root base */
+} server_model_t;
+int server_model_lookup(struct server *s, const char *org_id, const char *model, server_model_t *out, char *err);
+/* 1 chat model, 0 completion model, -1 unknown model (err says so). */
+int server_model_is_chat(struct server *s, const char *org_id, const char *model, char *err);
+const char *server_model_kind_name(int kind);
+/* The compatibility names (aliases.json of the data dir, then the shipped
+ * one), as a JSON array of strings, for /v1/models. */
+json_t *server_model_aliases(void);
+/* chat.c */
+int chat_completions_create(req_t *r);
 #endif
 
 #endif

@@ -12,7 +12,8 @@
  * trailing one and the OpenAI tools tolerated them. Everything else that is
  * not a valid example is an error naming the 1-based line.
  *
- * Chat template for base (non-chat) models, documented in docs/finetune.md:
+ * Chat template for base (non-chat) models, documented in docs/finetune.md
+ * and rendered by chat_template.c (the server renders with the same code):
  *   every message renders as "<role>:" + " <content>"; a non-assistant turn
  *   ends with "\n", an assistant turn ends with <|endoftext|> (then "\n" if
  *   more turns follow). Loss weight 1 on assistant content and its
@@ -43,7 +44,7 @@ void texample_free(texample_t *e)
     memset(e, 0, sizeof *e);
 }
 
-static int seg_add(texample_t *e, const char *s, size_t len, int cls, int eot)
+int texample_seg_add(texample_t *e, const char *s, size_t len, int cls, int eot)
 {
     if (e->nsegs == e->cap) {
         int cap = e->cap ? e->cap * 2 : 16;
@@ -109,15 +110,13 @@ static int parse_legacy(json_t *o, long ln, texample_t *e, char *err)
     if (cl == 0) return core_errf(err, "line %ld: \"completion\" is empty; every example needs a completion to learn (remove the line or fill it in)", ln);
     e->prompt_off = e->text.len;
     e->prompt_len = pl;
-    if (pl && seg_add(e, json_string_value(p), pl, TW_PROMPT, 0)) return core_errf(err, "out of memory");
+    if (pl && texample_seg_add(e, json_string_value(p), pl, TW_PROMPT, 0)) return core_errf(err, "out of memory");
     e->compl_off = e->text.len;
     e->compl_len = cl;
-    if (seg_add(e, json_string_value(c), cl, TW_COMPLETION, 0) || seg_add(e, NULL, 0, TW_COMPLETION, 1))
+    if (texample_seg_add(e, json_string_value(c), cl, TW_COMPLETION, 0) || texample_seg_add(e, NULL, 0, TW_COMPLETION, 1))
         return core_errf(err, "out of memory");
     return 0;
 }
-
-static const char *const chat_roles[] = {"system", "developer", "user", "assistant", "tool", "function"};
 
 /* content: a string, or a list of {"type":"text","text":"..."} parts. */
 static int chat_content(json_t *m, long ln, int i, buf_t *out, char *err)
@@ -151,9 +150,7 @@ static int parse_chat(json_t *o, long ln, texample_t *e, char *err)
         json_t *r = json_object_get(m, "role");
         if (!json_is_string(r)) { buf_free(&content); return core_errf(err, "line %ld: messages[%zu] needs a \"role\" string (system, user or assistant)", ln, i); }
         const char *role = json_string_value(r);
-        int known = 0;
-        for (size_t k = 0; k < sizeof chat_roles / sizeof *chat_roles; k++) known |= !strcmp(role, chat_roles[k]);
-        if (!known) { buf_free(&content); return core_errf(err, "line %ld: messages[%zu] has role \"%.40s\"; use system, user, assistant or tool", ln, i, role); }
+        if (!train_chat_role_known(role)) { buf_free(&content); return core_errf(err, "line %ld: messages[%zu] has role \"%.40s\"; use system, user, assistant or tool", ln, i, role); }
         int assistant = !strcmp(role, "assistant");
         double weight = 1;
         json_t *w = json_object_get(m, "weight");
@@ -167,24 +164,9 @@ static int parse_chat(json_t *o, long ln, texample_t *e, char *err)
         }
         content.len = 0;
         if (chat_content(m, ln, (int)i, &content, err)) { buf_free(&content); return -1; }
-        int cls = assistant && weight != 0 ? TW_COMPLETION : TW_NONE;
-        trained |= cls == TW_COMPLETION;
-        char head[16];
-        int hl = snprintf(head, sizeof head, "%s:", role);
-        int rc = seg_add(e, head, (size_t)hl, TW_NONE, 0);
-        /* the space belongs to the content, as GPT-2 tokenizes " word" */
-        buf_t sp = {0};
-        rc |= buf_append(&sp, " ", 1) | buf_append(&sp, content.data ? content.data : "", content.len);
-        rc |= seg_add(e, sp.data, sp.len, cls, 0);
-        buf_free(&sp);
-        if (assistant) {
-            rc |= seg_add(e, NULL, 0, cls, 1);
-            if (i + 1 < n) rc |= seg_add(e, "\n", 1, TW_NONE, 0);
-        } else {
-            rc |= seg_add(e, "\n", 1, TW_NONE, 0);
-            if (i + 1 == n) rc |= seg_add(e, NULL, 0, TW_NONE, 1);
-        }
-        if (rc) { buf_free(&content); return core_errf(err, "out of memory"); }
+        trained |= assistant && weight != 0;
+        /* the template itself lives in chat_template.c, shared with inference */
+        if (chat_render_turn(e, role, content.data, content.len, weight != 0, i + 1 < n)) { buf_free(&content); return core_errf(err, "out of memory"); }
     }
     buf_free(&content);
     if (!trained) return core_errf(err, "line %ld: no assistant message to train on (add one, or remove \"weight\": 0)", ln);

@@ -12,6 +12,7 @@
 #define TUNERY_TRAIN_H
 
 #include "core/core.h"
+#include "tok/tok.h"
 #include <stdint.h>
 
 typedef struct {
@@ -86,6 +87,23 @@ int train_check_file(const char *path, int *n_examples, int *is_chat, char *err)
 /* Tokens the file trains on per epoch (r50k; prompt + completion + end
  * token, as train_run counts them), streamed; -1 with err on a bad file. */
 long long train_count_tokens(const char *path, char *err);
+
+/* ---- chat (chat_template.c): one template for training and inference ----
+ * A conversation for /v1/chat/completions. content is UTF-8 of content_len
+ * bytes (text parts already concatenated); weight is for training only. */
+typedef struct {
+    const char *role;   /* system, developer, user, assistant, tool, function */
+    const char *content;
+    size_t content_len;
+} train_chat_msg_t;
+/* 1 if role is one the template renders, else 0. */
+int train_chat_role_known(const char *role);
+/* The token ids a chat fine-tune sees for this conversation followed by the
+ * opened assistant turn ("assistant:"), built by the very code training
+ * uses (docs/finetune.md, "Chat template"). Generate from these ids, stop
+ * at <|endoftext|> (the end-of-turn marker) and drop the reply's first
+ * space, which the template puts before every content. out is replaced. -1 with err on an unknown role or no memory. */
+int train_chat_encode(const tok_t *tk, const train_chat_msg_t *msgs, int n, tok_ids_t *out, char *err);
 
 /* Run one fine-tune. Returns 0, or -1 with err saying what went wrong (for a
  * bad data file: the line number and the problem). */

@@ -37,6 +37,17 @@ typedef struct {
 } texample_t;
 
 void texample_reset(texample_t *e);
+/* Append one segment (eot: the <|endoftext|> token, s unused); -1 out of memory. */
+int texample_seg_add(texample_t *e, const char *s, size_t len, int cls, int eot);
+
+/* ---- the chat template (chat_template.c), shared by training and inference ----
+ * Render one message: "<role>:", " <content>", then "\n" (non-assistant)
+ * or <|endoftext|> (assistant, loss class by weight). more: another turn
+ * follows (an assistant turn then gets "\n"; a last non-assistant turn
+ * otherwise gets a closing <|endoftext|>). */
+int chat_render_turn(texample_t *e, const char *role, const char *content, size_t len, int weight, int more);
+/* Open the assistant's reply for generation: "assistant:". */
+int chat_render_open(texample_t *e);
 void texample_free(texample_t *e);
 
 /* Parse one JSONL line (no trailing newline) into e. Returns 1 for a blank
