@@ -318,15 +318,16 @@ static int model_check(req_t *r, store_t *st, const char *model, int *is_chat)
         *is_chat = job_is_chat(st, r->org_id, c.job_id);
         return 0;
     }
-    if (server_model_is_chat) {
-        int rc = server_model_is_chat(r->srv, r->org_id, model, err);
-        if (rc < 0)
-            return HTTP_400(r, "model", "The model `%s` does not exist or you do not have access to it: %s", model, err), -1;
-        *is_chat = rc;
+    if (!server_model_is_chat) {
+        if (fine_tunes_check_model(r, st, model)) return -1;
+        *is_chat = 0;   /* the GPT-3 era base models are completion models */
         return 0;
     }
-    if (fine_tunes_check_model(r, st, model)) return -1;
-    *is_chat = 0;   /* the GPT-3 era base models are completion models */
+    int rc = server_model_is_chat(r->srv, r->org_id, model, err);
+    if (rc < 0) return HTTP_400(r, "model", "%s Use a base model (GET /v1/models lists them) or one of your fine-tuned models.", err), -1;
+    char dir[4096];   /* a known name must also have its weights here to train */
+    if (server_base_model_dir(r->srv, model, dir, err)) return HTTP_400(r, "model", "%s.", err), -1;
+    *is_chat = rc;
     return 0;
 }
 
