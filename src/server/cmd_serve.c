@@ -20,12 +20,16 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: tunery serve [--listen HOST:PORT] [--data DIR] [--max-concurrent-jobs N]\n"
             "                    [--upload-limit BYTES] [--ping-interval MS] [--model-cache BYTES]\n"
+            "                    [--threads N] [--compute-threads N]\n"
             "  --listen HOST:PORT        address to serve on (default 127.0.0.1:8080; port 0 picks a free one)\n"
             "  --data DIR                data directory (default $TUNERY_DATA or ./tunery-data)\n"
             "  --max-concurrent-jobs N   fine-tunes trained at once (default 1)\n"
             "  --upload-limit BYTES      largest request body, e.g. 1073741824 or 1G (default 1G)\n"
             "  --ping-interval MS        keep-alive comment interval of event streams (default 15000)\n"
             "  --model-cache BYTES       memory for loaded models, least recently used out (default 2G)\n"
+            "  --threads N               HTTP event-loop threads (default: the number of CPUs, at least 2);\n"
+            "                            event streams and waiting requests hold no thread\n"
+            "  --compute-threads N       completions generated at once, each using every core (default 1)\n"
             "Clients: OPENAI_API_BASE=http://HOST:PORT/v1 and OPENAI_API_KEY=<a key from `tunery keys create`>.\n");
 }
 
@@ -94,6 +98,15 @@ int cmd_serve(int argc, char **argv)
             }
             if (!strcmp(a, "--upload-limit")) o.upload_limit = x;
             else o.model_cache_bytes = (size_t)x;
+        } else if (!strcmp(a, "--threads") || !strcmp(a, "--compute-threads")) {
+            char *end;
+            long n = strtol(v, &end, 10);
+            if (end == v || *end || n < 1 || n > 256) {
+                fprintf(stderr, "tunery serve: %s wants a thread count from 1 to 256, got '%s'\n", a, v);
+                return 2;
+            }
+            if (!strcmp(a, "--threads")) o.threads = (int)n;
+            else o.compute_threads = (int)n;
         } else if (!strcmp(a, "--ping-interval")) {
             o.ping_ms = atoi(v);
             if (o.ping_ms < 10) {
@@ -105,8 +118,8 @@ int cmd_serve(int argc, char **argv)
             return 2;
         }
     }
-    /* each event follower holds a socket, a store connection and a watch:
-     * take every file descriptor the hard limit allows */
+    /* each event follower holds a socket: take every file descriptor the
+     * hard limit allows */
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
         rl.rlim_cur = rl.rlim_max;

@@ -3,15 +3,16 @@
  * The request is parsed here (prompt as string, strings, token ids or lists
  * of them; stop as a string or up to four; JSON null = default, as the
  * Python CLI sends), the model comes from the cache (model_cache.c) and
- * nn/'s gen_complete does the sampling. stream:true runs generation on a
- * producer thread and hands each chunk to the connection as an SSE
- * "data:" line, then "data: [DONE]".
+ * nn/'s gen_complete does the sampling. The parameters are checked on the
+ * HTTP thread; loading the model and generating run on the compute pool
+ * (pool.c) while the connection sleeps (http_defer), so a long generation
+ * never holds an event-loop thread. stream:true pushes each chunk to the
+ * connection as an SSE "data:" line as it is made, then "data: [DONE]".
  */
 #define TUNERY_SERVER_INTERNAL
 #include "server/server.h"
 #include "store/store.h"
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -71,6 +72,7 @@ typedef struct {
     int *bias_ids;
     float *bias;
     char model[STORE_NAME_LEN];
+    char dir[4096];
     char id[40];
     long long created;
     model_ref_t *ref;
@@ -252,21 +254,17 @@ static json_t *choice_json(const creq_t *c, const gen_choice_t *ch)
                      "logprobs", lp, "finish_reason", ch->finish_reason ? ch->finish_reason : "stop");
 }
 
-/* ---- streaming: a producer thread and the connection's reader ---- */
+/* ---- streaming: the compute thread pushes each chunk ---- */
 typedef struct {
     creq_t *c;
-    pthread_t th;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    buf_t out;
-    size_t pos;
-    int finished, cancelled;
+    http_push_t *push;
 } cstream_t;
 
 static int stream_chunk(void *ctx, const gen_chunk_t *ch)
 {
     cstream_t *s = ctx;
     creq_t *c = s->c;
+    if (c->srv->stopping) return 1;
     json_t *lp = json_null();
     if (c->g.logprobs >= 0)
         lp = logprobs_json(c->ref->tok, ch->n_tokens, ch->tokens, ch->token_logprobs, ch->text_offset,
@@ -277,16 +275,13 @@ static int stream_chunk(void *ctx, const gen_chunk_t *ch)
                           "created", (json_int_t)c->created, "choices", choice, "model", c->model);
     char *t = json_dumps(o, JSON_COMPACT);
     json_decref(o);
-    pthread_mutex_lock(&s->mu);
-    if (t) buf_printf(&s->out, "data: %s\n\n", t);
-    int stop = s->cancelled;
-    pthread_cond_signal(&s->cv);
-    pthread_mutex_unlock(&s->mu);
+    int stop = t ? http_push_printf(s->push, "data: %s\n\n", t) != 0 : 0;   /* -1: the client left */
     free(t);
     return stop;
 }
 
-static void *stream_main(void *arg)
+/* Runs after the 200 has gone out, on the same compute thread. */
+static void stream_run(void *arg)
 {
     cstream_t *s = arg;
     gen_result_t res;
@@ -294,72 +289,33 @@ static void *stream_main(void *arg)
     char err[CORE_ERR_LEN] = "";
     int rc = gen_complete(&s->c->ref->model, &s->c->g, &res, stream_chunk, s, err);
     gen_result_free(&res);
-    pthread_mutex_lock(&s->mu);
     if (rc && rc != GEN_ECANCEL) {
         json_t *e = server_error_json(err, "server_error", NULL, NULL);
         char *t = json_dumps(e, JSON_COMPACT);
         json_decref(e);
-        if (t) buf_printf(&s->out, "data: %s\n\n", t);
+        if (t) http_push_printf(s->push, "data: %s\n\n", t);
         free(t);
     }
-    buf_appends(&s->out, "data: [DONE]\n\n");
-    s->finished = 1;
-    pthread_cond_signal(&s->cv);
-    pthread_mutex_unlock(&s->mu);
-    return NULL;
-}
-
-static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
-{
-    cstream_t *s = cls;
-    pthread_mutex_lock(&s->mu);
-    while (s->pos == s->out.len && !s->finished) pthread_cond_wait(&s->cv, &s->mu);
-    ssize_t n = -1;
-    if (s->pos < s->out.len) {
-        size_t k = s->out.len - s->pos;
-        if (k > max) k = max;
-        memcpy(buf, s->out.data + s->pos, k);
-        s->pos += k;
-        n = (ssize_t)k;
-    }
-    pthread_mutex_unlock(&s->mu);
-    return n;
-}
-
-static void stream_done(void *cls)
-{
-    cstream_t *s = cls;
-    pthread_mutex_lock(&s->mu);
-    s->cancelled = 1;
-    pthread_mutex_unlock(&s->mu);
-    pthread_join(s->th, NULL);
+    http_push_write(s->push, "data: [DONE]\n\n", 14);
+    http_push_end(s->push);
+    http_push_release(s->push);
     creq_free(s->c);
-    buf_free(&s->out);
-    pthread_mutex_destroy(&s->mu);
-    pthread_cond_destroy(&s->cv);
     free(s);
 }
 
-static int completions_run(req_t *r, const char *model)
+/* On the compute pool: load (or share) the model, encode the prompts,
+ * generate, reply. */
+static void completions_compute(req_t *r, void *arg, http_then_fn *then, void **then_arg)
 {
+    creq_t *c = arg;
     json_t *b = r->body;
-    if (!model || !model[0]) return HTTP_400(r, "model", "Missing required parameter: 'model'.");
-    if (json_check_known(r, b, completion_params)) return -1;
-    creq_t *c = calloc(1, sizeof *c);
-    if (!c) return HTTP_500(r, "Out of memory.");
-    c->srv = r->srv;
-    gen_request_init(&c->g);
-    snprintf(c->model, sizeof c->model, "%s", model);
-    id_random(c->id, "cmpl-", 29);
-    c->created = time_unix();
-    char dir[4096], err[CORE_ERR_LEN];
+    char err[CORE_ERR_LEN];
     int hit = 0;
-    if (parse_params(r, c, b) || resolve_model(r, model, dir)) goto out;
-    c->ref = model_cache_get(r->srv, model, dir, &hit, err);
+    c->ref = model_cache_get(r->srv, c->model, c->dir, &hit, err);
     r->extra_header[0] = "x-tunery-model-cache";
     r->extra_header[1] = hit ? "hit" : "miss";
     if (!c->ref) {
-        HTTP_500(r, "The model `%s` could not be loaded: %s", model, err);
+        HTTP_500(r, "The model `%s` could not be loaded: %s", c->model, err);
         goto out;
     }
     if (parse_prompts(r, c, c->ref->tok, json_object_get(b, "prompt"))) goto out;
@@ -378,16 +334,14 @@ static int completions_run(req_t *r, const char *model)
             goto out;
         }
         s->c = c;
-        pthread_mutex_init(&s->mu, NULL);
-        pthread_cond_init(&s->cv, NULL);
-        if (pthread_create(&s->th, NULL, stream_main, s)) {
-            pthread_mutex_destroy(&s->mu);
-            pthread_cond_destroy(&s->cv);
+        s->push = http_reply_push(r, "text/event-stream");
+        if (!s->push) {
             free(s);
-            HTTP_500(r, "Could not start a generation thread.");
             goto out;
         }
-        return http_reply_stream(r, "text/event-stream", stream_read, s, stream_done);
+        *then = stream_run;
+        *then_arg = s;
+        return;
     }
     gen_result_t res;
     memset(&res, 0, sizeof res);
@@ -408,7 +362,26 @@ static int completions_run(req_t *r, const char *model)
     gen_result_free(&res);
 out:
     creq_free(c);
-    return 0;
+}
+
+/* On the HTTP thread: the checks that need no model, then off to the pool. */
+static int completions_run(req_t *r, const char *model)
+{
+    json_t *b = r->body;
+    if (!model || !model[0]) return HTTP_400(r, "model", "Missing required parameter: 'model'.");
+    if (json_check_known(r, b, completion_params)) return -1;
+    creq_t *c = calloc(1, sizeof *c);
+    if (!c) return HTTP_500(r, "Out of memory.");
+    c->srv = r->srv;
+    gen_request_init(&c->g);
+    snprintf(c->model, sizeof c->model, "%s", model);
+    id_random(c->id, "cmpl-", 29);
+    c->created = time_unix();
+    if (parse_params(r, c, b) || resolve_model(r, model, c->dir)) {
+        creq_free(c);
+        return 0;
+    }
+    return http_defer(r, completions_compute, c);
 }
 
 int completions_create(req_t *r)

@@ -9,6 +9,18 @@
  * bounded JSON buffer or straight through the multipart parser into a blob.
  * The last call runs the handler.
  *
+ * Threading: a small pool of event-loop threads (MHD's thread pool, epoll on
+ * Linux, --threads) serves every connection; none of them may wait. Work
+ * that waits is moved off the pool with libmicrohttpd's suspend/resume:
+ *  - http_defer runs a handler on the compute pool (pool.c) while its
+ *    connection sleeps suspended; the reply it makes is queued when the
+ *    connection is resumed (MHD takes responses only inside on_request);
+ *  - http_reply_push is a streamed body fed by another thread (the event hub
+ *    of notify.c, a completion's producer): when its buffer is empty the
+ *    content reader suspends the connection and returns 0, and the next
+ *    http_push_write resumes it. A suspended connection costs its socket and
+ *    a few hundred bytes, never a thread or a wake-up.
+ *
  * Every reply leaves here: JSON with Content-Type application/json,
  * x-request-id always, x-should-retry: false on 5xx (the failures here are
  * not transient, and the Node SDK would otherwise retry them).
@@ -16,6 +28,7 @@
 #define TUNERY_SERVER_INTERNAL
 #include "server/server.h"
 #include <microhttpd.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -172,6 +185,225 @@ int http_reply_stream(req_t *r, const char *content_type,
     return queue(r, 200, resp);
 }
 
+/* ---- pushed streams ----
+ * Two owners: the response (MHD frees it when the connection is done with
+ * it: push_free) and the producer (http_push_release). conn is touched only
+ * while the connection is known to be suspended by us, so never after it
+ * closed: a suspended connection cannot time out or be closed by MHD. */
+struct http_push {
+    pthread_mutex_t mu;
+    struct MHD_Connection *conn;
+    server_t *srv;
+    buf_t buf;
+    size_t pos;
+    int refs;
+    int suspended;   /* the reader suspended the connection; the next write resumes it */
+    int ended;       /* http_push_end: the body ends once buf is sent */
+    int closed;      /* the response is gone (client left, server stopping) */
+};
+
+static void push_unref_locked(http_push_t *p)
+{
+    if (--p->refs > 0) {
+        pthread_mutex_unlock(&p->mu);
+        return;
+    }
+    pthread_mutex_unlock(&p->mu);
+    pthread_mutex_destroy(&p->mu);
+    buf_free(&p->buf);
+    free(p);
+}
+
+static ssize_t push_read(void *cls, uint64_t pos, char *out, size_t max)
+{
+    http_push_t *p = cls;
+    (void)pos;
+    pthread_mutex_lock(&p->mu);
+    if (p->pos < p->buf.len) {
+        size_t n = p->buf.len - p->pos;
+        if (n > max) n = max;
+        memcpy(out, p->buf.data + p->pos, n);
+        p->pos += n;
+        if (p->pos == p->buf.len) p->buf.len = p->pos = 0;
+        pthread_mutex_unlock(&p->mu);
+        return (ssize_t)n;
+    }
+    if (p->ended) {
+        pthread_mutex_unlock(&p->mu);
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    }
+    /* nothing to send: sleep until http_push_write (0 with the connection
+     * suspended is what MHD allows in internal polling; without the suspend
+     * it would spin) */
+    MHD_suspend_connection(p->conn);
+    p->suspended = 1;
+    pthread_mutex_unlock(&p->mu);
+    return 0;
+}
+
+static void push_free(void *cls)
+{
+    http_push_t *p = cls;
+    pthread_mutex_lock(&p->mu);
+    p->closed = 1;
+    p->conn = NULL;
+    push_unref_locked(p);
+}
+
+http_push_t *http_reply_push(req_t *r, const char *content_type)
+{
+    http_push_t *p = calloc(1, sizeof *p);
+    if (!p) {
+        HTTP_500(r, "Out of memory.");
+        return NULL;
+    }
+    pthread_mutex_init(&p->mu, NULL);
+    p->conn = r->conn;
+    p->srv = r->srv;
+    p->refs = 2;
+    struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, push_read, p, push_free);
+    if (!resp) {
+        pthread_mutex_destroy(&p->mu);
+        free(p);
+        HTTP_500(r, "Out of memory.");
+        return NULL;
+    }
+    add_common_headers(r, resp, 200, content_type);
+    MHD_add_response_header(resp, "Cache-Control", "no-cache");
+    queue(r, 200, resp);   /* on failure MHD has freed resp: push_free ran, p->closed */
+    return p;
+}
+
+static void push_wake_locked(http_push_t *p)
+{
+    if (p->suspended && !p->closed) {
+        p->suspended = 0;
+        MHD_resume_connection(p->conn);
+    }
+}
+
+int http_push_write(http_push_t *p, const void *data, size_t n)
+{
+    pthread_mutex_lock(&p->mu);
+    if (p->closed || p->ended) {
+        pthread_mutex_unlock(&p->mu);
+        return -1;
+    }
+    if (p->pos > 65536 && p->pos * 2 > p->buf.len) {   /* a slow reader: reuse the sent part */
+        memmove(p->buf.data, p->buf.data + p->pos, p->buf.len - p->pos);
+        p->buf.len -= p->pos;
+        p->pos = 0;
+    }
+    int rc = buf_append(&p->buf, data, n);
+    push_wake_locked(p);
+    pthread_mutex_unlock(&p->mu);
+    return rc ? -1 : 0;
+}
+
+int http_push_printf(http_push_t *p, const char *fmt, ...)
+{
+    char small[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(small, sizeof small, fmt, ap);
+    va_end(ap);
+    if (n < 0) return -1;
+    if ((size_t)n < sizeof small) return http_push_write(p, small, (size_t)n);
+    char *big = malloc((size_t)n + 1);
+    if (!big) return -1;
+    va_start(ap, fmt);
+    vsnprintf(big, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    int rc = http_push_write(p, big, (size_t)n);
+    free(big);
+    return rc;
+}
+
+size_t http_push_pending(http_push_t *p)
+{
+    pthread_mutex_lock(&p->mu);
+    size_t n = p->buf.len - p->pos;
+    pthread_mutex_unlock(&p->mu);
+    return n;
+}
+
+int http_push_closed(http_push_t *p)
+{
+    pthread_mutex_lock(&p->mu);
+    int c = p->closed;
+    pthread_mutex_unlock(&p->mu);
+    return c;
+}
+
+void http_push_end(http_push_t *p)
+{
+    pthread_mutex_lock(&p->mu);
+    p->ended = 1;
+    push_wake_locked(p);
+    pthread_mutex_unlock(&p->mu);
+}
+
+void http_push_release(http_push_t *p)
+{
+    if (!p) return;
+    pthread_mutex_lock(&p->mu);
+    push_unref_locked(p);
+}
+
+/* ---- deferred handlers ---- */
+typedef struct {
+    req_t *r;
+    http_defer_fn fn;
+    void *arg;
+} defer_t;
+
+static void defer_run(void *arg)
+{
+    defer_t *d = arg;
+    req_t *r = d->r;
+    http_then_fn then = NULL;
+    void *then_arg = NULL;
+    /* replies are kept in r->pending, exactly as for a reply decided while
+     * the body is read, and queued by on_request once resumed */
+    r->in_body = 1;
+    d->fn(r, d->arg, &then, &then_arg);
+    if (!r->pending) HTTP_500(r, "The server failed to answer this request.");
+    r->in_body = 0;
+    r->deferred = 2;
+    MHD_resume_connection(r->conn);   /* r may be gone from here on */
+    free(d);
+    if (then) then(then_arg);
+}
+
+int http_defer(req_t *r, http_defer_fn fn, void *arg)
+{
+    if (!r->conn) {   /* no connection (tests): run it here */
+        http_then_fn then = NULL;
+        void *then_arg = NULL;
+        fn(r, arg, &then, &then_arg);
+        if (then) then(then_arg);
+        return 0;
+    }
+    defer_t *d = malloc(sizeof *d);
+    if (!d) {
+        http_then_fn then = NULL;
+        void *then_arg = NULL;
+        fn(r, arg, &then, &then_arg);   /* out of memory: here, rather than fail it */
+        if (then) then(then_arg);
+        return 0;
+    }
+    d->r = r;
+    d->fn = fn;
+    d->arg = arg;
+    r->deferred = 1;
+    r->replied = 1;
+    MHD_suspend_connection(r->conn);
+    /* the pool refuses only while the server stops: run it on this thread
+     * then, through the same suspend/resume path */
+    if (!r->srv->pool || pool_submit(r->srv->pool, defer_run, d)) defer_run(d);
+    return 0;
+}
+
 const char *http_header(req_t *r, const char *name)
 {
     return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
@@ -323,7 +555,8 @@ static void req_dispatch(req_t *r)
         }
     }
     r->route->fn(r);
-    if (!r->replied) HTTP_500(r, "The server failed to answer this request.");
+    /* a deferred handler may be running already: r is the compute thread's */
+    if (!r->deferred && !r->replied) HTTP_500(r, "The server failed to answer this request.");
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -357,6 +590,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (r->replied) files_upload_abort(r);
         return MHD_YES;
     }
+    if (r->deferred == 1) return MHD_YES;   /* still on the compute pool */
     if (r->pending) {
         struct MHD_Response *resp = r->pending;
         r->pending = NULL;
@@ -388,14 +622,17 @@ int http_listen(server_t *s, char *err)
         sa.sin_addr = ((struct sockaddr_in *)ai->ai_addr)->sin_addr;
         freeaddrinfo(ai);
     }
-    /* poll(), not select(): no FD_SETSIZE ceiling on followers */
-    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ERROR_LOG;
+    /* a pool of event loops, epoll where there is one (no FD_SETSIZE
+     * ceiling on followers, no per-connection thread) */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    flags |= MHD_is_feature_supported(MHD_FEATURE_EPOLL) == MHD_YES ? MHD_USE_EPOLL : MHD_USE_POLL;
     s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s,
                                  MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+                                 MHD_OPTION_THREAD_POOL_SIZE, (unsigned)s->opts.threads,
                                  MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
                                  MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL,
                                  MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128u << 10),
-                                 MHD_OPTION_CONNECTION_LIMIT, (unsigned)4096,
+                                 MHD_OPTION_CONNECTION_LIMIT, (unsigned)16384,
                                  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600,   /* idle keep-alive; streams ping well inside it */
                                  MHD_OPTION_EXTERNAL_LOGGER, log_mhd, NULL,
                                  MHD_OPTION_END);

@@ -1,6 +1,10 @@
 /* server.c: start and stop `tunery serve`: the store (opened and
- * bootstrapped here, then one connection per connection thread), the
- * scheduler thread, and the HTTP daemon.
+ * bootstrapped here, then one connection per event-loop thread), the
+ * scheduler thread, the compute pool, the event hub and the HTTP daemon.
+ *
+ * Stop order matters: libmicrohttpd must not be stopped with a connection
+ * still suspended, so the compute pool finishes (each deferred request is
+ * resumed with its reply) and the hub ends every stream before http_stop.
  */
 #define TUNERY_SERVER_INTERNAL
 #include "server/server.h"
@@ -9,6 +13,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* One store connection per thread (store.h: never share one), closed when
  * the connection thread ends. */
@@ -91,6 +96,11 @@ int server_start(server_t **out, const server_opts_t *o, char **initial_key, cha
     if (s->opts.ping_ms <= 0) s->opts.ping_ms = 15000;
     if (s->opts.max_concurrent_jobs <= 0) s->opts.max_concurrent_jobs = 1;
     if (!s->opts.model_cache_bytes) s->opts.model_cache_bytes = (size_t)2 << 30;
+    if (s->opts.threads <= 0) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        s->opts.threads = cpus < 2 ? 2 : cpus > 64 ? 64 : (int)cpus;
+    }
+    if (s->opts.compute_threads <= 0) s->opts.compute_threads = 1;
     snprintf(s->data_dir, sizeof s->data_dir, "%s", o->data_dir ? o->data_dir : core_data_dir());
 
     store_t *st;
@@ -115,7 +125,9 @@ int server_start(server_t **out, const server_opts_t *o, char **initial_key, cha
         }
         s->sched = sc;
     }
-    if (http_listen(s, err)) {
+    if (!(s->pool = pool_start(s->opts.compute_threads, err)) || hub_start(s, &s->hub, err) || http_listen(s, err)) {
+        hub_stop(s->hub);
+        pool_stop(s->pool);
         if (s->sched) sched_stop(s->sched);
         free(s);
         return -1;
@@ -130,6 +142,10 @@ void server_stop(server_t *s)
 {
     if (!s) return;
     s->stopping = 1;
+    pool_stop(s->pool);   /* new completions get a 503 from here on */
+    s->pool = NULL;
+    hub_stop(s->hub);     /* new streams end at once from here on */
+    s->hub = NULL;
     http_stop(s);
     if (s->sched) sched_stop(s->sched);
     completions_cache_free(s);

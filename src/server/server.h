@@ -8,9 +8,10 @@
  * replies), router.c the route table and percent-decoding, multipart.c the
  * streaming upload parser, sse.c the event streams, auth.c the keys.
  *
- * Threading: one thread per connection. Event streams and completions block
- * their connection for seconds to hours; with a thread per connection that
- * never stalls another client, and an idle server has no extra threads.
+ * Threading: a pool of event-loop threads (opts.threads) serves every
+ * connection and never waits: event streams sleep suspended until the event
+ * hub (notify.c) pushes to them, completions run on a small compute pool
+ * (pool.c, opts.compute_threads) while their connection sleeps (http.c).
  *
  * The first section is the public face (cmd_serve.c, bench_serve.c and tests
  * use it); the second is shared by the files of this directory only.
@@ -33,6 +34,8 @@ typedef struct {
     int ping_ms;                 /* SSE keep-alive interval (default 15000) */
     int no_scheduler;            /* tests: serve without training jobs */
     size_t model_cache_bytes;    /* loaded models kept in memory (default 2 GiB) */
+    int threads;                 /* HTTP event-loop threads (0 = CPUs, at least 2) */
+    int compute_threads;         /* completions computed at once (0 = 1) */
 } server_opts_t;
 
 typedef struct server server_t;
@@ -143,6 +146,7 @@ struct req {
     int replied;
     void *qstrs;             /* http.c: decoded query strings to free */
     int in_body;             /* http.c: inside a body call (replies are deferred) */
+    int deferred;            /* http.c: 1 on the compute pool (http_defer), 2 back */
     const char *extra_header[2]; /* one more response header (name, value), static strings */
     /* Without a connection (unit tests, fuzzers) replies are captured here;
      * the caller frees captured. */
@@ -161,6 +165,8 @@ struct server {
     void *sched;              /* sched handle (sched.h) */
     void *models;             /* completions.c: model cache */
     volatile int stopping;
+    struct hub *hub;          /* notify.c: the event hub of the followers */
+    struct pool *pool;        /* pool.c: the compute queue */
 };
 
 /* http.c: the daemon (server.c starts and stops it). */
@@ -175,11 +181,53 @@ int http_reply_error(req_t *r, int status, const char *type, const char *param,
 int http_reply_bytes(req_t *r, int status, const char *content_type, const void *data, size_t len);
 int http_reply_file(req_t *r, const char *content_type, const char *path);
 /* A streamed body: reader fills buf with up to max bytes and returns the
- * count, 0 to be called again, or -1 at the end of the stream. It may block
- * (one thread per connection). done_cb frees cls when the connection ends. */
+ * count, or -1 at the end of the stream. It runs on an event-loop thread:
+ * it must not wait (use http_reply_push for data made by another thread).
+ * done_cb frees cls when the connection ends. */
 int http_reply_stream(req_t *r, const char *content_type,
                       ssize_t (*reader)(void *cls, uint64_t pos, char *buf, size_t max),
                       void *cls, void (*done_cb)(void *cls));
+/* A streamed body fed from another thread without holding one: the
+ * connection sleeps suspended while nothing is buffered. http_reply_push
+ * queues the 200 and returns a handle with one reference for the caller (NULL
+ * after replying 500). http_push_write appends and wakes the connection; it
+ * returns -1 once the client is gone (stop producing). http_push_end sends
+ * what is buffered, then ends the body. Release the handle when done. */
+typedef struct http_push http_push_t;
+http_push_t *http_reply_push(req_t *r, const char *content_type);
+int http_push_write(http_push_t *p, const void *data, size_t n);
+int http_push_printf(http_push_t *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+size_t http_push_pending(http_push_t *p);   /* bytes buffered, not yet sent */
+int http_push_closed(http_push_t *p);
+void http_push_end(http_push_t *p);
+void http_push_release(http_push_t *p);
+/* Run fn(r, arg, ...) on the compute pool (pool.c) while the connection
+ * sleeps suspended; the reply it makes is sent once it returns. If fn sets
+ * *then, then(*then_arg) runs next on the same compute thread with the reply
+ * already going out (a streamed reply's producer; it must not touch r). */
+typedef void (*http_then_fn)(void *arg);
+typedef void (*http_defer_fn)(req_t *r, void *arg, http_then_fn *then, void **then_arg);
+int http_defer(req_t *r, http_defer_fn fn, void *arg);
+
+/* pool.c: a fixed set of threads running queued jobs in order. submit is -1
+ * once stopping; stop runs what is queued, then joins. */
+struct pool;
+struct pool *pool_start(int threads, char *err);
+int pool_submit(struct pool *p, void (*fn)(void *arg), void *arg);
+void pool_stop(struct pool *p);
+int pool_threads(const struct pool *p);
+
+/* notify.c: one thread owns the store's event watch, reads new events once
+ * per wake and pushes them to the followers of their job (sse.c formats). */
+struct hub;
+int hub_start(struct server *s, struct hub **out, char *err);
+/* Ends every stream (resuming its connection) and joins; before http_stop. */
+void hub_stop(struct hub *h);
+/* Follow a job: replay every event, then push new ones with pings, and
+ * [DONE] after the terminal event. Takes over the push handle. */
+int hub_follow(struct hub *h, const char *org_id, const char *job_id, http_push_t *push, char *err);
+long hub_followers(struct hub *h);
+
 /* A decoded query-string argument ('+' as space); NULL if absent. The string
  * lives until the request ends. */
 const char *http_query(req_t *r, const char *key);

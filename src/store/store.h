@@ -303,6 +303,10 @@ int store_event_list(store_t *s, const char *org_id, const char *job_id, const s
 int store_event_exists(store_t *s, const char *job_id, const char *message, int *exists, char *err);
 /* Highest event seq in the store (0 if none). */
 int store_event_last_seq(store_t *s, int64_t *seq, char *err);
+/* Events of every job with seq > since_seq, oldest first, at most max (<= 0
+ * = all), with no org check: the server's event hub (store_events_hub.c).
+ * free() the array. */
+int store_event_after(store_t *s, int64_t since_seq, int max, store_event_t **out, int *n, char *err);
 
 /* Followers without polling: a file descriptor (inotify on DATA/events.tick,
  * which every store_event_add from any process touches) that becomes readable
