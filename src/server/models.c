@@ -37,6 +37,23 @@ static json_t *base_json(const char *id)
     return NULL;
 }
 
+/* A compatibility name (aliases.json, model_kind.c): listed as tunery's
+ * own, saying which local weights it names, so nobody mistakes it for
+ * OpenAI's model. NULL if id is not an alias. */
+static json_t *alias_json(const char *id)
+{
+    char target[CORE_ALIAS_LEN], err[CORE_ERR_LEN];
+    int chat = 0;
+    if (core_model_alias(id, target, &chat, err)) return NULL;
+    long long created = 0;
+    for (size_t i = 0; i < sizeof bases / sizeof *bases; i++)
+        if (!strcmp(bases[i].id, target)) created = bases[i].created;
+    json_t *o = model_json(id, created, "tunery", target, NULL);
+    json_object_set_new(o, "tunery", json_pack("{s:s, s:s, s:s}", "alias_of", target, "format", chat ? "chat" : "prompt-completion",
+                                               "note", "a compatibility name for a small model trained by tunery, not OpenAI's model"));
+    return o;
+}
+
 static json_t *ft_json(const store_model_t *m)
 {
     return model_json(m->id, m->created, m->org_id, m->base, m->parent[0] ? m->parent : m->base);
@@ -64,6 +81,13 @@ int models_list(req_t *r)
     if (!st) return -1;
     json_t *data = json_array();
     for (size_t i = 0; i < sizeof bases / sizeof *bases; i++) json_array_append_new(data, base_json(bases[i].id));
+    json_t *aliases = server_model_aliases(), *a;
+    size_t ai;
+    json_array_foreach(aliases, ai, a) {
+        json_t *o = alias_json(json_string_value(a));
+        if (o) json_array_append_new(data, o);
+    }
+    json_decref(aliases);
     store_model_t *ms = NULL;
     int n = 0;
     char err[CORE_ERR_LEN];
@@ -92,6 +116,7 @@ static int model_404(req_t *r, const char *id)
 int models_get(req_t *r)
 {
     json_t *b = base_json(r->params[0]);
+    if (!b) b = alias_json(r->params[0]);
     if (b) return http_reply_json(r, 200, b);
     store_t *st = server_store(r);
     if (!st) return -1;
@@ -133,7 +158,8 @@ static int delete_checkpoint(req_t *r, store_t *st, const store_checkpoint_t *c)
 
 int models_delete(req_t *r)
 {
-    if (server_is_base_model(r->params[0]))
+    char target[CORE_ALIAS_LEN], aerr[CORE_ERR_LEN];
+    if (server_is_base_model(r->params[0]) || core_model_alias(r->params[0], target, NULL, aerr) == 0)
         return http_reply_error(r, 403, "invalid_request_error", "model", "model_not_deletable",
                                 "The base model `%s` cannot be deleted; only your fine-tuned models can.", r->params[0]);
     store_t *st = server_store(r);
