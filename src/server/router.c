@@ -33,6 +33,7 @@ const route_t server_routes[] = {
     {"GET",    "/v1/models/{}",                models_get,         BODY_NONE},
     {"DELETE", "/v1/models/{}",                models_delete,      BODY_NONE},
     {"POST",   "/v1/completions",              completions_create, BODY_JSON},
+    {"POST",   "/v1/chat/completions",         chat_completions_create, BODY_JSON},
     {"POST",   "/v1/engines/{}/completions",   completions_engine, BODY_JSON},
     {NULL, NULL, NULL, BODY_NONE},
 };
