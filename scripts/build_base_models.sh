@@ -66,6 +66,9 @@ works offline on a fresh machine. For real work, import real weights
 | training time | {int(secs)//60} min {int(secs)%60} s on {cpu} (2 cores, shared) |
 | weights | model.safetensors, float16 (trained in float32) |
 
+Compatibility names such as `gpt-4o-mini` (chat) or `babbage-002` may select these weights
+(`data/models/aliases.json`, docs/models.md): under any name this is the small model above, not OpenAI's.
+
 Rebuild: `scripts/build_base_models.sh {name}`.
 """
 open(os.path.join(dest, "MODEL_CARD.md"), "w").write(card)
