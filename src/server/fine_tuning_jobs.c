@@ -520,21 +520,36 @@ int fine_tuning_jobs_get(req_t *r)
 
 typedef int (*sched_op_fn)(sched_t *, store_t *, const char *, const char *, char *);
 
-static int state_change(req_t *r, sched_op_fn op, const char *verb)
+/* cancel, pause, resume; `when` says which states allow it, for the 400. */
+static int state_change(req_t *r, sched_op_fn op, const char *verb, const char *when)
 {
     store_t *st = server_store(r);
     if (!st || lookup(r, st)) return -1;
     char err[CORE_ERR_LEN];
     int rc = op(r->srv->sched, st, r->org_id, r->params[0], err);
-    if (rc == STORE_ECONFLICT)
-        return HTTP_400(r, "fine_tuning_job_id", "Cannot %s fine-tuning job %s: %s", verb, r->params[0], err);
+    if (rc == STORE_ECONFLICT) {
+        store_job_t j;
+        if (store_job_get(st, r->org_id, r->params[0], &j, err)) return HTTP_500(r, "%s", err);
+        HTTP_400(r, "fine_tuning_job_id", "Cannot %s fine-tuning job %s: it is %s; %s.", verb, r->params[0], j.status, when);
+        store_job_clear(&j);
+        return -1;
+    }
     if (rc) return server_store_error(r, rc, "fine_tuning_job_id", err);
     return job_reply(r, st, r->params[0]);
 }
 
-int fine_tuning_jobs_cancel(req_t *r) { return state_change(r, sched_cancel, "cancel"); }
-int fine_tuning_jobs_pause(req_t *r) { return state_change(r, sched_pause, "pause"); }
-int fine_tuning_jobs_resume(req_t *r) { return state_change(r, sched_resume, "resume"); }
+int fine_tuning_jobs_cancel(req_t *r)
+{
+    return state_change(r, sched_cancel, "cancel", "only a job that has not finished can be cancelled");
+}
+int fine_tuning_jobs_pause(req_t *r)
+{
+    return state_change(r, sched_pause, "pause", "only a queued or running job can be paused");
+}
+int fine_tuning_jobs_resume(req_t *r)
+{
+    return state_change(r, sched_resume, "resume", "only a paused job can be resumed");
+}
 
 int fine_tuning_jobs_events(req_t *r)
 {
