@@ -221,8 +221,10 @@ static void hub_take_inbox(struct hub *h, int *stop)
         }
     }
     for (int i = 0; i < add; i++) h->fl[h->n++] = h->inbox[i];
-    memmove(h->inbox, h->inbox + add, (size_t)(h->n_inbox - add) * sizeof *h->inbox);
-    h->n_inbox -= add;
+    if (add) {
+        memmove(h->inbox, h->inbox + add, (size_t)(h->n_inbox - add) * sizeof *h->inbox);
+        h->n_inbox -= add;
+    }
     pthread_mutex_unlock(&h->mu);
     if (add) qsort(h->fl, (size_t)h->n, sizeof *h->fl, cmp_follower);
 }
