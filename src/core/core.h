@@ -96,5 +96,13 @@ int core_model_dir(const char *name, char *out, char *err);
  * of that name was found. */
 #define CORE_ALIAS_LEN 128
 int core_model_alias(const char *name, char target[CORE_ALIAS_LEN], int *is_chat, char *err);
+/* Every alias (the data dir's first, then the shipped table's names not
+ * already seen) in one malloc'd array (free() it); -1 with err when a table
+ * is broken. */
+typedef struct {
+    char name[CORE_ALIAS_LEN], target[CORE_ALIAS_LEN];
+    int is_chat;
+} core_alias_t;
+int core_model_alias_list(core_alias_t **out, int *n, char *err);
 
 #endif

@@ -147,21 +147,11 @@ const char *server_model_kind_name(int kind)
 json_t *server_model_aliases(void)
 {
     json_t *out = json_array();
-    const char *dirs[2] = {core_data_dir(), core_share_dir()};
-    for (int d = 0; d < 2; d++) {
-        char path[4096 + 32];
-        snprintf(path, sizeof path, "%s/models/aliases.json", dirs[d]);
-        json_t *root = json_load_file(path, 0, NULL);
-        const char *name;
-        json_t *v;
-        json_object_foreach(json_object_get(root, "aliases"), name, v) {
-            int seen = 0;
-            size_t i;
-            json_t *x;
-            json_array_foreach(out, i, x) seen |= !strcmp(json_string_value(x), name);
-            if (!seen) json_array_append_new(out, json_string(name));
-        }
-        json_decref(root);
-    }
+    core_alias_t *a = NULL;
+    int n = 0;
+    char err[CORE_ERR_LEN];
+    if (core_model_alias_list(&a, &n, err) == 0)
+        for (int i = 0; i < n; i++) json_array_append_new(out, json_string(a[i].name));
+    free(a);
     return out;
 }

@@ -40,11 +40,8 @@ static json_t *base_json(const char *id)
 /* A compatibility name (aliases.json, model_kind.c): listed as tunery's
  * own, saying which local weights it names, so nobody mistakes it for
  * OpenAI's model. NULL if id is not an alias. */
-static json_t *alias_json(const char *id)
+static json_t *alias_entry_json(const char *id, const char *target, int chat)
 {
-    char target[CORE_ALIAS_LEN], err[CORE_ERR_LEN];
-    int chat = 0;
-    if (core_model_alias(id, target, &chat, err)) return NULL;
     long long created = 0;
     for (size_t i = 0; i < sizeof bases / sizeof *bases; i++)
         if (!strcmp(bases[i].id, target)) created = bases[i].created;
@@ -52,6 +49,13 @@ static json_t *alias_json(const char *id)
     json_object_set_new(o, "tunery", json_pack("{s:s, s:s, s:s}", "alias_of", target, "format", chat ? "chat" : "prompt-completion",
                                                "note", "a compatibility name for a small model trained by tunery, not OpenAI's model"));
     return o;
+}
+
+static json_t *alias_json(const char *id)
+{
+    char target[CORE_ALIAS_LEN], err[CORE_ERR_LEN];
+    int chat = 0;
+    return core_model_alias(id, target, &chat, err) ? NULL : alias_entry_json(id, target, chat);
 }
 
 static json_t *ft_json(const store_model_t *m)
@@ -81,13 +85,12 @@ int models_list(req_t *r)
     if (!st) return -1;
     json_t *data = json_array();
     for (size_t i = 0; i < sizeof bases / sizeof *bases; i++) json_array_append_new(data, base_json(bases[i].id));
-    json_t *aliases = server_model_aliases(), *a;
-    size_t ai;
-    json_array_foreach(aliases, ai, a) {
-        json_t *o = alias_json(json_string_value(a));
-        if (o) json_array_append_new(data, o);
-    }
-    json_decref(aliases);
+    core_alias_t *al = NULL;
+    int na = 0;
+    char aerr[CORE_ERR_LEN];
+    if (core_model_alias_list(&al, &na, aerr) == 0)
+        for (int i = 0; i < na; i++) json_array_append_new(data, alias_entry_json(al[i].name, al[i].target, al[i].is_chat));
+    free(al);
     store_model_t *ms = NULL;
     int n = 0;
     char err[CORE_ERR_LEN];
