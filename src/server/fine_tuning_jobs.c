@@ -437,10 +437,13 @@ out:
     return rc;
 }
 
+/* A query argument; a request without a connection (unit tests) has none. */
+static const char *query(req_t *r, const char *key) { return r->conn ? http_query(r, key) : NULL; }
+
 /* after and limit of a list request; -1 after replying 400. */
 static int page_parse(req_t *r, int def, store_page_t *p)
 {
-    const char *after = http_query(r, "after"), *limit = http_query(r, "limit");
+    const char *after = query(r, "after"), *limit = query(r, "limit");
     p->after = after && after[0] ? after : NULL;
     p->limit = def;
     p->ascending = 0;
