@@ -351,6 +351,9 @@ void http_push_release(http_push_t *p)
 }
 
 /* ---- deferred handlers ---- */
+/* Set by http_defer on the event-loop thread that dispatched the request. */
+static _Thread_local int deferred_here;
+
 typedef struct {
     req_t *r;
     http_defer_fn fn;
@@ -397,6 +400,7 @@ int http_defer(req_t *r, http_defer_fn fn, void *arg)
     d->arg = arg;
     r->deferred = 1;
     r->replied = 1;
+    deferred_here = 1;
     MHD_suspend_connection(r->conn);
     /* the pool refuses only while the server stops: run it on this thread
      * then, through the same suspend/resume path */
@@ -554,9 +558,10 @@ static void req_dispatch(req_t *r)
             return;
         }
     }
+    deferred_here = 0;
     r->route->fn(r);
-    /* a deferred handler may be running already: r is the compute thread's */
-    if (!r->deferred && !r->replied) HTTP_500(r, "The server failed to answer this request.");
+    /* once deferred, r belongs to the compute thread: do not read it */
+    if (!deferred_here && !r->replied) HTTP_500(r, "The server failed to answer this request.");
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
