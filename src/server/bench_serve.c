@@ -90,6 +90,14 @@ static const char *cpu_name(void)
     return name;
 }
 
+/* User + system CPU time of this process so far. */
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
 /* C clients, n requests in all, within seconds: one JSON line. */
 static int bench_requests(const char *what, const char *url, const char *auth, int clients, int n, double seconds)
 {
@@ -103,13 +111,13 @@ static int bench_requests(const char *what, const char *url, const char *auth, i
         return -1;
     }
     int per = n / clients, failures = 0, done = 0;
-    double t0 = time_mono();
+    double c0 = cpu_seconds(), t0 = time_mono();
     for (int i = 0; i < clients; i++) {
         w[i] = (worker_t){url, auth, per, t0 + seconds, lat + (size_t)i * per, 0, 0};
         pthread_create(&th[i], NULL, bench_worker, &w[i]);
     }
     for (int i = 0; i < clients; i++) pthread_join(th[i], NULL);
-    double secs = time_mono() - t0;
+    double secs = time_mono() - t0, cpu = cpu_seconds() - c0;
     for (int i = 0; i < clients; i++) {   /* gather the latencies to the front */
         memmove(lat + done, w[i].lat, (size_t)w[i].done * sizeof *lat);
         done += w[i].done;
@@ -118,9 +126,10 @@ static int bench_requests(const char *what, const char *url, const char *auth, i
     qsort(lat, (size_t)done, sizeof *lat, cmp_double);
     printf("{\"bench\":\"serve\",\"figure\":\"requests\",\"endpoint\":\"%s\",\"clients\":%d,\"keep_alive\":true,\"requests\":%d,"
            "\"failures\":%d,\"seconds\":%.3f,\"requests_per_s\":%.0f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"target_per_s\":10000,"
-           "\"cpu\":\"%s\",\"note\":\"clients run in the server's process, on the same cores\"}\n",
+           "\"cpu_us_per_request\":%.1f,\"cpu\":\"%s\",\"note\":\"clients run in the server's process, on the same cores; "
+           "cpu_us_per_request is the process's CPU time (server and clients) per request, the figure a shared machine does not skew\"}\n",
            what, clients, done, failures, secs, done ? done / secs : 0, done ? lat[done / 2] * 1e3 : 0,
-           done ? lat[(size_t)(done * 0.99)] * 1e3 : 0, cpu_name());
+           done ? lat[(size_t)(done * 0.99)] * 1e3 : 0, done ? cpu / done * 1e6 : 0, cpu_name());
     fflush(stdout);
     free(w);
     free(lat);
@@ -128,7 +137,7 @@ static int bench_requests(const char *what, const char *url, const char *auth, i
     return failures;
 }
 
-/* write + fsync of bytes into dir: the disk's own speed, MB/s. */
+/* write + fsync of bytes into dir: the disk's own speed, MB/s (0 on failure). */
 static double bench_disk(const char *dir, size_t bytes)
 {
     char path[4200];
@@ -150,16 +159,11 @@ static double bench_disk(const char *dir, size_t bytes)
     close(fd);
     unlink(path);
     free(buf);
-    double mbs = ok ? done / secs / 1e6 : 0;
-    printf("{\"bench\":\"serve\",\"figure\":\"disk\",\"what\":\"write+fsync into the data directory\",\"bytes\":%zu,\"seconds\":%.3f,"
-           "\"mb_per_s\":%.1f,\"cpu\":\"%s\"}\n", done, secs, mbs, cpu_name());
-    fflush(stdout);
-    return mbs;
+    return ok ? done / secs / 1e6 : 0;
 }
 
-/* POST the file at path as purpose; one JSON line. */
-static void bench_upload(const char *url, const char *auth, const char *path, size_t bytes,
-                         const char *purpose, const char *note, double disk_mbs)
+/* POST the file at path as purpose: MB/s, 0 unless the answer was 200. */
+static double bench_upload(const char *url, const char *auth, const char *path, size_t bytes, const char *purpose)
 {
     CURL *c = curl_easy_init();
     curl_mime *mime = curl_mime_init(c);
@@ -178,14 +182,51 @@ static void bench_upload(const char *url, const char *auth, const char *path, si
     long code = 0;
     CURLcode cc = curl_easy_perform(c);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
-    double secs = time_mono() - t0, mbs = bytes / secs / 1e6;
-    printf("{\"bench\":\"serve\",\"figure\":\"upload\",\"endpoint\":\"POST /v1/files\",\"purpose\":\"%s\",\"bytes\":%zu,"
-           "\"status\":%ld,\"seconds\":%.3f,\"mb_per_s\":%.1f,\"of_disk\":%.2f,\"target_of_disk\":0.5,\"cpu\":\"%s\",\"note\":\"%s\"}\n",
-           purpose, bytes, cc == CURLE_OK ? code : -1L, secs, mbs, disk_mbs > 0 ? mbs / disk_mbs : 0, cpu_name(), note);
-    fflush(stdout);
+    double secs = time_mono() - t0;
     curl_slist_free_all(h);
     curl_mime_free(mime);
     curl_easy_cleanup(c);
+    return cc == CURLE_OK && code == 200 ? bytes / secs / 1e6 : 0;
+}
+
+static double median3(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* Disk and upload alternated `rounds` times (a shared machine's disk speed
+ * moves by 4x within seconds): two lines with medians and every sample. */
+static int bench_upload_vs_disk(const char *dir, const char *url, const char *auth, int upload_mb, int rounds)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/upload.jsonl", dir);
+    FILE *uf = fopen(path, "w");
+    size_t bytes = 0;
+    while (uf && bytes < (size_t)upload_mb << 20)
+        bytes += (size_t)fprintf(uf, "{\"prompt\":\"The colour %zu is ->\",\"completion\":\" warm and bright %zu\\n\"}\n", bytes, bytes);
+    if (uf) fclose(uf);
+    double disk[16], up[16];
+    char ds[256] = "", us[256] = "";
+    int failures = 0;
+    for (int i = 0; i < rounds; i++) {
+        disk[i] = bench_disk(dir, (size_t)upload_mb << 20);
+        up[i] = bench_upload(url, auth, path, bytes, "batch");
+        failures += up[i] == 0;
+        snprintf(ds + strlen(ds), sizeof ds - strlen(ds), "%s%.1f", i ? "," : "", disk[i]);
+        snprintf(us + strlen(us), sizeof us - strlen(us), "%s%.1f", i ? "," : "", up[i]);
+    }
+    unlink(path);
+    double d = median3(disk, rounds), u = median3(up, rounds);
+    printf("{\"bench\":\"serve\",\"figure\":\"disk\",\"what\":\"write+fsync into the data directory\",\"bytes\":%zu,"
+           "\"mb_per_s\":%.1f,\"samples\":[%s],\"cpu\":\"%s\",\"note\":\"median of %d, alternated with the uploads\"}\n",
+           (size_t)upload_mb << 20, d, ds, cpu_name(), rounds);
+    printf("{\"bench\":\"serve\",\"figure\":\"upload\",\"endpoint\":\"POST /v1/files\",\"purpose\":\"batch\",\"bytes\":%zu,"
+           "\"failures\":%d,\"mb_per_s\":%.1f,\"samples\":[%s],\"of_disk\":%.2f,\"target_of_disk\":0.5,\"cpu\":\"%s\","
+           "\"note\":\"median of %d; multipart parsed and streamed to a blob, fsync, rename, row\"}\n",
+           bytes, failures, u, us, d > 0 ? u / d : 0, cpu_name(), rounds);
+    fflush(stdout);
+    return failures;
 }
 
 /* A queued job row made through the store (no scheduler runs here). */
@@ -357,19 +398,21 @@ static void bench_streams(server_t *srv, const char *key, int n, int events)
 
 static void usage(void)
 {
-    printf("usage: tunery bench serve [--requests N] [--clients C] [--seconds S] [--upload-mb M] [--streams K] [--events E]\n"
+    printf("usage: tunery bench serve [--requests N] [--clients C] [--seconds S] [--upload-mb M] [--rounds R]\n"
+           "                          [--streams K] [--events E]\n"
            "  Runs a server in this process on a free loopback port with a temporary data directory and prints\n"
            "  one JSON line per figure:\n"
            "  --requests N   requests per GET endpoint (default 20000), over C keep-alive clients (default 4),\n"
            "                 each endpoint stopped after S seconds (default 10)\n"
-           "  --upload-mb M  size of the upload and of the raw disk write it is compared with (default 200)\n"
+           "  --upload-mb M  size of the upload and of the raw disk write it is compared with (default 200;\n"
+           "                 0 skips them), alternated R times (default 3), medians reported\n"
            "  --streams K    event streams held open on one job (default 1000), then E events written\n"
            "                 (default 5); each must reach every stream within 100 ms\n");
 }
 
 int cmd_bench_serve(int argc, char **argv)
 {
-    int requests = 20000, clients = 4, upload_mb = 200, streams = 1000, events = 5;
+    int requests = 20000, clients = 4, upload_mb = 200, streams = 1000, events = 5, rounds = 3;
     double seconds = 10;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -387,15 +430,17 @@ int cmd_bench_serve(int argc, char **argv)
         else if (!strcmp(argv[i - 1], "--upload-mb")) upload_mb = atoi(v);
         else if (!strcmp(argv[i - 1], "--streams")) streams = atoi(v);
         else if (!strcmp(argv[i - 1], "--events")) events = atoi(v);
+        else if (!strcmp(argv[i - 1], "--rounds")) rounds = atoi(v);
         else {
             fprintf(stderr, "tunery bench serve: unknown option '%s'; see --help\n", argv[i - 1]);
             return 2;
         }
     }
     if (clients < 1 || clients > 64 || requests < clients || requests > 10000000 || seconds <= 0 || seconds > 600 ||
-        upload_mb < 0 || upload_mb > 4096 || streams < 0 || streams > 100000 || events < 1 || events > 100) {
+        upload_mb < 0 || upload_mb > 4096 || streams < 0 || streams > 100000 || events < 1 || events > 100 ||
+        rounds < 1 || rounds > 15) {
         fprintf(stderr, "tunery bench serve: need 1 <= clients <= 64, clients <= requests <= 10000000, 0 < seconds <= 600, "
-                        "0 <= upload-mb <= 4096, 0 <= streams <= 100000, 1 <= events <= 100\n");
+                        "0 <= upload-mb <= 4096, 0 <= streams <= 100000, 1 <= events <= 100, 1 <= rounds <= 15\n");
         return 2;
     }
     /* each stream is two descriptors here (client and server side) */
@@ -450,17 +495,8 @@ int cmd_bench_serve(int argc, char **argv)
     }
 
     if (upload_mb > 0) {
-        double disk = bench_disk(dir, (size_t)upload_mb << 20);
-        char path[sizeof dir + 32];
-        snprintf(path, sizeof path, "%s/upload.jsonl", dir);
-        FILE *uf = fopen(path, "w");
-        size_t bytes = 0;
-        while (uf && bytes < (size_t)upload_mb << 20)
-            bytes += (size_t)fprintf(uf, "{\"prompt\":\"The colour %zu is ->\",\"completion\":\" warm and bright %zu\\n\"}\n", bytes, bytes);
-        if (uf) fclose(uf);
         snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/files", server_port(s));
-        bench_upload(url, auth, path, bytes, "batch", "multipart parsed and streamed to a blob, fsync, rename", disk);
-        unlink(path);
+        failures += bench_upload_vs_disk(dir, url, auth, upload_mb, rounds);
     }
     if (streams > 0) bench_streams(s, key ? key : "", streams, events);
 
