@@ -237,7 +237,7 @@ static void api_usage(FILE *f)
         "  models.list | models.get -i ID | models.delete -i ID\n"
         "  completions.create   -m MODEL [-p PROMPT] [-M N] [-t T] [-P P] [-n N] [--logprobs N] [--stop S] [--stream]\n"
         "  fine_tuning.jobs.create -t FILE -m MODEL | list | get -i ID | cancel -i ID | events -i ID\n"
-        "                       | follow -i ID | pause -i ID | resume -i ID      (the current jobs API)\n");
+        "                       | follow -i ID | pause -i ID | resume -i ID | checkpoints -i ID   (the current jobs API)\n");
 }
 
 int cmd_api(int argc, char **argv)

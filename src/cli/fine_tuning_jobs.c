@@ -177,6 +177,7 @@ int cli_fine_tuning_jobs(const cli_opts_t *o, const char *op, int argc, char **a
     if (!strcmp(op, "create")) return jobs_create(o, argc, argv);
     if (!strcmp(op, "retrieve")) op = "get";
     if (!strcmp(op, "list_events")) op = "events";
+    if (!strcmp(op, "checkpoints.list")) op = "checkpoints";
     static const struct { const char *op, *summary; int by_id, paged; } ops[] = {
         {"list", "List fine-tuning jobs, newest first (GET /v1/fine_tuning/jobs).", 0, 1},
         {"get", "Print a fine-tuning job (GET /v1/fine_tuning/jobs/ID).", 1, 0},
@@ -185,12 +186,13 @@ int cli_fine_tuning_jobs(const cli_opts_t *o, const char *op, int argc, char **a
         {"resume", "Resume a paused job (POST /v1/fine_tuning/jobs/ID/resume).", 1, 0},
         {"events", "Print a page of the job's events, newest first (GET /v1/fine_tuning/jobs/ID/events).", 1, 1},
         {"follow", "Print the job's events as they come (polling once a second) until it ends.", 1, 0},
+        {"checkpoints", "Print a page of the job's checkpoints, newest first (GET /v1/fine_tuning/jobs/ID/checkpoints).", 1, 1},
     };
     size_t k = 0;
     for (; k < sizeof ops / sizeof *ops && strcmp(op, ops[k].op); k++) {}
     if (k == sizeof ops / sizeof *ops) {
         fprintf(stderr, "tunery api: unknown command 'fine_tuning.jobs.%s'; the commands are create, list, get, "
-                        "cancel, events, follow, pause, resume\n", op);
+                        "cancel, events, follow, pause, resume, checkpoints\n", op);
         return 2;
     }
     cli_flag_t f[3];
@@ -210,6 +212,7 @@ int cli_fine_tuning_jobs(const cli_opts_t *o, const char *op, int argc, char **a
     if (!strcmp(op, "list")) snprintf(path, sizeof path, "/fine_tuning/jobs");
     else if (!strcmp(op, "get")) snprintf(path, sizeof path, "/fine_tuning/jobs/%s", q);
     else if (!strcmp(op, "events")) snprintf(path, sizeof path, "/fine_tuning/jobs/%s/events", q);
+    else if (!strcmp(op, "checkpoints")) snprintf(path, sizeof path, "/fine_tuning/jobs/%s/checkpoints", q);
     else snprintf(path, sizeof path, "/fine_tuning/jobs/%s/%s", q, op);
     if (ops[k].paged) {
         const cli_flag_t *after = &f[nf - 2], *limit = &f[nf - 1];

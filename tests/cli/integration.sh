@@ -189,6 +189,12 @@ if [ -n "$jid" ]; then
   last=$(grep -o '"id": "ftevent-[^"]*"' <<<"$out" | tail -n 1 | cut -d'"' -f4)
   out=$(api fine_tuning.jobs.events -i "$jid" -a "$last" -l 1 2>&1) && grep -q '"message": "Completed epoch 2/2"' <<<"$out" \
     && grep -q '"has_more": true' <<<"$out" && ok "fine_tuning.jobs.events --after pages back in time" || bad "fine_tuning.jobs.events -a" "$out"
+  out=$(api fine_tuning.jobs.checkpoints -i "$jid" -l 1 2>&1) && grep -q '"object": "fine_tuning.job.checkpoint"' <<<"$out" \
+    && grep -q '"step_number": 16' <<<"$out" && grep -q '"has_more": true' <<<"$out" \
+    && ok "fine_tuning.jobs.checkpoints: the newest checkpoint, has_more" || bad "fine_tuning.jobs.checkpoints" "$out"
+  ck=$(grep -o '"fine_tuned_model_checkpoint": "[^"]*"' <<<"$out" | cut -d'"' -f4)
+  out=$(api completions.create -m "$ck" -p "Question 3 ->" -M 2 -t 0 2>&1); rc=$?
+  [ $rc -eq 0 ] && [[ "$out" == "Question 3 ->"* ]] && ok "completions.create with a checkpoint model" || bad "completions with a checkpoint (rc=$rc)" "$out"
 fi
 # a second job, paused while it trains, resumed, then cancelled
 out=$(api fine_tuning.jobs.create -t big.jsonl -m ada --n_epochs 10 --no_check_if_files_exist 2>&1)

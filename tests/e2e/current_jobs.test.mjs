@@ -70,7 +70,7 @@ test('openai@7.x fine_tuning.jobs: lifecycle, pages, pause/resume, cancel, check
   try {
     const client = new OpenAI({ apiKey: srv.key, baseURL: srv.base, maxRetries: 0 });
     const file = await client.files.create({ file: fs.createReadStream(TRAIN), purpose: 'fine-tune' });
-    const hp = { n_epochs: 5, batch_size: 1 };   // 12 examples: 60 steps, one metrics event each
+    const hp = { n_epochs: 4, batch_size: 1 };   // 12 examples: 48 steps, one metrics event each
 
     // A: uninterrupted. B: same seed, paused mid-run and resumed. C: cancelled while queued behind them.
     const a = await client.fineTuning.jobs.create({ model: 'curie', training_file: file.id, seed: 1234, suffix: 'run-a',
@@ -79,7 +79,7 @@ test('openai@7.x fine_tuning.jobs: lifecycle, pages, pause/resume, cancel, check
     assert.equal(a.object, 'fine_tuning.job');
     assert.match(a.id, /^ftjob-[A-Za-z0-9]{24}$/);
     assert.ok(['queued', 'running'].includes(a.status), a.status);
-    assert.deepEqual(a.hyperparameters, { batch_size: 1, learning_rate_multiplier: 'auto', n_epochs: 5 });
+    assert.deepEqual(a.hyperparameters, { batch_size: 1, learning_rate_multiplier: 'auto', n_epochs: 4 });
     assert.equal(a.method.type, 'supervised');
     assert.deepEqual(a.metadata, { run: 'a' });
     assert.equal(a.user_provided_suffix, 'run-a');
@@ -128,9 +128,9 @@ test('openai@7.x fine_tuning.jobs: lifecycle, pages, pause/resume, cancel, check
     const aEvents = await collect(client.fineTuning.jobs.listEvents(a.id, { limit: 100 }));
     const bEvents = await collect(client.fineTuning.jobs.listEvents(b.id, { limit: 100 }));
     const resumedAt = bEvents.map((e) => /^Resumed from step (\d+)$/.exec(e.message)).find(Boolean);
-    assert.ok(resumedAt && +resumedAt[1] > 0 && +resumedAt[1] < 60, `B resumed mid-run: ${bEvents.map((e) => e.message).join(' | ')}`);
+    assert.ok(resumedAt && +resumedAt[1] > 0 && +resumedAt[1] < 48, `B resumed mid-run: ${bEvents.map((e) => e.message).join(' | ')}`);
     const la = lossCurve(aEvents), lb = lossCurve(bEvents);
-    assert.equal(la.size, 60);
+    assert.equal(la.size, 48);
     assert.deepEqual([...lb.entries()].sort((x, y) => x[0] - y[0]), [...la.entries()].sort((x, y) => x[0] - y[0]));
     const csvA = await (await client.files.content(aDone.result_files[0])).text();
     const csvB = await (await client.files.content(bDone.result_files[0])).text();
@@ -140,7 +140,7 @@ test('openai@7.x fine_tuning.jobs: lifecycle, pages, pause/resume, cancel, check
     // The finished job object.
     assert.match(aDone.fine_tuned_model, /^ft:curie:personal:run-a:[A-Za-z0-9]{8}$/);
     assert.match(bDone.fine_tuned_model, /^ft:curie:personal::[A-Za-z0-9]{8}$/);
-    assert.deepEqual(aDone.hyperparameters, { batch_size: 1, learning_rate_multiplier: aDone.hyperparameters.learning_rate_multiplier, n_epochs: 5 });
+    assert.deepEqual(aDone.hyperparameters, { batch_size: 1, learning_rate_multiplier: aDone.hyperparameters.learning_rate_multiplier, n_epochs: 4 });
     assert.equal(typeof aDone.hyperparameters.learning_rate_multiplier, 'number');
     assert.ok(aDone.finished_at >= aDone.created_at && aDone.trained_tokens > 0);
     assert.equal(aDone.estimated_finish, null);
@@ -175,7 +175,7 @@ test('openai@7.x fine_tuning.jobs: lifecycle, pages, pause/resume, cancel, check
     assert.equal(raw.first_id, ckpts[0].id);
     assert.equal(raw.last_id, ckpts.at(-1).id);
     assert.equal(raw.has_more, false);
-    assert.equal(ckpts[0].step_number, 60);
+    assert.equal(ckpts[0].step_number, 48);
     for (let i = 1; i < ckpts.length; i++) assert.ok(ckpts[i].step_number < ckpts[i - 1].step_number);
     const ck = ckpts[1];
     assert.equal(ck.object, 'fine_tuning.job.checkpoint');
