@@ -378,6 +378,9 @@ int fine_tuning_jobs_create(req_t *r)
     if (suffix) {
         size_t n = utf8_chars(suffix);
         if (n < 1 || n > 64) return HTTP_400(r, "suffix", "suffix must be 1 to 64 characters long; got %zu.", n);
+        if (strlen(suffix) >= sizeof ((store_job_t *)0)->suffix)   /* 64 characters of 2+ bytes each */
+            return HTTP_400(r, "suffix", "suffix is %zu bytes of UTF-8; this server keeps at most %zu. Use fewer non-ASCII characters.",
+                            strlen(suffix), sizeof ((store_job_t *)0)->suffix - 1);
     }
 
     store_job_t j;

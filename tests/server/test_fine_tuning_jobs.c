@@ -149,6 +149,13 @@ static void test_create_bad_input_names_the_param(void)
         CHECKF(status == 400 && !strcmp(err_param(o), fmts[i][1]), "limit case %zu: %d %s", i, status, err_param(o));
         json_decref(o);
     }
+    /* 64 two-byte characters: within OpenAI's limit, over what the store keeps: refused, not cut mid-character */
+    char wide[512] = "{\"model\":\"curie\",\"training_file\":\"%s\",\"suffix\":\"";
+    for (int i = 0; i < 64; i++) strcat(wide, "\xc3\xa9");
+    strcat(wide, "\"}");
+    json_t *w = create(wide, pc_file, &status);
+    CHECK(status == 400 && !strcmp(err_param(w), "suffix"));
+    json_decref(w);
     /* the data format against the base model's, with a message saying which is needed */
     json_t *o = create("{\"model\":\"curie\",\"training_file\":\"%s\"}", chat_file, &status);
     CHECK(status == 400 && !strcmp(err_param(o), "training_file"));
