@@ -194,6 +194,7 @@ struct http_push {
     pthread_mutex_t mu;
     struct MHD_Connection *conn;
     server_t *srv;
+    int fd;          /* the client's socket, for the hub's hang-up watch */
     buf_t buf;
     size_t pos;
     int refs;
@@ -261,6 +262,8 @@ http_push_t *http_reply_push(req_t *r, const char *content_type)
     p->conn = r->conn;
     p->srv = r->srv;
     p->refs = 2;
+    const union MHD_ConnectionInfo *ci = r->conn ? MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD) : NULL;
+    p->fd = ci ? ci->connect_fd : -1;
     struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, push_read, p, push_free);
     if (!resp) {
         pthread_mutex_destroy(&p->mu);
@@ -326,6 +329,8 @@ size_t http_push_pending(http_push_t *p)
     pthread_mutex_unlock(&p->mu);
     return n;
 }
+
+int http_push_fd(http_push_t *p) { return p->fd; }
 
 int http_push_closed(http_push_t *p)
 {

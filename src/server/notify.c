@@ -14,7 +14,10 @@
  * ": ping" comments every opts.ping_ms (from a timer here, sent only to
  * streams with nothing buffered), and "data: [DONE]" only once the job is
  * terminal and its final message has gone out (or 2 s after it became
- * terminal without one). A deleted job ends its streams.
+ * terminal without one). A deleted job ends its streams. A sleeping
+ * connection is invisible to libmicrohttpd, so the hub also watches each
+ * follower's socket for the client's hang-up (EPOLLRDHUP) and ends that
+ * stream at once instead of at the next ping.
  */
 #define TUNERY_SERVER_INTERNAL
 #include "server/server.h"
@@ -23,6 +26,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -31,6 +35,8 @@
 #define HUB_FINAL_WAIT_S 2.0   /* terminal without its final message: [DONE] after this */
 
 typedef struct {
+    uint64_t serial;         /* the key of its hang-up watch */
+    int fd;                  /* the client's socket, -1 = not watched */
     char org_id[64];
     char job_id[STORE_ID_LEN];
     int64_t last_seq;
@@ -55,6 +61,8 @@ struct hub {
     follower_t **fl;         /* sorted by job_id */
     int n, cap;
     int watch_fd;
+    int hup_fd;              /* epoll of the followers' sockets, for EPOLLRDHUP */
+    uint64_t serial;
     store_t *st;
     int64_t seq;             /* every event up to here has been handed out */
     double next_sweep;
@@ -220,7 +228,16 @@ static void hub_take_inbox(struct hub *h, int *stop)
             h->cap = cap;
         }
     }
-    for (int i = 0; i < add; i++) h->fl[h->n++] = h->inbox[i];
+    for (int i = 0; i < add; i++) {
+        follower_t *f = h->inbox[i];
+        f->serial = ++h->serial;
+        f->fd = http_push_fd(f->push);
+        /* edge-triggered: a stale watch on a socket kept alive after its
+         * stream ended fires at most once, and finds no follower */
+        struct epoll_event ev = {.events = EPOLLRDHUP | EPOLLET, .data.u64 = f->serial};
+        if (f->fd >= 0 && epoll_ctl(h->hup_fd, EPOLL_CTL_ADD, f->fd, &ev)) f->fd = -1;
+        h->fl[h->n++] = f;
+    }
     if (add) {
         memmove(h->inbox, h->inbox + add, (size_t)(h->n_inbox - add) * sizeof *h->inbox);
         h->n_inbox -= add;
@@ -237,6 +254,9 @@ static void hub_compact(struct hub *h)
         follower_t *f = h->fl[i];
         if (!f->done && http_push_closed(f->push)) f->done = 1;
         if (f->done) {
+            /* still open (the response holds it): the socket is this
+             * follower's and may serve more requests; unwatch it */
+            if (f->fd >= 0 && !http_push_closed(f->push)) epoll_ctl(h->hup_fd, EPOLL_CTL_DEL, f->fd, NULL);
             http_push_release(f->push);
             free(f);
         } else {
@@ -261,20 +281,36 @@ static int hub_timeout_ms(struct hub *h, double now)
     return ms < 0 ? 0 : ms > 60000 ? 60000 : (int)ms + 1;
 }
 
+/* Clients that hung up: end their streams now. */
+static void hub_hangups(struct hub *h)
+{
+    struct epoll_event evs[256];
+    int k;
+    while ((k = epoll_wait(h->hup_fd, evs, 256, 0)) > 0) {
+        for (int e = 0; e < k; e++)
+            for (int i = 0; i < h->n; i++)
+                if (h->fl[i]->serial == evs[e].data.u64) {
+                    follower_end(h->fl[i]);
+                    break;
+                }
+        if (k < 256) break;
+    }
+}
+
 static void *hub_main(void *arg)
 {
     struct hub *h = arg;
     double ping = h->srv->opts.ping_ms / 1000.0;
     for (;;) {
         double now = time_mono();
-        struct pollfd p[2] = {{h->wake_fd, POLLIN, 0}, {h->watch_fd, POLLIN, 0}};
-        int np = h->watch_fd >= 0 ? 2 : 1;
+        struct pollfd p[3] = {{h->wake_fd, POLLIN, 0}, {h->hup_fd, POLLIN, 0}, {h->watch_fd, POLLIN, 0}};
+        int np = h->watch_fd >= 0 ? 3 : 2;
         int timeout = hub_timeout_ms(h, now);
         int fired = poll(p, (nfds_t)np, timeout);
         uint64_t v;
         if (fired > 0 && (p[0].revents & POLLIN) && read(h->wake_fd, &v, sizeof v) < 0) { /* drained */ }
         int dirty = h->watch_fd < 0;
-        if (np == 2 && (p[1].revents & POLLIN)) {
+        if (np == 3 && (p[2].revents & POLLIN)) {
             store_event_watch_drain(h->watch_fd);
             dirty = 1;
         }
@@ -284,6 +320,7 @@ static void *hub_main(void *arg)
         now = time_mono();
         int sweep = now >= h->next_sweep;
         if (sweep) h->next_sweep = now + HUB_SWEEP_S;
+        if (fired > 0 && (p[1].revents & POLLIN)) hub_hangups(h);
         for (int i = 0; i < h->n; i = group_end(h, i)) hub_replay(h, i, group_end(h, i));
         if (dirty) hub_read_new(h);
         for (int i = 0, j; i < h->n; i = j) {
@@ -317,13 +354,17 @@ int hub_start(server_t *s, struct hub **out, char *err)
     h->watch_fd = -1;
     pthread_mutex_init(&h->mu, NULL);
     h->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (h->wake_fd < 0) {
+    h->hup_fd = epoll_create1(EPOLL_CLOEXEC);
+    if (h->wake_fd < 0 || h->hup_fd < 0) {
+        if (h->wake_fd >= 0) close(h->wake_fd);
+        if (h->hup_fd >= 0) close(h->hup_fd);
         free(h);
-        return core_errf(err, "cannot create the event hub's wake-up descriptor; raise the open-file limit (ulimit -n)");
+        return core_errf(err, "cannot create the event hub's descriptors; raise the open-file limit (ulimit -n)");
     }
     if (store_open(s->data_dir, &h->st, err) || store_event_last_seq(h->st, &h->seq, err)) {
         if (h->st) store_close(h->st);
         close(h->wake_fd);
+        close(h->hup_fd);
         free(h);
         return -1;
     }
@@ -334,6 +375,7 @@ int hub_start(server_t *s, struct hub **out, char *err)
         if (h->watch_fd >= 0) close(h->watch_fd);
         store_close(h->st);
         close(h->wake_fd);
+        close(h->hup_fd);
         free(h);
         return core_errf(err, "cannot start the event hub thread");
     }
@@ -398,6 +440,7 @@ void hub_stop(struct hub *h)
     if (h->watch_fd >= 0) close(h->watch_fd);
     store_close(h->st);
     close(h->wake_fd);
+    close(h->hup_fd);
     pthread_mutex_destroy(&h->mu);
     free(h);
 }

@@ -199,6 +199,9 @@ int http_push_write(http_push_t *p, const void *data, size_t n);
 int http_push_printf(http_push_t *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 size_t http_push_pending(http_push_t *p);   /* bytes buffered, not yet sent */
 int http_push_closed(http_push_t *p);
+/* The client's socket (-1 if unknown): watch it for a hang-up, never read,
+ * write or close it. */
+int http_push_fd(http_push_t *p);
 void http_push_end(http_push_t *p);
 void http_push_release(http_push_t *p);
 /* Run fn(r, arg, ...) on the compute pool (pool.c) while the connection
