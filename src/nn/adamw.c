@@ -96,7 +96,7 @@ void gpt2_update(gpt2_t *m, const adamw_config_t *opt, int step)
     /* torch: p *= 1 - lr wd; p -= lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps) */
     float bc1 = 1.0f - powf(b1, (float)step), bc2 = 1.0f - powf(b2, (float)step);
     float step_size = lr / bc1, inv_bc2_sqrt = 1.0f / sqrtf(bc2);
-    double t0 = nn_profile.enabled ? omp_get_wtime() : 0.0;
+    double t0 = nn_profile.enabled ? nn_profile_clock() : 0.0;
     size_t off = 0;
     for (int t = 0; t < GPT2_NUM_PARAM_TENSORS; t++) {
         size_t n = m->param_sizes[t];
@@ -118,7 +118,7 @@ void gpt2_update(gpt2_t *m, const adamw_config_t *opt, int step)
     }
     s->grad_coef = 0.0f;
     s->grads_zero = 1;
-    if (nn_profile.enabled) nn_profile.adamw += omp_get_wtime() - t0;
+    if (nn_profile.enabled) nn_profile.adamw += nn_profile_clock() - t0;
 }
 
 float lr_at(const lr_schedule_t *s, int step)

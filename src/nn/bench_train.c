@@ -23,8 +23,11 @@ static void bench_usage(FILE *f)
     fprintf(f,
             "usage: tunery bench train [--config gpt2-124M|tiny|L,NH,C,V,maxT] [--batch B] [--seq T]\n"
             "                          [--steps N] [--warmup N] [--threads N] [--precision fp32|bf16]\n"
+            "                          [--profile-clock wall|cpu]\n"
             "  Times full training steps (forward, backward, clip, AdamW) on random tokens and prints\n"
             "  JSON lines: speed vs the measured FMA and sgemm peaks, a per-layer profile, memory.\n"
+            "  --profile-clock cpu: the profile counts process CPU time (for a shared machine;\n"
+            "  set OMP_WAIT_POLICY=PASSIVE so that waiting threads do not count).\n"
             "  defaults: --config gpt2-124M --batch 4 --seq 64 --steps 7 --warmup 2\n");
 }
 
@@ -71,7 +74,7 @@ static int int_arg(const char *flag, const char *v, int lo, int *out)
 
 int cmd_bench_train(int argc, char **argv)
 {
-    const char *cfg_name = "gpt2-124M", *prec = "fp32";
+    const char *cfg_name = "gpt2-124M", *prec = "fp32", *pclock = "wall";
     int B = 4, T = 64, steps = 7, warmup = 2, threads = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -79,6 +82,7 @@ int cmd_bench_train(int argc, char **argv)
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { bench_usage(stdout); return 0; }
         else if (!strcmp(a, "--config") && v) { cfg_name = v; i++; }
         else if (!strcmp(a, "--precision") && v) { prec = v; i++; }
+        else if (!strcmp(a, "--profile-clock") && v) { pclock = v; i++; }
         else if (!strcmp(a, "--batch")) { bad = int_arg(a, v, 1, &B); i++; }
         else if (!strcmp(a, "--seq")) { bad = int_arg(a, v, 1, &T); i++; }
         else if (!strcmp(a, "--steps")) { bad = int_arg(a, v, 1, &steps); i++; }
@@ -93,6 +97,10 @@ int cmd_bench_train(int argc, char **argv)
     gpt2_config_t cfg;
     if (parse_config(cfg_name, &cfg)) {
         fprintf(stderr, "tunery: --config must be gpt2-124M, tiny or L,NH,C,V,maxT (e.g. 2,2,64,1000,128), not '%s'\n", cfg_name);
+        return 2;
+    }
+    if (strcmp(pclock, "wall") && strcmp(pclock, "cpu")) {
+        fprintf(stderr, "tunery: --profile-clock must be wall or cpu\n");
         return 2;
     }
     if (strcmp(prec, "fp32") && strcmp(prec, "bf16")) {
@@ -131,17 +139,17 @@ int cmd_bench_train(int argc, char **argv)
     for (int step = 1; step <= warmup + steps; step++) {
         if (step == warmup + 1) {
             memset(&nn_profile, 0, sizeof nn_profile);
-            nn_profile.enabled = 1;
+            nn_profile.enabled = strcmp(pclock, "cpu") ? NN_PROFILE_WALL : NN_PROFILE_CPU;
         }
         double t0 = time_mono(), c0 = cpu_seconds();
         loss = gpt2_forward(&m, inp, tgt, NULL, B, T);
-        double tz = time_mono();
+        double tz = nn_profile_clock();
         gpt2_zero_grad(&m);
-        double tz1 = time_mono();
+        double tz1 = nn_profile_clock();
         gpt2_backward(&m, 1.0f / (B * T));
-        double tc = time_mono();
+        double tc = nn_profile_clock();
         gpt2_clip_grad_norm(&m, 1.0f);
-        if (nn_profile.enabled) nn_profile.adamw += time_mono() - tc + tz1 - tz;
+        if (nn_profile.enabled) nn_profile.adamw += nn_profile_clock() - tc + tz1 - tz;
         gpt2_update(&m, &opt, step);
         double dt = time_mono() - t0;
         if (step == 1) first_loss = loss;
@@ -183,11 +191,11 @@ int cmd_bench_train(int argc, char **argv)
     double f = 1e3 / steps;
     double total = p->matmul + p->attention + p->layernorm + p->gelu + p->lmhead_matmul + p->crossentropy +
                    p->other + p->adamw;
-    printf("{\"bench\":\"train_profile\",\"config\":\"%s\",\"B\":%d,\"T\":%d,\"ms_matmul\":%.1f,\"ms_attention\":%.1f,"
+    printf("{\"bench\":\"train_profile\",\"config\":\"%s\",\"B\":%d,\"T\":%d,\"clock\":\"%s\",\"ms_matmul\":%.1f,\"ms_attention\":%.1f,"
            "\"ms_layernorm\":%.1f,\"ms_gelu\":%.1f,\"ms_lmhead_matmul\":%.1f,\"ms_crossentropy\":%.1f,"
            "\"ms_encoder_residual_memset\":%.1f,\"ms_adamw_clip_zero\":%.1f,\"ms_profiled_total\":%.1f,"
            "\"non_gemm_fraction\":%.3f}\n",
-           cfg_name, B, T, p->matmul * f, p->attention * f, p->layernorm * f, p->gelu * f, p->lmhead_matmul * f,
+           cfg_name, B, T, pclock, p->matmul * f, p->attention * f, p->layernorm * f, p->gelu * f, p->lmhead_matmul * f,
            p->crossentropy * f, p->other * f, p->adamw * f, total * f,
            total > 0 ? (total - p->matmul - p->lmhead_matmul) / total : 0.0);
 

@@ -18,8 +18,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 
 nn_profile_t nn_profile;
+
+double nn_profile_clock(void)
+{
+    if (nn_profile.enabled != NN_PROFILE_CPU) return omp_get_wtime();
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
 
 void *gpt2_alloc_big(size_t bytes, int zero)
 {
@@ -246,8 +255,8 @@ double gpt2_step_flops(const gpt2_config_t *c, int B, int T)
 }
 
 /* profiling: a clock read around each kernel, only when enabled */
-#define PROF_START() double prof_t0_ = nn_profile.enabled ? omp_get_wtime() : 0.0
-#define PROF_END(field) do { if (nn_profile.enabled) { double t1_ = omp_get_wtime(); \
+#define PROF_START() double prof_t0_ = nn_profile.enabled ? nn_profile_clock() : 0.0
+#define PROF_END(field) do { if (nn_profile.enabled) { double t1_ = nn_profile_clock(); \
     nn_profile.field += t1_ - prof_t0_; prof_t0_ = t1_; } } while (0)
 
 float gpt2_forward(gpt2_t *m, const int *inputs, const int *targets, const float *loss_weights, int B, int T)

@@ -114,12 +114,18 @@ size_t gpt2_train_bytes(const gpt2_t *m);
 double gpt2_step_flops(const gpt2_config_t *c, int B, int T);
 
 /* Where the time of a step goes, for `tunery bench train`. Off by default
- * (a few clock reads per layer when on); seconds accumulate until reset. */
+ * (a few clock reads per layer when on); seconds accumulate until reset.
+ * enabled = NN_PROFILE_WALL counts wall time, NN_PROFILE_CPU the process's
+ * CPU time (all threads): on a shared machine the second counts the work,
+ * not the neighbours (run with OMP_WAIT_POLICY=PASSIVE so spinning is not work). */
+enum { NN_PROFILE_OFF = 0, NN_PROFILE_WALL = 1, NN_PROFILE_CPU = 2 };
 typedef struct {
     int enabled;
     double matmul, attention, layernorm, gelu, lmhead_matmul, crossentropy, other, adamw;
 } nn_profile_t;
 extern nn_profile_t nn_profile;
+/* seconds on the profile's clock (wall or process CPU, see above) */
+double nn_profile_clock(void);
 
 /* ---- safetensors (safetensors.c) ----
  * The reader checks everything before anything is trusted: the header length
