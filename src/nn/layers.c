@@ -145,27 +145,94 @@ static inline float fast_tanhf(float u)
     return 1.0f - 2.0f / (nn_expf(2.0f * u) + 1.0f);
 }
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+/* nn_expf for 16 lanes, the same steps (GCC does not vectorise the scalar
+ * one: the float -> int conversion and the union stay scalar, and GELU ran
+ * at ~4 ns per element, 8% of a prefill). */
+static inline __m512 exp16(__m512 x)
+{
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(88.0f));
+    __m512 t = _mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), _mm512_set1_ps(12582912.0f));
+    __m512 n = _mm512_sub_ps(t, _mm512_set1_ps(12582912.0f));
+    __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x));
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.0f));
+    __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+    return _mm512_mul_ps(p, _mm512_castsi512_ps(e));
+}
+
+/* tanh(GELU_SCALE (x + 0.044715 x^3)) for 16 lanes */
+static inline __m512 gelu_tanh16(__m512 x)
+{
+    __m512 x3 = _mm512_mul_ps(_mm512_mul_ps(x, x), x);
+    __m512 u = _mm512_mul_ps(_mm512_set1_ps(GELU_SCALE), _mm512_fmadd_ps(_mm512_set1_ps(0.044715f), x3, x));
+    __m512 e = exp16(_mm512_add_ps(u, u));
+    return _mm512_sub_ps(_mm512_set1_ps(1.0f),
+                         _mm512_div_ps(_mm512_set1_ps(2.0f), _mm512_add_ps(e, _mm512_set1_ps(1.0f))));
+}
+#endif
+
+/* The vector loops cover whole blocks of 16 and the scalar code the tail, so
+ * each element takes the same path whatever the thread count. */
+static inline float gelu_fwd1(float x)
+{
+    float u = GELU_SCALE * (x + 0.044715f * x * x * x);
+    return 0.5f * x * (1.0f + fast_tanhf(u));
+}
+
+static inline float gelu_bwd1(float x, float d)
+{
+    float u = GELU_SCALE * (x + 0.044715f * x * x * x);
+    float th = fast_tanhf(u);
+    float sech2 = 1.0f - th * th;
+    float g = 0.5f * (1.0f + th) + 0.5f * x * sech2 * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
+    return g * d;
+}
+
 void gelu_forward(float *out, const float *inp, int N)
 {
-    #pragma omp parallel for simd schedule(static) if ((size_t)N >= NN_PAR_MIN)
-    for (int i = 0; i < N; i++) {
-        float x = inp[i];
-        float u = GELU_SCALE * (x + 0.044715f * x * x * x);
-        out[i] = 0.5f * x * (1.0f + fast_tanhf(u));
+    int i0 = 0;
+#if defined(__AVX512F__)
+    int nb = N / 16;
+    #pragma omp parallel for schedule(static) if ((size_t)N >= NN_PAR_MIN)
+    for (int b = 0; b < nb; b++) {
+        __m512 x = _mm512_loadu_ps(inp + 16 * (size_t)b);
+        __m512 hx = _mm512_mul_ps(_mm512_set1_ps(0.5f), x);
+        _mm512_storeu_ps(out + 16 * (size_t)b, _mm512_fmadd_ps(hx, gelu_tanh16(x), hx));
     }
+    i0 = nb * 16;
+#endif
+    #pragma omp parallel for simd schedule(static) if ((size_t)(N - i0) >= NN_PAR_MIN)
+    for (int i = i0; i < N; i++) out[i] = gelu_fwd1(inp[i]);
 }
 
 void gelu_backward(float *dinp, const float *inp, const float *dout, int N)
 {
-    #pragma omp parallel for simd schedule(static) if ((size_t)N >= NN_PAR_MIN)
-    for (int i = 0; i < N; i++) {
-        float x = inp[i];
-        float u = GELU_SCALE * (x + 0.044715f * x * x * x);
-        float th = fast_tanhf(u);
-        float sech2 = 1.0f - th * th;
-        float g = 0.5f * (1.0f + th) + 0.5f * x * sech2 * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
-        dinp[i] = g * dout[i];
+    int i0 = 0;
+#if defined(__AVX512F__)
+    int nb = N / 16;
+    #pragma omp parallel for schedule(static) if ((size_t)N >= NN_PAR_MIN)
+    for (int b = 0; b < nb; b++) {
+        __m512 x = _mm512_loadu_ps(inp + 16 * (size_t)b);
+        __m512 th = gelu_tanh16(x);
+        __m512 one = _mm512_set1_ps(1.0f), half = _mm512_set1_ps(0.5f);
+        __m512 sech2 = _mm512_fnmadd_ps(th, th, one);
+        __m512 poly = _mm512_fmadd_ps(_mm512_set1_ps(3.0f * 0.044715f), _mm512_mul_ps(x, x), one);
+        __m512 right = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(half, x), sech2),
+                                     _mm512_mul_ps(_mm512_set1_ps(GELU_SCALE), poly));
+        __m512 g = _mm512_fmadd_ps(half, _mm512_add_ps(one, th), right);
+        _mm512_storeu_ps(dinp + 16 * (size_t)b, _mm512_mul_ps(g, _mm512_loadu_ps(dout + 16 * (size_t)b)));
     }
+    i0 = nb * 16;
+#endif
+    #pragma omp parallel for simd schedule(static) if ((size_t)(N - i0) >= NN_PAR_MIN)
+    for (int i = i0; i < N; i++) dinp[i] = gelu_bwd1(inp[i], dout[i]);
 }
 
 /* ---------------------------------------------------------------------- */
