@@ -59,6 +59,53 @@ static void test_pool_order_and_stop(void)
     for (int i = 0; i < ran.n; i++) CHECK_EQ_INT(ran.order[i], i);
 }
 
+/* ---- the hub's query: every job's events after a seq ---- */
+static void make_job(store_t *st, char id[STORE_ID_LEN]);
+
+static void test_store_event_after(void)
+{
+    char err[CORE_ERR_LEN], dir[] = "/tmp/tunery-test-after-XXXXXX", a[STORE_ID_LEN], b[STORE_ID_LEN];
+    store_t *st = NULL;
+    CHECK(mkdtemp(dir) != NULL);
+    char first_key[STORE_KEY_LEN];
+    int created = 0;
+    CHECKF(store_open(dir, &st, err) == 0 && store_bootstrap(st, first_key, &created, err) == 0, "%s", err);
+    if (!st) return;
+    make_job(st, a);   /* each starts with "mark-0" */
+    make_job(st, b);
+    int64_t base = 0;
+    CHECKF(store_event_last_seq(st, &base, err) == 0, "%s", err);
+    const char *order[] = {"a1", "b1", "a2", "b2", "a3"};
+    for (int i = 0; i < 5; i++)
+        CHECKF(store_event_add(st, order[i][0] == 'a' ? a : b, NULL, NULL, order[i], NULL, NULL, err) == 0, "%s", err);
+    store_event_t *es = NULL;
+    int n = 0;
+    /* in pages of 2, across both jobs, in the order written */
+    int64_t since = base;
+    int seen = 0;
+    for (int page = 0; page < 4; page++) {
+        CHECKF(store_event_after(st, since, 2, &es, &n, err) == 0, "%s", err);
+        CHECK(n <= 2);
+        for (int i = 0; i < n && seen < 5; i++, seen++) {
+            CHECK_EQ_STR(es[i].message, order[seen]);
+            CHECK_EQ_STR(es[i].job_id, order[seen][0] == 'a' ? a : b);
+            CHECK(es[i].seq > since);
+            since = es[i].seq;
+        }
+        free(es);
+        if (n < 2) break;
+    }
+    CHECK_EQ_INT(seen, 5);
+    CHECKF(store_event_after(st, since, 0, &es, &n, err) == 0, "%s", err);
+    CHECK_EQ_INT(n, 0);
+    free(es);
+    CHECKF(store_event_after(st, 0, 0, &es, &n, err) == 0, "%s", err);
+    CHECK_EQ_INT(n, 7);   /* everything, both "mark-0" included */
+    free(es);
+    store_close(st);
+    fs_rm_rf(dir, err);
+}
+
 /* ---- streams against a real server ---- */
 static server_t *srv;
 static char key[128], datadir[] = "/tmp/tunery-test-notify-XXXXXX";
@@ -256,6 +303,7 @@ int main(void)
 {
     char err[CORE_ERR_LEN];
     RUN(test_pool_order_and_stop);
+    RUN(test_store_event_after);
     if (!mkdtemp(datadir)) return 1;
     server_opts_t o;
     memset(&o, 0, sizeof o);
