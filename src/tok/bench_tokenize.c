@@ -72,6 +72,27 @@ static void print_fig(const char *impl, const char *input, size_t bytes, size_t 
     fflush(stdout);
 }
 
+/* the CPU's model name and its cores, for the machine line */
+static void print_machine(void)
+{
+    char line[512], model[256] = "unknown";
+    int cores = 0;
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    while (f && fgets(line, sizeof line, f)) {
+        if (!strncmp(line, "processor", 9)) cores++;
+        char *c = strchr(line, ':');
+        if (c && !strncmp(line, "model name", 10) && !strcmp(model, "unknown")) {
+            snprintf(model, sizeof model, "%s", c + 2);
+            model[strcspn(model, "\n\"\\")] = 0;
+        }
+    }
+    if (f) fclose(f);
+    double load[3] = {0};
+    if (getloadavg(load, 3) < 0) load[0] = -1;
+    printf("{\"bench\":\"tokenize\",\"figure\":\"machine\",\"cpu\":\"%s\",\"cpus\":%d,\"loadavg\":%.2f,"
+           "\"note\":\"encode is single-threaded; per-byte ratios use thread CPU time\"}\n", model, cores, load[0]);
+}
+
 static int read_kjv(buf_t *b, char *err)
 {
     FILE *p = popen("bible -f 'Gen1:1-Rev22:21' 2>/dev/null || bible 'Gen1:1-Rev22:21'", "r");
@@ -192,6 +213,7 @@ int cmd_bench_tokenize(int argc, char **argv)
         else { fprintf(stderr, "tunery bench tokenize: unknown option '%s'\n%s", argv[i], usage); return 2; }
     }
     if (reps < 1) reps = 1;
+    print_machine();
     char err[CORE_ERR_LEN], path[PATH_MAX];
     snprintf(path, sizeof path, "%s/tok/r50k.tok", core_share_dir());
     double lt[9];
