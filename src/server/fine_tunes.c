@@ -133,12 +133,11 @@ static int check_model(req_t *r, store_t *st, const char *model)
     return HTTP_400(r, "model", "The model `%s` does not exist or you do not have access to it. Use ada, babbage, curie, davinci or one of your fine-tuned models.", model), -1;
 }
 
-/* The same checks for the current API (fine_tuning_jobs.c). */
+/* The same check for the current API (fine_tuning_jobs.c). */
 int fine_tunes_check_file(req_t *r, store_t *st, const char *param, const char *id, store_file_t *f)
 {
     return check_file(r, st, param, id, f);
 }
-int fine_tunes_check_model(req_t *r, store_t *st, const char *model) { return check_model(r, st, model); }
 
 static const char *const create_params[] = {
     "training_file", "validation_file", "model", "n_epochs", "batch_size", "learning_rate_multiplier",

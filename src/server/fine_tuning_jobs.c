@@ -20,12 +20,6 @@
 #include <string.h>
 #include <sys/random.h>
 
-/* Provided by the chat work (chat.c): 1 chat model, 0 completion model, -1
- * unknown. Weak, so this file links (and falls back to the base model
- * directories) in a build that does not have it. */
-int server_model_is_chat(struct server *s, const char *org_id, const char *model, char *err);
-#pragma weak server_model_is_chat
-
 #define JOBS_LIMIT_MAX 100
 
 /* ------------------------------------------------------------------ objects */
@@ -290,50 +284,25 @@ static int integrations_parse(req_t *r, json_t *in, char **text)
 
 /* ------------------------------------------------------------------ create: model and files */
 
-/* Was the job behind a fine-tuned model or checkpoint trained on chat data? */
-static int job_is_chat(store_t *st, const char *org_id, const char *job_id)
-{
-    store_job_t j;
-    store_file_t f;
-    char err[CORE_ERR_LEN];
-    if (store_job_get(st, org_id, job_id, &j, err)) return -1;
-    int rc = store_file_get(st, org_id, j.training_file, &f, err) ? -1 : f.is_chat;
-    store_job_clear(&j);
-    return rc;
-}
-
-/* The base model: one of this org's fine-tuned models or checkpoints
- * (continued fine-tuning), or a base model. *is_chat: 1 chat, 0 completion,
- * -1 not known (no format check then). -1 after replying 400. */
-static int model_check(req_t *r, store_t *st, const char *model, int *is_chat)
+/* The base model: a base or compatibility name, or one of this org's
+ * fine-tuned models or checkpoints (continued fine-tuning), with its weights
+ * here. *is_chat: 1 chat model, 0 completion model. -1 after replying. */
+static int model_check(req_t *r, const char *model, int *is_chat)
 {
     char err[CORE_ERR_LEN];
-    store_model_t m;
-    store_checkpoint_t c;
-    if (store_model_get(st, r->org_id, model, &m, err) == 0) {
-        *is_chat = m.job_id[0] ? job_is_chat(st, r->org_id, m.job_id) : -1;
-        return 0;
-    }
-    if (store_checkpoint_by_model(st, r->org_id, model, &c, err) == 0) {
-        *is_chat = job_is_chat(st, r->org_id, c.job_id);
-        return 0;
-    }
-    if (!server_model_is_chat) {
-        if (fine_tunes_check_model(r, st, model)) return -1;
-        *is_chat = 0;   /* the GPT-3 era base models are completion models */
-        return 0;
-    }
-    int rc = server_model_is_chat(r->srv, r->org_id, model, err);
-    if (rc < 0) return HTTP_400(r, "model", "%s Use a base model (GET /v1/models lists them) or one of your fine-tuned models.", err), -1;
-    char dir[4096];   /* a known name must also have its weights here to train */
-    if (server_base_model_dir(r->srv, model, dir, err)) return HTTP_400(r, "model", "%s.", err), -1;
-    *is_chat = rc;
+    server_model_t m;
+    int rc = server_model_lookup(r->srv, r->org_id, model, &m, err);
+    if (rc == SERVER_MODEL_UNKNOWN)
+        return HTTP_400(r, "model", "%s Use a base model (GET /v1/models lists them) or one of your fine-tuned models.", err), -1;
+    if (rc == SERVER_MODEL_MISSING) return HTTP_400(r, "model", "%s.", err), -1;   /* known name, weights not installed */
+    if (rc) return HTTP_500(r, "%s", err), -1;
+    *is_chat = m.is_chat;
     return 0;
 }
 
 static int format_check(req_t *r, const char *param, const store_file_t *f, const char *model, int model_chat)
 {
-    if (model_chat < 0 || f->is_chat == model_chat) return 0;
+    if (f->is_chat == model_chat) return 0;
     if (f->is_chat)
         return HTTP_400(r, param, "File %s holds chat examples ({\"messages\": [...]} lines), but `%s` is a completion model: "
                         "it needs {\"prompt\": ..., \"completion\": ...} lines. Use a chat base model or convert the file.", f->id, model), -1;
@@ -401,7 +370,7 @@ int fine_tuning_jobs_create(req_t *r)
     int model_chat;
     if (fine_tunes_check_file(r, st, "training_file", training, &tf) ||
         (validation && validation[0] && fine_tunes_check_file(r, st, "validation_file", validation, &vf)) ||
-        model_check(r, st, model, &model_chat) || format_check(r, "training_file", &tf, model, model_chat) ||
+        model_check(r, model, &model_chat) || format_check(r, "training_file", &tf, model, model_chat) ||
         (validation && validation[0] && format_check(r, "validation_file", &vf, model, model_chat)))
         goto out;
 

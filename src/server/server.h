@@ -308,10 +308,9 @@ int fine_tuning_jobs_pause(req_t *r);
 int fine_tuning_jobs_resume(req_t *r);
 int fine_tuning_jobs_events(req_t *r);
 int fine_tuning_jobs_checkpoints(req_t *r);
-/* fine_tunes.c checks shared with fine_tuning_jobs.c: each replies 400 naming
- * the parameter and returns -1 when the file or model cannot be used. */
+/* fine_tunes.c's file check, shared with fine_tuning_jobs.c: replies 400
+ * naming the parameter and returns -1 when the file cannot be used. */
 int fine_tunes_check_file(req_t *r, struct store *st, const char *param, const char *id, store_file_t *f);
-int fine_tunes_check_model(req_t *r, struct store *st, const char *model);
 /* fine_tuning_jobs.c: the current API's job object. */
 json_t *fine_tuning_job_json(const store_job_t *j);
 int completions_create(req_t *r);
