@@ -318,7 +318,36 @@ static int streams_wait(int ep, stream_t *ss, int n, int want, const char *prefi
     return have;
 }
 
-static void bench_streams(server_t *srv, const char *key, int n, int events)
+#define DURING_MAX 50   /* events written while the upload runs, at most (5 s) */
+
+typedef struct {
+    const char *url, *auth, *path;
+    size_t bytes;
+    double mbs, t_end;
+    int done;
+} bg_upload_t;
+
+static void *bg_upload_main(void *arg)
+{
+    bg_upload_t *u = arg;
+    u->mbs = bench_upload(u->url, u->auth, u->path, u->bytes, "fine-tune");
+    u->t_end = time_mono();
+    __atomic_store_n(&u->done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+/* A fine-tune file of about mb MB (valid lines, so it is tokenized). */
+static size_t write_jsonl(const char *path, int mb)
+{
+    FILE *uf = fopen(path, "w");
+    size_t bytes = 0;
+    while (uf && bytes < (size_t)mb << 20)
+        bytes += (size_t)fprintf(uf, "{\"prompt\":\"The colour %zu is ->\",\"completion\":\" warm and bright %zu\\n\"}\n", bytes, bytes);
+    if (uf) fclose(uf);
+    return bytes;
+}
+
+static void bench_streams(server_t *srv, const char *key, int n, int events, const char *auth, int upload_mb)
 {
     char err[CORE_ERR_LEN], job[STORE_ID_LEN];
     store_t *st = NULL;
@@ -331,7 +360,7 @@ static void bench_streams(server_t *srv, const char *key, int n, int events)
     long threads_before = proc_status("Threads:");
     int ep = epoll_create1(EPOLL_CLOEXEC);
     stream_t *ss = calloc((size_t)n, sizeof *ss);
-    double *arrival = calloc((size_t)n, sizeof *arrival), *lat = calloc((size_t)n * (size_t)events, sizeof *lat);
+    double *arrival = calloc((size_t)n, sizeof *arrival), *lat = calloc((size_t)n * (size_t)(events + DURING_MAX), sizeof *lat);
     char req[512];
     int rl = snprintf(req, sizeof req, "GET /v1/fine-tunes/%s/events?stream=true HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                       "Authorization: Bearer %s\r\n\r\n", job, key);
@@ -375,6 +404,7 @@ static void bench_streams(server_t *srv, const char *key, int n, int events)
             if (ss[i].fd >= 0 && ss[i].seen >= e + 1) lat[all++] = arrival[i] - t0;
         if (got == n) ok_events++;
     }
+    int total = all;
     qsort(lat, (size_t)all, sizeof *lat, cmp_double);
     if (all) worst = lat[all - 1];
     int ok = held == n && ok_events == events && worst <= 0.1;
@@ -387,6 +417,44 @@ static void bench_streams(server_t *srv, const char *key, int n, int events)
            worst * 1e3, ok ? "true" : "false", threads_before, threads_held, hub_followers(srv->hub), proc_status("VmRSS:"),
            cpu_name());
     fflush(stdout);
+
+    /* the same while a fine-tune upload is received, validated and token-
+     * counted: that work must not stall the event loops the streams live on */
+    if (upload_mb > 0 && held == n) {
+        char path[4200], url[128];
+        snprintf(path, sizeof path, "%s/during.jsonl", srv->data_dir);
+        snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/files", server_port(srv));
+        bg_upload_t u = {url, auth, path, write_jsonl(path, upload_mb), 0, 0, 0};
+        pthread_t th;
+        int during = 0, reached = 0;
+        all = 0;
+        double t_start = time_mono();
+        if (pthread_create(&th, NULL, bg_upload_main, &u) == 0) {
+            for (int e = events + 1;; e++) {
+                char msg[64];
+                snprintf(msg, sizeof msg, "bench-mark-%d", e);
+                usleep(100 * 1000);
+                double t0 = time_mono();
+                if (store_event_add(st, job, NULL, NULL, msg, NULL, NULL, err)) break;
+                int got = streams_wait(ep, ss, n, e + 1, "bench-mark-", t0 + 5, arrival);
+                for (int i = 0; i < n; i++)
+                    if (ss[i].fd >= 0 && ss[i].seen >= e + 1) lat[all++] = arrival[i] - t0;
+                during++;
+                reached += got == n;
+                if (__atomic_load_n(&u.done, __ATOMIC_ACQUIRE) || during == DURING_MAX) break;
+            }
+            pthread_join(th, NULL);
+        }
+        unlink(path);
+        qsort(lat, (size_t)all, sizeof *lat, cmp_double);
+        printf("{\"bench\":\"serve\",\"figure\":\"streams_during_upload\",\"streams\":%d,\"upload_bytes\":%zu,\"upload_seconds\":%.2f,"
+               "\"upload_mb_per_s\":%.1f,\"events\":%d,\"events_reaching_all\":%d,\"p99_ms\":%.1f,\"max_ms\":%.1f,\"within_100ms\":%s,"
+               "\"cpu\":\"%s\",\"note\":\"events written every 100 ms while a fine-tune file is uploaded, validated and token-counted\"}\n",
+               n, u.bytes, u.t_end > 0 ? u.t_end - t_start : 0, u.mbs, during, reached, all ? lat[(size_t)(all * 0.99)] * 1e3 : 0,
+               all ? lat[all - 1] * 1e3 : 0, all && reached == during && lat[all - 1] <= 0.1 ? "true" : "false", cpu_name());
+        fflush(stdout);
+    }
+    (void)total;
     for (int i = 0; ss && i < n; i++)
         if (ss[i].fd >= 0) close(ss[i].fd);
     if (ep >= 0) close(ep);
@@ -498,7 +566,7 @@ int cmd_bench_serve(int argc, char **argv)
         snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/files", server_port(s));
         failures += bench_upload_vs_disk(dir, url, auth, upload_mb, rounds);
     }
-    if (streams > 0) bench_streams(s, key ? key : "", streams, events);
+    if (streams > 0) bench_streams(s, key ? key : "", streams, events, auth, upload_mb < 64 ? upload_mb : 64);
 
     server_stop(s);
     curl_global_cleanup();

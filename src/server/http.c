@@ -383,7 +383,9 @@ static void defer_run(void *arg)
     if (then) then(then_arg);
 }
 
-int http_defer(req_t *r, http_defer_fn fn, void *arg)
+int http_defer(req_t *r, http_defer_fn fn, void *arg) { return http_defer_on(r->srv->pool, r, fn, arg); }
+
+int http_defer_on(struct pool *pool, req_t *r, http_defer_fn fn, void *arg)
 {
     if (!r->conn) {   /* no connection (tests): run it here */
         http_then_fn then = NULL;
@@ -409,7 +411,7 @@ int http_defer(req_t *r, http_defer_fn fn, void *arg)
     MHD_suspend_connection(r->conn);
     /* the pool refuses only while the server stops: run it on this thread
      * then, through the same suspend/resume path */
-    if (!r->srv->pool || pool_submit(r->srv->pool, defer_run, d)) defer_run(d);
+    if (!pool || pool_submit(pool, defer_run, d)) defer_run(d);
     return 0;
 }
 
@@ -547,6 +549,8 @@ static int req_body(req_t *r, const char *data, size_t n)
     return 0;
 }
 
+static void route_deferred(req_t *r, void *arg, http_then_fn *then, void **then_arg) { r->route->fn(r); }
+
 static void req_dispatch(req_t *r)
 {
     if (r->route->body == BODY_JSON && r->raw.len) {
@@ -564,6 +568,12 @@ static void req_dispatch(req_t *r)
         }
     }
     deferred_here = 0;
+    if (r->route->body == BODY_MULTIPART && r->conn) {
+        /* an upload ends with work that waits on the disk and the CPU for
+         * seconds (JSONL validation, token count, fsync): not here */
+        http_defer_on(r->srv->io_pool, r, route_deferred, NULL);
+        return;
+    }
     r->route->fn(r);
     /* once deferred, r belongs to the compute thread: do not read it */
     if (!deferred_here && !r->replied) HTTP_500(r, "The server failed to answer this request.");

@@ -125,8 +125,10 @@ int server_start(server_t **out, const server_opts_t *o, char **initial_key, cha
         }
         s->sched = sc;
     }
-    if (!(s->pool = pool_start(s->opts.compute_threads, err)) || hub_start(s, &s->hub, err) || http_listen(s, err)) {
+    if (!(s->pool = pool_start(s->opts.compute_threads, err)) || !(s->io_pool = pool_start(2, err)) ||
+        hub_start(s, &s->hub, err) || http_listen(s, err)) {
         hub_stop(s->hub);
+        pool_stop(s->io_pool);
         pool_stop(s->pool);
         if (s->sched) sched_stop(s->sched);
         free(s);
@@ -142,8 +144,10 @@ void server_stop(server_t *s)
 {
     if (!s) return;
     s->stopping = 1;
-    pool_stop(s->pool);   /* new completions get a 503 from here on */
+    pool_stop(s->pool);   /* new completions run on the event loop from here on */
     s->pool = NULL;
+    pool_stop(s->io_pool);
+    s->io_pool = NULL;
     hub_stop(s->hub);     /* new streams end at once from here on */
     s->hub = NULL;
     http_stop(s);

@@ -167,6 +167,7 @@ struct server {
     volatile int stopping;
     struct hub *hub;          /* notify.c: the event hub of the followers */
     struct pool *pool;        /* pool.c: the compute queue */
+    struct pool *io_pool;     /* pool.c: blocking file work (an upload's validation, fsync, commit) */
 };
 
 /* http.c: the daemon (server.c starts and stops it). */
@@ -211,6 +212,8 @@ void http_push_release(http_push_t *p);
 typedef void (*http_then_fn)(void *arg);
 typedef void (*http_defer_fn)(req_t *r, void *arg, http_then_fn *then, void **then_arg);
 int http_defer(req_t *r, http_defer_fn fn, void *arg);
+/* The same on a given pool (http.c runs upload handlers on s->io_pool). */
+int http_defer_on(struct pool *p, req_t *r, http_defer_fn fn, void *arg);
 
 /* pool.c: a fixed set of threads running queued jobs in order. submit is -1
  * once stopping; stop runs what is queued, then joins. */
