@@ -253,6 +253,10 @@ static void push_free(void *cls)
 
 http_push_t *http_reply_push(req_t *r, const char *content_type)
 {
+    if (!r->conn) {   /* captured replies (tests, fuzzers) have no stream */
+        HTTP_500(r, "A streamed reply needs a connection.");
+        return NULL;
+    }
     http_push_t *p = calloc(1, sizeof *p);
     if (!p) {
         HTTP_500(r, "Out of memory.");
@@ -262,7 +266,7 @@ http_push_t *http_reply_push(req_t *r, const char *content_type)
     p->conn = r->conn;
     p->srv = r->srv;
     p->refs = 2;
-    const union MHD_ConnectionInfo *ci = r->conn ? MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD) : NULL;
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
     p->fd = ci ? ci->connect_fd : -1;
     struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, push_read, p, push_free);
     if (!resp) {

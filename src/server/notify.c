@@ -65,6 +65,7 @@ struct hub {
     uint64_t serial;
     store_t *st;
     int64_t seq;             /* every event up to here has been handed out */
+    int retry;               /* the last read failed (store busy): read again soon */
     double next_sweep;
     volatile long count;
 };
@@ -173,7 +174,11 @@ static void hub_read_new(struct hub *h)
     for (;;) {
         store_event_t *es = NULL;
         int n = 0;
-        if (store_event_after(h->st, h->seq, HUB_BATCH, &es, &n, err)) return;   /* next wake retries */
+        if (store_event_after(h->st, h->seq, HUB_BATCH, &es, &n, err)) {
+            h->retry = 1;   /* in 100 ms, with or without a new tick */
+            return;
+        }
+        h->retry = 0;
         for (int e = 0; e < n; e++) {
             h->seq = es[e].seq;
             int i = hub_find(h, es[e].job_id);
@@ -277,6 +282,7 @@ static int hub_timeout_ms(struct hub *h, double now)
         if ((f->terminal_since || f->saw_final) && now + 0.1 < next) next = now + 0.1;
     }
     if (h->watch_fd < 0 && now + 0.25 < next) next = now + 0.25;   /* no inotify: look every 250 ms */
+    if (h->retry && now + 0.1 < next) next = now + 0.1;
     double ms = (next - now) * 1000;
     return ms < 0 ? 0 : ms > 60000 ? 60000 : (int)ms + 1;
 }
@@ -309,7 +315,7 @@ static void *hub_main(void *arg)
         int fired = poll(p, (nfds_t)np, timeout);
         uint64_t v;
         if (fired > 0 && (p[0].revents & POLLIN) && read(h->wake_fd, &v, sizeof v) < 0) { /* drained */ }
-        int dirty = h->watch_fd < 0;
+        int dirty = h->watch_fd < 0 || h->retry;
         if (np == 3 && (p[2].revents & POLLIN)) {
             store_event_watch_drain(h->watch_fd);
             dirty = 1;
