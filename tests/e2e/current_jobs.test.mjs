@@ -246,6 +246,30 @@ test('openai@7.x fine_tuning.jobs: lifecycle, pages, pause/resume, cancel, check
   }
 });
 
+test('openai@7.x fine_tuning.jobs: a paused job stays paused across a server restart, then resumes', { timeout: 90000 }, async () => {
+  let srv = await startServer();
+  try {
+    let client = new OpenAI({ apiKey: srv.key, baseURL: srv.base, maxRetries: 0 });
+    const file = await client.files.create({ file: fs.createReadStream(TRAIN), purpose: 'fine-tune' });
+    const job = await client.fineTuning.jobs.create({ model: 'curie', training_file: file.id, seed: 5, hyperparameters: { n_epochs: 3, batch_size: 1 } });
+    await waitFor('the job to train a step', async () => (await client.fineTuning.jobs.retrieve(job.id)).estimated_finish !== null);
+    assert.equal((await client.fineTuning.jobs.pause(job.id)).status, 'paused');
+    await waitFor('the pause checkpoint', async () => (await client.fineTuning.jobs.checkpoints.list(job.id)).data.length > 0);
+    await srv.stop();
+    srv = await startServer({ dataDir: srv.data });
+    client = new OpenAI({ apiKey: srv.key, baseURL: srv.base, maxRetries: 0 });
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal((await client.fineTuning.jobs.retrieve(job.id)).status, 'paused', 'a restart does not resume a paused job');
+    await client.fineTuning.jobs.resume(job.id);
+    const done = await waitStatus(client, job.id, TERMINAL);
+    assert.equal(done.status, 'succeeded', JSON.stringify(done.error));
+    const losses = lossCurve(await collect(client.fineTuning.jobs.listEvents(job.id, { limit: 100 })));
+    assert.equal(losses.size, 36, 'every step has its metrics once, across pause, restart and resume');
+  } finally {
+    await srv.stop();
+  }
+});
+
 test('openai@7.x fine_tuning.jobs.create: bad input is a 400 naming the param', { timeout: 60000 }, async () => {
   const srv = await startServer();
   try {
