@@ -309,6 +309,18 @@ static void test_pause_resume_cancel(void)
     CHECK(json_is_false(json_object_get(o, "has_more")));
     json_decref(o);
 
+    /* a paused job can be cancelled too */
+    o = create("{\"model\":\"curie\",\"training_file\":\"%s\"}", pc_file, &status);
+    char id2[STORE_ID_LEN];
+    snprintf(id2, sizeof id2, "%s", json_string_value(json_object_get(o, "id")));
+    json_decref(o);
+    o = call(fine_tuning_jobs_pause, NULL, id2, &status);
+    CHECK(status == 200 && !strcmp(status_of(o), "paused"));
+    json_decref(o);
+    o = call(fine_tuning_jobs_cancel, NULL, id2, &status);
+    CHECK(status == 200 && !strcmp(status_of(o), "cancelled"));
+    json_decref(o);
+
     /* unknown, and a legacy job, are 404 here */
     o = call(fine_tuning_jobs_get, NULL, "ftjob-nope", &status);
     CHECK(status == 404 && !strcmp(err_param(o), "fine_tuning_job_id"));
