@@ -51,14 +51,25 @@ static inline uint32_t str_hash(const char *s, size_t len)
     return (uint32_t)(h >> 32);
 }
 
+/* With fewer than 2^20 tokens a slot holds id | fingerprint << 20: 11 more
+ * bits of the hash, so that a piece that is not a token (most pieces of
+ * random text) is turned away without reading any token's bytes. */
+#define STR_ID_BITS 20
+#define STR_ID_MASK ((1u << STR_ID_BITS) - 1)
+
 int tok_lookup(const tok_t *t, const char *s, size_t len)
 {
-    uint32_t h = str_hash(s, len) & t->str_mask;
-    for (;;) {
+    uint32_t hv = str_hash(s, len), h = hv & t->str_mask;
+    int small = t->n_vocab <= (int)STR_ID_MASK;
+    uint32_t fp = hv >> (32 - (31 - STR_ID_BITS));
+    for (;; h = (h + 1) & t->str_mask) {
         int32_t id = t->str_tab[h];
         if (id < 0) return -1;
+        if (small) {
+            if ((uint32_t)id >> STR_ID_BITS != fp) continue;
+            id &= (int32_t)STR_ID_MASK;
+        }
         if (t->off[id + 1] - t->off[id] == len && memcmp(t->blob + t->off[id], s, len) == 0) return id;
-        h = (h + 1) & t->str_mask;
     }
 }
 
@@ -90,9 +101,9 @@ int tok_build(tok_t *t, const uint32_t *pairs, size_t n_pairs, char *err)
         if (len == 0 || is_special_id(t, id)) continue;
         const char *s = t->blob + t->off[id];
         if (tok_lookup(t, s, len) >= 0) continue;   /* duplicate bytes: first id wins */
-        uint32_t h = str_hash(s, len) & t->str_mask;
+        uint32_t hv = str_hash(s, len), h = hv & t->str_mask;
         while (t->str_tab[h] >= 0) h = (h + 1) & t->str_mask;
-        t->str_tab[h] = id;
+        t->str_tab[h] = t->n_vocab <= (int)STR_ID_MASK ? id | (int32_t)(hv >> (32 - (31 - STR_ID_BITS)) << STR_ID_BITS) : id;
     }
     for (int b = 0; b < 256; b++) {
         char c = (char)b;

@@ -40,6 +40,14 @@ typedef struct {
     int32_t node, tok;
 } bt_direct_t;
 
+/* what the walk and the compatibility check need of one token, in one
+ * 16-byte slot (one cache line miss, not three arrays' worth) */
+typedef struct {
+    int32_t left, right;      /* the merge that made it; {id, id} for bytes */
+    int32_t prefix;           /* longest proper prefix token, -1 if none */
+    uint32_t len;             /* its bytes */
+} bt_info_t;
+
 typedef struct {
     uint32_t kid0;            /* its children: kids[kid0 .. next node's kid0) */
     int32_t tok;              /* token ending here, -1 if none */
@@ -56,10 +64,9 @@ struct tok_bt {
     bt_node_t *nd;
     uint32_t *kids;
     bt_direct_t l1[256];
-    bt_direct_t *l2;          /* 65536: two-byte prefixes */
+    int32_t *l2;              /* 65536: node of each two-byte prefix, -1 if none */
     int32_t *node_tok;        /* token ending at node, -1 if none (building only) */
-    int32_t *prefix;          /* longest proper prefix token of id, -1 if none */
-    int32_t *split;           /* 2 per id: the merge that made it; {id, id} for bytes */
+    bt_info_t *info;          /* per token id */
 };
 
 static inline uint32_t child_hash(uint32_t k)
@@ -88,10 +95,10 @@ static inline int32_t bt_longest(const tok_bt_t *b, const unsigned char *p, size
 {
     int32_t best = b->l1[p[at]].tok;
     if (at + 1 >= len) return best;
-    const bt_direct_t *d = &b->l2[p[at] << 8 | p[at + 1]];
-    if (d->node < 0) return best;
-    if (d->tok >= 0) best = d->tok;
-    uint32_t node = (uint32_t)d->node;
+    int32_t n2 = b->l2[p[at] << 8 | p[at + 1]];
+    if (n2 < 0) return best;
+    uint32_t node = (uint32_t)n2;
+    if (b->nd[node].tok >= 0) best = b->nd[node].tok;
     for (size_t i = at + 2; i < len; i++) {
         uint32_t k = b->nd[node].kid0, end = b->nd[node + 1].kid0;
         while (k < end && (b->kids[k] & 255) != p[i]) k++;
@@ -110,24 +117,24 @@ static inline int32_t pair_merged(const tok_t *t, int32_t a, int32_t c)
 
 /* Does BPE of bytes(t1) + bytes(t2) give [t1, t2]? Only merges ranked below
  * limit count (INT_MAX when encoding; the token being split when building). */
-static int bt_compatible(const tok_t *t, const int32_t *split, int32_t t1, int32_t t2, int32_t limit)
+static int bt_compatible(const tok_t *t, const bt_info_t *info, int32_t t1, int32_t t2, int32_t limit)
 {
     for (;;) {
         if (pair_merged(t, t1, t2) < limit) return 0;
         if (t1 > t2) {
             limit = t1;
-            t1 = split[2 * t1 + 1];
+            t1 = info[t1].right;
             if (t1 == limit) {
                 limit = t2 + 1;
-                t2 = split[2 * t2];
+                t2 = info[t2].left;
                 if (t2 + 1 == limit) return 1;
             }
         } else {
             limit = t2 + 1;
-            t2 = split[2 * t2];
+            t2 = info[t2].left;
             if (t2 + 1 == limit) {
                 limit = t1;
-                t1 = split[2 * t1 + 1];
+                t1 = info[t1].right;
                 if (t1 == limit) return 1;
             }
         }
@@ -142,8 +149,7 @@ static void bt_free(tok_bt_t *b)
     free(b->kids);
     free(b->l2);
     free(b->node_tok);
-    free(b->prefix);
-    free(b->split);
+    free(b->info);
     free(b);
 }
 
@@ -157,9 +163,8 @@ static tok_bt_t *bt_build(const tok_t *t)
     b->ch = malloc(cap * sizeof *b->ch);
     b->l2 = malloc(65536 * sizeof *b->l2);
     b->node_tok = malloc(nodes_max * sizeof *b->node_tok);
-    b->prefix = malloc((size_t)t->n_vocab * sizeof *b->prefix);
-    b->split = malloc((size_t)t->n_vocab * 2 * sizeof *b->split);
-    if (!b->ch || !b->l2 || !b->node_tok || !b->prefix || !b->split) { bt_free(b); return NULL; }
+    b->info = malloc((size_t)t->n_vocab * sizeof *b->info);
+    if (!b->ch || !b->l2 || !b->node_tok || !b->info) { bt_free(b); return NULL; }
     for (uint32_t i = 0; i < cap; i++) b->ch[i].key = UINT32_MAX;
     b->cmask = cap - 1;
     int32_t nn = 1;
@@ -234,8 +239,7 @@ static tok_bt_t *bt_build(const tok_t *t)
         b->l1[c0].tok = n1 >= 0 ? b->node_tok[n1] : -1;
         for (int c1 = 0; c1 < 256; c1++) {
             int32_t n2 = n1 >= 0 ? trie_child(b, n1, (unsigned char)c1) : -1;
-            b->l2[c0 << 8 | c1].node = n2 >= 0 ? (int32_t)newid[n2] : -1;
-            b->l2[c0 << 8 | c1].tok = n2 >= 0 ? b->node_tok[n2] : -1;
+            b->l2[c0 << 8 | c1] = n2 >= 0 ? (int32_t)newid[n2] : -1;
         }
     }
     free(start); free(eb); free(newid); free(order); free(stack);
@@ -247,20 +251,21 @@ static tok_bt_t *bt_build(const tok_t *t)
             node = trie_child(b, node, s[i]);
             if (node >= 0 && b->node_tok[node] >= 0) pre = b->node_tok[node];
         }
-        b->prefix[id] = pre;
+        b->info[id].prefix = pre;
+        b->info[id].len = (uint32_t)len;
     }
     /* each token's last merge: the longest prefix split whose parts are
      * older tokens and compatible (ids are ranks) */
     for (int id = 0; id < t->n_vocab; id++) {
-        b->split[2 * id] = b->split[2 * id + 1] = id;
+        b->info[id].left = b->info[id].right = id;
         const char *s = t->blob + t->off[id];
         size_t len = t->off[id + 1] - t->off[id];
-        for (int32_t t1 = b->prefix[id]; t1 >= 0; t1 = b->prefix[t1]) {
+        for (int32_t t1 = b->info[id].prefix; t1 >= 0; t1 = b->info[t1].prefix) {
             size_t l1 = t->off[t1 + 1] - t->off[t1];
             int32_t t2 = tok_lookup(t, s + l1, len - l1);
-            if (t1 < id && t2 >= 0 && t2 < id && bt_compatible(t, b->split, t1, t2, id)) {
-                b->split[2 * id] = t1;
-                b->split[2 * id + 1] = t2;
+            if (t1 < id && t2 >= 0 && t2 < id && bt_compatible(t, b->info, t1, t2, id)) {
+                b->info[id].left = t1;
+                b->info[id].right = t2;
                 break;
             }
         }
@@ -290,16 +295,15 @@ static const tok_bt_t *bt_get(const tok_t *t)
     return m->bt;
 }
 
-#define BT_MEMO_BITS 16
+#define BT_MEMO_BITS 15
 #define BT_MEMO (1u << BT_MEMO_BITS)
 
 int tok_bt_compatible(const tok_t *t, int a, int c)
 {
     const tok_bt_t *b = bt_get(t);
-    return b ? bt_compatible(t, b->split, a, c, INT_MAX) : -1;
+    return b ? bt_compatible(t, b->info, a, c, INT_MAX) : -1;
 }
 
-static inline size_t tlen(const tok_t *t, int32_t id) { return t->off[id + 1] - t->off[id]; }
 
 size_t tok_bt_piece(const tok_t *t, const unsigned char *p, size_t len, int *out, tok_scratch_t *sc)
 {
@@ -330,14 +334,14 @@ size_t tok_bt_piece(const tok_t *t, const unsigned char *p, size_t len, int *out
     while (next >= 0) {
         int32_t tk = next, last = m ? out[m - 1] : -1;
         for (;;) {
-            size_t end = pos + tlen(t, tk);
+            size_t end = pos + b->info[tk].len;
             int ok = live[end >> 5] >> (end & 31) & 1;
             if (ok && last >= 0) {
                 uint64_t key = (uint64_t)(uint32_t)last << 32 | (uint32_t)tk;
                 uint64_t *slot = &memo[(key * 0x9E3779B97F4A7C15ull) >> (64 - BT_MEMO_BITS)];
                 if ((*slot & ~(1ull << 63)) == key) ok = (int)(*slot >> 63);
                 else {
-                    ok = bt_compatible(t, b->split, last, tk, INT_MAX);
+                    ok = bt_compatible(t, b->info, last, tk, INT_MAX);
                     *slot = key | (uint64_t)ok << 63;
                 }
             }
@@ -348,11 +352,11 @@ size_t tok_bt_piece(const tok_t *t, const unsigned char *p, size_t len, int *out
                 else next = -1;
                 break;
             }
-            if (b->prefix[tk] >= 0) { tk = b->prefix[tk]; continue; }
+            if (b->info[tk].prefix >= 0) { tk = b->info[tk].prefix; continue; }
             if (m == 0) return (size_t)-2;   /* cannot happen for a BPE vocabulary */
             live[pos >> 5] &= ~(1u << (pos & 31));
             m--;
-            pos -= tlen(t, last);
+            pos -= b->info[last].len;
             next = last;
             break;
         }
