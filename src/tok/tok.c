@@ -117,15 +117,17 @@ int tok_build(tok_t *t, const uint32_t *pairs, size_t n_pairs, char *err)
             return core_errf(err, "the tokenizer's merge %zu names a token id out of range", i);
     }
     /* the compact table when ids fit 16 bits and every rank is its token's id */
-    int fits = t->n_vocab <= 65535;
+    int fits = t->n_vocab < 0xff00;   /* rank >> 8 below pair_q's 0xff */
     for (size_t i = 0; fits && i < n_pairs; i++) fits = pairs[4 * i + 2] == pairs[4 * i + 3];
     cap = pow2_at_least(n_pairs * 2);
     t->pair_mask = cap - 1;
     if (fits) {
         t->pairs32 = malloc(cap * sizeof *t->pairs32);
+        t->pair_q = malloc(1u << TOK_PQ_BITS);
         t->pair_bits = calloc((1u << 21) / 64, sizeof *t->pair_bits);
-        if (!t->pairs32 || !t->pair_bits) return core_errf(err, "out of memory loading the tokenizer");
+        if (!t->pairs32 || !t->pair_q || !t->pair_bits) return core_errf(err, "out of memory loading the tokenizer");
         for (uint32_t i = 0; i < cap; i++) t->pairs32[i].key = UINT32_MAX;
+        memset(t->pair_q, 0xff, 1u << TOK_PQ_BITS);
     } else {
         if (!(t->pairs = malloc(cap * sizeof *t->pairs))) return core_errf(err, "out of memory loading the tokenizer");
         for (uint32_t i = 0; i < cap; i++) t->pairs[i].key = UINT64_MAX;
@@ -140,7 +142,9 @@ int tok_build(tok_t *t, const uint32_t *pairs, size_t n_pairs, char *err)
             while (t->pairs32[h].key != UINT32_MAX) h = (h + 1) & t->pair_mask;
             t->pairs32[h].key = key;
             t->pairs32[h].rank = (int32_t)q[2];
-            uint32_t f = (uint32_t)(((uint64_t)key * 0xC2B2AE3D27D4EB4Full) >> 43);
+            uint8_t *pq = &t->pair_q[tok_pq_slot(key)];
+            if (*pq > q[2] >> 8) *pq = (uint8_t)(q[2] >> 8);
+            uint32_t f = tok_pq_slot(key) >> (TOK_PQ_BITS - 21);
             t->pair_bits[f >> 6] |= 1ull << (f & 63);
         } else {
             uint64_t key = (uint64_t)q[0] << 32 | q[1];
@@ -179,6 +183,7 @@ void tok_free(tok_t *t)
     free(t->str_tab);
     free(t->pairs);
     free(t->pairs32);
+    free(t->pair_q);
     free(t->pair_bits);
     free(t->byte_pair);
     free(t->byte_pair16);

@@ -109,18 +109,13 @@ static inline int32_t bt_longest(const tok_bt_t *b, const unsigned char *p, size
     return best;
 }
 
-static inline int32_t pair_merged(const tok_t *t, int32_t a, int32_t c)
-{
-    int32_t m;
-    return tok_pair_rank(t, a, c, &m);
-}
 
 /* Does BPE of bytes(t1) + bytes(t2) give [t1, t2]? Only merges ranked below
  * limit count (INT_MAX when encoding; the token being split when building). */
 static int bt_compatible(const tok_t *t, const bt_info_t *info, int32_t t1, int32_t t2, int32_t limit)
 {
     for (;;) {
-        if (pair_merged(t, t1, t2) < limit) return 0;
+        if (tok_pair_below(t, t1, t2, limit)) return 0;
         if (t1 > t2) {
             limit = t1;
             t1 = info[t1].right;

@@ -50,10 +50,13 @@ struct tok {
     tok_pair_t *pairs;       /* slot: key, rank, merged; one cache line holds 4 */
     tok_pair32_t *pairs32;   /* instead of pairs when it fits (see tok_pair32_t) */
     uint32_t pair_mask;
-    /* a one-hash Bloom filter of the pairs32 keys, 2^21 bits (256 KB, stays
-     * in L2): most pairs asked about are not mergeable, and the filter
-     * answers them without touching the 2 MB table */
+    /* in front of the 2 MB pairs32 table: a one-hash Bloom filter of the
+     * keys, 2^21 bits (256 KB, stays in L2), since most pairs asked about
+     * are not mergeable; and one byte per hash of a key, the least rank >> 8
+     * of the keys there (0xff none), which answers "ranked below limit?"
+     * (tok_bt.c's question) for most pairs that are */
     uint64_t *pair_bits;
+    uint8_t *pair_q;
     /* the pair of two single bytes, directly: every piece starts with these */
     struct { int32_t rank, merged; } *byte_pair;   /* 65536, [b0 << 8 | b1] */
     uint16_t *byte_pair16;   /* the same, 128 KB, with pairs32: merged id (= rank), 0xffff none */
@@ -75,12 +78,20 @@ struct tok {
     pthread_mutex_t bt_lock;
 };
 
+#ifndef TOK_PQ_BITS
+#define TOK_PQ_BITS 21
+#endif
+static inline uint32_t tok_pq_slot(uint32_t key)
+{
+    return (uint32_t)(((uint64_t)key * 0xC2B2AE3D27D4EB4Full) >> (64 - TOK_PQ_BITS));
+}
+
 /* rank of merging adjacent tokens a, b or INT_MAX; *merged gets the result */
 static inline int32_t tok_pair_rank(const tok_t *t, int32_t a, int32_t b, int32_t *merged)
 {
     if (t->pairs32) {
         uint32_t key = (uint32_t)a << 16 | (uint32_t)b;
-        uint32_t f = (uint32_t)(((uint64_t)key * 0xC2B2AE3D27D4EB4Full) >> 43);
+        uint32_t f = tok_pq_slot(key) >> (TOK_PQ_BITS - 21);
         if (!(t->pair_bits[f >> 6] >> (f & 63) & 1)) return INT32_MAX;
         uint32_t h = (uint32_t)(((uint64_t)key * 0x9E3779B97F4A7C15ull) >> 32) & t->pair_mask;
         for (;;) {
@@ -113,6 +124,19 @@ static inline int32_t tok_byte_pair(const tok_t *t, unsigned b0, unsigned b1, in
     }
     *merged = t->byte_pair[b0 << 8 | b1].merged;
     return t->byte_pair[b0 << 8 | b1].rank;
+}
+
+/* 1 if adjacent tokens a, b merge with a rank below limit */
+static inline int tok_pair_below(const tok_t *t, int32_t a, int32_t b, int32_t limit)
+{
+    if (t->pair_q) {
+        uint32_t f = tok_pq_slot((uint32_t)a << 16 | (uint32_t)b);
+        uint32_t g = f >> (TOK_PQ_BITS - 21);
+        if (!(t->pair_bits[g >> 6] >> (g & 63) & 1)) return 0;
+        if ((int32_t)t->pair_q[f] << 8 >= limit) return 0;
+    }
+    int32_t m;
+    return tok_pair_rank(t, a, b, &m) < limit;
 }
 
 /* Builds the hash tables of t from off/blob/pairs; t owns all arrays given.
