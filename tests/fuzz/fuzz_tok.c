@@ -1,8 +1,11 @@
 /* fuzz_tok.c: libFuzzer target for r50k encode/decode. Any bytes must encode
  * without a crash, decode back to themselves, and count to as many tokens as
- * encode gives; the first byte chooses allow_special.
+ * encode gives; the first byte chooses allow_special. The bytes as one piece
+ * must also merge to the same ids by the default path (whole lookup, scan,
+ * backtracking with its pair-table filters) as by the heap merge, which
+ * follows tiktoken's rule literally.
  *   make fuzz && TUNERY_SHARE=data build-fuzz/fuzz_tok -max_total_time=60 */
-#include "tok/tok.h"
+#include "tok/tok_int.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +35,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!allow && tok_count(R, s, n) != v.len) __builtin_trap();
     for (size_t i = 0; i < v.len; i++)
         if (v.ids[i] < 0 || v.ids[i] >= tok_vocab_size(R)) __builtin_trap();
+    if (n >= 2 && tok_lookup(R, s, n) < 0) {
+        int *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y);
+        tok_scratch_t sc = {0};
+        if (!x || !y) __builtin_trap();
+        size_t nx = tok_bpe_piece(R, (const unsigned char *)s, n, x, &sc);
+        size_t ny = tok_bpe_piece_alg(R, (const unsigned char *)s, n, y, &sc, 1);
+        if (nx != ny || memcmp(x, y, nx * sizeof *x)) __builtin_trap();
+        tok_scratch_free(&sc);
+        free(x);
+        free(y);
+    }
     tok_ids_free(&v);
     buf_free(&b);
     return 0;
