@@ -212,6 +212,15 @@ static size_t bpe_windowed(const tok_t *t, const unsigned char *p, size_t len, i
 size_t tok_bpe_piece(const tok_t *t, const unsigned char *p, size_t len, int *out, tok_scratch_t *sc)
 {
     if (len == 1) { out[0] = t->byte_id[p[0]]; return 1; }
+    if (len == 2 && t->bt_ok && t->byte_pair16) {
+        /* tiktoken ranks: the pair table holds every split of every token,
+         * so the two bytes' pair is the whole lookup, one L2 read cheaper */
+        uint16_t m = t->byte_pair16[p[0] << 8 | p[1]];
+        if (m != 0xffff) { out[0] = m; return 1; }
+        out[0] = t->byte_id[p[0]];
+        out[1] = t->byte_id[p[1]];
+        return 2;
+    }
     if (t->whole_lookup) {
         int id = tok_lookup(t, (const char *)p, len);
         if (id >= 0) { out[0] = id; return 1; }
