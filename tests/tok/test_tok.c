@@ -122,6 +122,24 @@ static void test_long_pieces(void)
     free(s);
 }
 
+static void test_two_byte_pieces(void)
+{
+    /* every two-byte piece: the byte-pair shortcut gives what tiktoken's rule
+     * (a piece that is a token is that token, else its bytes) gives */
+    int bad = 0;
+    tok_scratch_t sc = {0};
+    for (int i = 0; i < 65536; i++) {
+        unsigned char p[2] = { (unsigned char)(i >> 8), (unsigned char)i };
+        int out[2], id = tok_lookup(R, (const char *)p, 2);
+        size_t k = tok_bpe_piece(R, p, 2, out, &sc);
+        if (id >= 0 ? k != 1 || out[0] != id : k != 2 || out[0] != tok_lookup(R, (const char *)p, 1) ||
+                                              out[1] != tok_lookup(R, (const char *)p + 1, 1))
+            bad++;
+    }
+    tok_scratch_free(&sc);
+    CHECKF(bad == 0, "%d of 65536 two-byte pieces differ", bad);
+}
+
 static void test_bt_matches_heap(void)
 {
     /* the backtracking encoder (giant pieces) against the heap merge, which
@@ -428,6 +446,7 @@ int main(void)
     RUN(test_special);
     RUN(test_roundtrip_random_bytes);
     RUN(test_long_pieces);
+    RUN(test_two_byte_pieces);
     RUN(test_bt_matches_heap);
     RUN(test_decode_errors);
     RUN(test_hf_gpt2_fixture);
