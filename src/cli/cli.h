@@ -106,6 +106,7 @@ int cli_fine_tunes(const cli_opts_t *o, const char *op, int argc, char **argv);
 int cli_files(const cli_opts_t *o, const char *op, int argc, char **argv);
 int cli_models(const cli_opts_t *o, const char *op, int argc, char **argv);
 int cli_completions(const cli_opts_t *o, const char *op, int argc, char **argv);
+int cli_chat_completions(const cli_opts_t *o, const char *op, int argc, char **argv);
 int cli_fine_tuning_jobs(const cli_opts_t *o, const char *op, int argc, char **argv);
 
 /* Resolve -t/-v of a create: a file id, a local path (duplicate check, then

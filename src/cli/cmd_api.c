@@ -209,6 +209,7 @@ static const struct {
     {"files.", cli_files},
     {"models.", cli_models},
     {"completions.", cli_completions},
+    {"chat_completions.", cli_chat_completions},
     {"fine_tuning.jobs.", cli_fine_tuning_jobs},
     {"fine_tuning.job.", cli_fine_tuning_jobs},   /* v0.28 spelling */
 };
@@ -236,6 +237,8 @@ static void api_usage(FILE *f)
         "  files.create -f FILE -p PURPOSE | files.get -i ID | files.delete -i ID | files.list\n"
         "  models.list | models.get -i ID | models.delete -i ID\n"
         "  completions.create   -m MODEL [-p PROMPT] [-M N] [-t T] [-P P] [-n N] [--logprobs N] [--stop S] [--stream]\n"
+        "  chat_completions.create -m MODEL -g ROLE CONTENT [-g ROLE CONTENT ...] [-M N] [-t T] [-P P] [-n N]\n"
+        "                       [--stop S] [--stream]   (a chat model, e.g. gpt-4o-mini or a chat fine-tune)\n"
         "  fine_tuning.jobs.create -t FILE -m MODEL | list | get -i ID | cancel -i ID | events -i ID\n"
         "                       | follow -i ID | pause -i ID | resume -i ID | checkpoints -i ID   (the current jobs API)\n");
 }

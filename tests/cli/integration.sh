@@ -222,6 +222,53 @@ out=$(timeout 30 "$bin" api fine_tuning.jobs.follow -i "$j2" 2>&1); rc=$?
 out=$(api fine_tuning.jobs.get -i ftjob-doesnotexist 2>&1); rc=$?
 [ $rc -eq 1 ] && grep -qE '^(\[organization=[^]]*\] )?Error: No such fine-tuning job: ftjob-doesnotexist \(HTTP status code: 404\)$' <<<"$out" && ok "fine_tuning.jobs.get unknown: 404 line" || bad "get unknown (rc=$rc)" "$out"
 
+# ---- chat_completions.create: a chat fine-tune of gpt-4o-mini (the curie weights) answers "OK." ----
+for i in $(seq 1 8); do
+  printf '{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Item %d?"}, {"role": "assistant", "content": "OK."}]}\n' "$i"
+done > chat.jsonl
+out=$(timeout 150 "$bin" api fine_tuning.jobs.create -t chat.jsonl -m gpt-4o-mini --n_epochs 6 --batch_size 1 \
+      --learning_rate_multiplier 30 --seed 7 --suffix brief --no_check_if_files_exist --follow 2>&1); rc=$?
+chat=$(grep -o 'create -m ft:gpt-4o-mini:[^ ]*' <<<"$out" | cut -d' ' -f3)
+[ $rc -eq 0 ] && [ -n "$chat" ] && ok "a chat fine-tune of gpt-4o-mini for chat_completions.create" || bad "chat fine-tune (rc=$rc)" "$out"
+# ct ARGS...: one call as a transcript entry: the command, stdout+stderr, and the exit status when not 0
+ct() {
+  local o r
+  o=$(api chat_completions.create "$@" 2>&1); r=$?
+  printf '$ tunery api chat_completions.create'; printf ' %q' "$@"; printf '\n%s\n' "$o"
+  [ $r -ne 0 ] && printf '[exit %d]\n' "$r"
+  return 0
+}
+if [ -n "$chat" ]; then
+  t=$( ct -m "$chat" -g system "Be brief." -g user "Item 3?" -t 0
+       ct -m "$chat" -g system "Be brief." -g user "Item 3?" -t 0 --stream
+       ct -m "$chat" -g system "Be brief." -g user "Item 5?" -n 2 -M 6 -t 0
+       ct -m "$chat" -g system "Be brief." -g user
+       ct -m "$chat" -g user -M 4
+       ct -m "$chat" -g wizard "Item 3?"
+       ct -m ada -g user "Item 3?"
+       ct -m "$chat" -g user "Item 3?" -n 2 --stream
+       ct -g user "Item 3?"
+       ct -m "$chat" -e "$chat" -g user "Item 3?"
+       ct -m "$chat" -M 4 )
+  golden chat_completions_create "$(normj <<<"$t")"
+  a=$(api chat_completions.create -m "$chat" -g system "Be brief." -g user "Item 3?" -t 0 2>&1)
+  [ "$a" = "OK." ] && ok "chat_completions.create prints the reply alone, no newline after it" || bad "chat reply" "$(od -c <<<"$a" | head -n 5)"
+fi
+# the same text streamed and not, on a conversation the base model answers at length
+p=(-m gpt-4o-mini -g system "Be brief." -g user "And God said" -M 16 -t 0)
+a=$(api chat_completions.create "${p[@]}" 2>&1); ra=$?
+s=$(api chat_completions.create "${p[@]}" --stream 2>&1); rs=$?
+[ $ra -eq 0 ] && [ $rs -eq 0 ] && [ "${#a}" -ge 8 ] && [ "$a" = "$s" ] \
+  && ok "chat_completions.create: --stream prints the same text at temperature 0 (${#a} chars)" || bad "stream vs not (rc=$ra/$rs)" "plain:  [$a]"$'\n'"stream: [$s]"
+out=$(api -v chat_completions.create -m gpt-4o-mini -g user hi -M 2 -t 0 2>&1 >/dev/null)
+grep -q "^message='Request to OpenAI API' method=post path=$OPENAI_API_BASE/chat/completions$" <<<"$out" \
+  && grep -q "^message='OpenAI API response' path=$OPENAI_API_BASE/chat/completions .*response_code=200$" <<<"$out" \
+  && ok "chat_completions.create -v logs the request and the answer" || bad "chat -v" "$out"
+out=$(api chat_completions.create --help 2>&1); rc=$?
+[ $rc -eq 0 ] && grep -q '^  -g, --message ROLE CONTENT ' <<<"$out" && grep -q '^  --stream ' <<<"$out" \
+  && "$bin" api --help | grep -q '^  chat_completions.create -m MODEL -g ROLE CONTENT' \
+  && ok "chat_completions.create --help, and tunery api --help lists it" || bad "chat --help (rc=$rc)" "$out"
+
 # ---- last: the server dies mid-stream; the follower says how to resume ----
 out=$(api fine_tunes.create -t big.jsonl -m ada --n_epochs 10 --no_check_if_files_exist --no_follow 2>&1)
 ft4=$(grep -o '"id": "ft-[^"]*"' <<<"$out" | head -n 1 | cut -d'"' -f4)
