@@ -112,9 +112,8 @@ static int take_messages(int argc, char **argv, json_t *msgs, char **rest, int *
             if (takes_value(a) && i + 1 < argc) rest[(*nrest)++] = argv[++i];   /* even if it reads "-g" */
             continue;
         }
-        const char *role = NULL, *content = NULL;
-        if (!strncmp(a, "--message=", 10)) role = a + 10;
-        else if (i + 1 < argc && !looks_like_option(argv[i + 1])) role = argv[++i];
+        const char *role = NULL, *content = NULL;   /* --message=X is one value: an error, as in argparse */
+        if (strncmp(a, "--message=", 10) && i + 1 < argc && !looks_like_option(argv[i + 1])) role = argv[++i];
         if (role && i + 1 < argc && !looks_like_option(argv[i + 1])) content = argv[++i];
         if (!role || !content) {
             fprintf(stderr, "tunery api " CMD ": argument -g/--message: expected 2 arguments (ROLE CONTENT), e.g. -g user \"Hello\"\n");
