@@ -264,6 +264,13 @@ out=$(api -v chat_completions.create -m gpt-4o-mini -g user hi -M 2 -t 0 2>&1 >/
 grep -q "^message='Request to OpenAI API' method=post path=$OPENAI_API_BASE/chat/completions$" <<<"$out" \
   && grep -q "^message='OpenAI API response' path=$OPENAI_API_BASE/chat/completions .*response_code=200$" <<<"$out" \
   && ok "chat_completions.create -v logs the request and the answer" || bad "chat -v" "$out"
+# -g takes its two values as argparse does: a negative number is a value, a flag-like word is not
+out=$(api chat_completions.create -m gpt-4o-mini -g user -5 --max_tokens 2 -t 0 2>&1); rc=$?
+[ $rc -eq 0 ] && ok "chat_completions.create -g user -5: a negative number is content" || bad "-g user -5 (rc=$rc)" "$out"
+out=$(api chat_completions.create -m gpt-4o-mini -g user -x 2>&1); rc=$?
+[ $rc -eq 2 ] && grep -q 'argument -g/--message: expected 2 arguments' <<<"$out" && ok "chat_completions.create -g user -x: usage error" || bad "-g user -x (rc=$rc)" "$out"
+out=$(api chat_completions.create -m gpt-4o-mini --message=user hi 2>&1); rc=$?
+[ $rc -eq 2 ] && grep -q 'argument -g/--message: expected 2 arguments' <<<"$out" && ok "chat_completions.create --message=ROLE: usage error" || bad "--message= (rc=$rc)" "$out"
 out=$(api chat_completions.create --help 2>&1); rc=$?
 [ $rc -eq 0 ] && grep -q '^  -g, --message ROLE CONTENT ' <<<"$out" && grep -q '^  --stream ' <<<"$out" \
   && "$bin" api --help | grep -q '^  chat_completions.create -m MODEL -g ROLE CONTENT' \
