@@ -55,6 +55,30 @@ static int collect_new_events(const cli_opts_t *o, const char *q, json_t *seen, 
     return 0;
 }
 
+/* Is the job's base a chat model, so that the hint after success should be
+ * chat_completions.create? A tunery server says so in GET /models/{base}
+ * ("tunery": {"format": "chat"}); for ft:BASE:... the root base decides. Any
+ * failure (another server, no such model) means no: the completions hint. */
+static int base_is_chat(const cli_opts_t *o, const char *model)
+{
+    char base[256], q[800], path[900], err[CORE_ERR_LEN];
+    const char *s = model && !strncmp(model, "ft:", 3) ? model + 3 : model;
+    if (!s) return 0;
+    snprintf(base, sizeof base, "%.*s", (int)strcspn(s, ":"), s);
+    cli_quote_plus(base, q, sizeof q);
+    snprintf(path, sizeof path, "/models/%s", q);
+    cli_resp_t r;
+    int chat = 0;
+    if (cli_http(o, "GET", path, NULL, &r, err) == 0 && r.status == 200 && r.body.data) {
+        json_t *j = json_loadb(r.body.data, r.body.len, 0, NULL);
+        const char *f = json_string_value(json_object_get(json_object_get(j, "tunery"), "format"));
+        chat = f && !strcmp(f, "chat");
+        json_decref(j);
+    }
+    cli_resp_free(&r);
+    return chat;
+}
+
 static int jobs_follow(const cli_opts_t *o, const char *id)
 {
     char q[512], path[700];
@@ -112,8 +136,11 @@ static int jobs_follow(const cli_opts_t *o, const char *id)
         const char *st = json_string_value(json_object_get(job, "status"));
         if (st && !strcmp(st, "succeeded")) {
             const char *m = json_string_value(json_object_get(job, "fine_tuned_model"));
-            printf("\nJob complete! Status: succeeded \xf0\x9f\x8e\x89\nTry out your fine-tuned model:\n\n"
-                   "tunery api completions.create -m %s -p <YOUR_PROMPT>", m ? m : "None");
+            printf("\nJob complete! Status: succeeded \xf0\x9f\x8e\x89\nTry out your fine-tuned model:\n\n");
+            if (base_is_chat(o, json_string_value(json_object_get(job, "model"))))
+                printf("tunery api chat_completions.create -m %s -g user <YOUR_MESSAGE>", m ? m : "None");
+            else
+                printf("tunery api completions.create -m %s -p <YOUR_PROMPT>", m ? m : "None");
         } else if (st && !strcmp(st, "failed")) {
             json_t *err = json_object_get(job, "error");
             const char *m = json_string_value(json_object_get(err, "message"));

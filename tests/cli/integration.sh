@@ -230,6 +230,8 @@ out=$(timeout 150 "$bin" api fine_tuning.jobs.create -t chat.jsonl -m gpt-4o-min
       --learning_rate_multiplier 30 --seed 7 --suffix brief --no_check_if_files_exist --follow 2>&1); rc=$?
 chat=$(grep -o 'create -m ft:gpt-4o-mini:[^ ]*' <<<"$out" | cut -d' ' -f3)
 [ $rc -eq 0 ] && [ -n "$chat" ] && ok "a chat fine-tune of gpt-4o-mini for chat_completions.create" || bad "chat fine-tune (rc=$rc)" "$out"
+[ "$(tail -n 1 <<<"$out")" = "tunery api chat_completions.create -m $chat -g user <YOUR_MESSAGE>" ] \
+  && ok "fine_tuning.jobs.follow of a chat job suggests chat_completions.create" || bad "chat job hint" "$(tail -n 3 <<<"$out")"
 # ct ARGS...: one call as a transcript entry: the command, stdout+stderr, and the exit status when not 0
 ct() {
   local o r
