@@ -10,9 +10,11 @@
  * is "compatible", i.e. BPE of the two tokens' bytes gives those two tokens.
  * So: take the longest token that is a prefix of the rest, shorten it while it
  * is incompatible with the previous token, and backtrack (remembering dead
- * positions in a bitfield) when nothing fits. Amortised linear time: 0.57
- * CPU-s for those 10 MB (about 4x text's cost per byte, the rest being cache
- * misses in the pair table), 0.06 CPU-s for 10 MB of one letter.
+ * positions in a bitfield) when nothing fits. Amortised linear time: 0.38
+ * CPU-s for those 10 MB (4.6x text's cost per byte: 0.6 tokens a byte
+ * against text's 0.27, 1.6 candidates tried per token kept, and the tables,
+ * ~5 MB, do not fit the 2 MB L2; docs/bench.md), 0.05 CPU-s for 10 MB of one
+ * letter. The pair table's filters (tok_int.h) answer most checks.
  *
  * Compatibility is decided by undoing both tokens' merges from the top and
  * asking, at each step, whether the two tokens facing each other across the
