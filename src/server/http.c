@@ -97,6 +97,11 @@ int http_reply_json(req_t *r, int status, json_t *body)
 {
     char *s = json_dumps(body, JSON_COMPACT);
     json_decref(body);
+    return http_reply_json_text(r, status, s);
+}
+
+int http_reply_json_text(req_t *r, int status, char *s)
+{
     if (!s) return -1;
     if (!r->conn) {
         free(r->captured);

@@ -4,10 +4,19 @@
  * as models (ft:...:ckpt-step-N). Ids contain ':' and arrive encoded or not;
  * the router has already decoded them. Only fine-tuned models and the
  * checkpoints of finished jobs can be deleted.
+ *
+ * GET /v1/models is the request clients make most (every SDK's "does my
+ * key work?"). The bases and compatibility names are the same for everyone
+ * and change only when an aliases.json does, so their serialized JSON is
+ * kept and rebuilt only when the alias list differs from the one it was
+ * built from; a request serializes only its org's own models. A permission
+ * id is derived from the model id (sha256), so a model shows the same
+ * modelperm-... in every response, as it did from OpenAI.
  */
 #define TUNERY_SERVER_INTERNAL
 #include "server/server.h"
 #include "store/store.h"
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,10 +25,22 @@ static const struct { const char *id; long long created; } bases[] = {
     {"ada", 1649357491}, {"babbage", 1649358449}, {"curie", 1649359874}, {"davinci", 1649364042},
 };
 
+/* "modelperm-" and 24 letters and digits from sha256(id): stable across
+ * requests and restarts, distinct per model. */
+void models_perm_id(const char *id, char out[40])
+{
+    static const char alnum[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    uint8_t h[32];
+    sha256(id, strlen(id), h);
+    memcpy(out, "modelperm-", 10);
+    for (int i = 0; i < 24; i++) out[10 + i] = alnum[h[i] % 62];
+    out[34] = 0;
+}
+
 static json_t *model_json(const char *id, long long created, const char *owned_by, const char *root, const char *parent)
 {
     char perm_id[40];
-    id_random(perm_id, "modelperm-", 24);
+    models_perm_id(id, perm_id);
     json_t *perm = json_pack("{s:s, s:s, s:I, s:b, s:b, s:b, s:b, s:b, s:b, s:s, s:n, s:b}",
                              "id", perm_id, "object", "model_permission", "created", (json_int_t)created,
                              "allow_create_engine", 0, "allow_sampling", 1, "allow_logprobs", 1,
@@ -79,35 +100,100 @@ static json_t *ckpt_json(store_t *st, const char *org_id, const store_checkpoint
     return o;
 }
 
+/* The shared part of the list: the bases, then every alias, serialized
+ * and comma-separated, with the alias list it was built from. */
+static struct {
+    pthread_mutex_t mu;
+    char *json;
+    size_t len;
+    core_alias_t *aliases;
+    int naliases;
+    long builds;
+} shared = {PTHREAD_MUTEX_INITIALIZER, NULL, 0, NULL, 0, 0};
+
+static int same_aliases(const core_alias_t *a, int na, const core_alias_t *b, int nb)
+{
+    if (na != nb) return 0;
+    for (int i = 0; i < na; i++)
+        if (strcmp(a[i].name, b[i].name) || strcmp(a[i].target, b[i].target) || a[i].is_chat != b[i].is_chat) return 0;
+    return 1;
+}
+
+/* Append o (taken) serialized, after a comma unless b is empty. */
+static int append_json(buf_t *b, json_t *o)
+{
+    char *s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (!s) return -1;
+    int rc = (b->len && buf_append(b, ",", 1)) || buf_appends(b, s) ? -1 : 0;
+    free(s);
+    return rc;
+}
+
+/* Append the shared part to out, rebuilding it if al differs (takes al). */
+static int append_shared(buf_t *out, core_alias_t *al, int na)
+{
+    int rc = 0;
+    pthread_mutex_lock(&shared.mu);
+    if (!shared.json || !same_aliases(al, na, shared.aliases, shared.naliases)) {
+        buf_t b = {0};
+        for (size_t i = 0; i < sizeof bases / sizeof *bases && !rc; i++) rc = append_json(&b, base_json(bases[i].id));
+        for (int i = 0; i < na && !rc; i++) rc = append_json(&b, alias_entry_json(al[i].name, al[i].target, al[i].is_chat));
+        if (rc) {
+            buf_free(&b);
+        } else {
+            free(shared.json);
+            free(shared.aliases);
+            shared.json = b.data, shared.len = b.len;
+            shared.aliases = al, shared.naliases = na;
+            al = NULL;
+            shared.builds++;
+        }
+    }
+    if (!rc) rc = buf_append(out, shared.json, shared.len);
+    pthread_mutex_unlock(&shared.mu);
+    free(al);
+    return rc;
+}
+
+long models_list_builds(void)
+{
+    pthread_mutex_lock(&shared.mu);
+    long n = shared.builds;
+    pthread_mutex_unlock(&shared.mu);
+    return n;
+}
+
 int models_list(req_t *r)
 {
     store_t *st = server_store(r);
     if (!st) return -1;
-    json_t *data = json_array();
-    for (size_t i = 0; i < sizeof bases / sizeof *bases; i++) json_array_append_new(data, base_json(bases[i].id));
     core_alias_t *al = NULL;
     int na = 0;
-    char aerr[CORE_ERR_LEN];
-    if (core_model_alias_list(&al, &na, aerr) == 0)
-        for (int i = 0; i < na; i++) json_array_append_new(data, alias_entry_json(al[i].name, al[i].target, al[i].is_chat));
-    free(al);
-    store_model_t *ms = NULL;
-    int n = 0;
     char err[CORE_ERR_LEN];
-    if (store_model_list(st, r->org_id, &ms, &n, err)) {
-        json_decref(data);
-        return HTTP_500(r, "%s", err);
-    }
-    for (int i = 0; i < n; i++) json_array_append_new(data, ft_json(&ms[i]));
-    free(ms);
+    if (core_model_alias_list(&al, &na, err)) na = 0;   /* a broken table lists no aliases (lookups say why) */
+    buf_t body = {0};
+    int rc = buf_appends(&body, "{\"object\":\"list\",\"data\":[");
+    if (!rc) rc = append_shared(&body, al, na);   /* never empty: the entries after it need a comma */
+    store_model_t *ms = NULL;
     store_checkpoint_t *cs = NULL;
-    if (store_checkpoint_models(st, r->org_id, &cs, &n, err)) {
-        json_decref(data);
+    int n = 0, nc = 0;
+    if (store_model_list(st, r->org_id, &ms, &n, err) || store_checkpoint_models(st, r->org_id, &cs, &nc, err)) {
+        free(ms);
+        free(cs);
+        buf_free(&body);
         return HTTP_500(r, "%s", err);
     }
-    for (int i = 0; i < n; i++) json_array_append_new(data, ckpt_json(st, r->org_id, &cs[i]));
+    for (int i = 0; i < n && !rc; i++) rc = append_json(&body, ft_json(&ms[i]));
+    for (int i = 0; i < nc && !rc; i++) rc = append_json(&body, ckpt_json(st, r->org_id, &cs[i]));
+    free(ms);
     free(cs);
-    return http_reply_json(r, 200, json_pack("{s:s, s:o, s:b}", "object", "list", "data", data, "has_more", 0));
+    if (!rc) rc = buf_appends(&body, "],\"has_more\":false}");
+    if (rc) {
+        buf_free(&body);
+        return HTTP_500(r, "out of memory listing the models");
+    }
+    return http_reply_json_text(r, 200, body.data);
 }
 
 static int model_404(req_t *r, const char *id)

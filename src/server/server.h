@@ -177,6 +177,7 @@ void http_stop(struct server *s);
 /* http.c: replies. Each queues the response at once and returns 0 (or -1 if
  * the connection is gone). Every reply gets x-request-id. */
 int http_reply_json(req_t *r, int status, json_t *body);      /* steals body */
+int http_reply_json_text(req_t *r, int status, char *json);   /* steals a malloc'd serialized body */
 int http_reply_error(req_t *r, int status, const char *type, const char *param,
                      const char *code, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 int http_reply_bytes(req_t *r, int status, const char *content_type, const void *data, size_t len);
@@ -301,6 +302,10 @@ int fine_tunes_cancel(req_t *r);
 int fine_tunes_delete(req_t *r);
 int fine_tunes_events(req_t *r);
 int models_list(req_t *r);
+/* models.c: the permission id of a model ("modelperm-" + 24 characters, a
+ * function of id); how many times the shared part of the list was built. */
+void models_perm_id(const char *id, char out[40]);
+long models_list_builds(void);
 int models_get(req_t *r);
 int models_delete(req_t *r);
 int fine_tuning_jobs_create(req_t *r);
