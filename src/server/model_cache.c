@@ -2,25 +2,50 @@
  * connection thread, bounded by memory (least recently used first out).
  * A completion against a cached model loads nothing; a model in use is never
  * evicted under its reader. Deleting a model evicts it.
+ *
+ * Models are loaded with gpt2_load_mapped (nn.h): the first load of a
+ * directory converts model.safetensors once into a .tunery-infer.f32 image
+ * (beside it, or under DATA/cache/ when the directory is read-only; written
+ * to a temporary file and renamed, so never seen half-written), and every
+ * later load, in this process or another, maps that image. Loads are made
+ * one at a time, so two requests for the same new model convert it once.
+ *
+ * An entry is keyed by the model name, its directory and the identity of
+ * its model.safetensors (device, inode, size, mtime): `tunery models import
+ * --force NAME` swaps in a directory with new files, so the next request
+ * after it sees a different identity and loads the new weights, without a
+ * restart. The old entry leaves the cache at once and is freed when its last
+ * reader puts it back.
  */
 #define TUNERY_SERVER_INTERNAL
 #include "server/server.h"
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+
+typedef struct {
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime;
+} file_id_t;
 
 typedef struct cached {
     struct cached *next;
     model_ref_t ref;
     char id[320];
     char dir[4096];
+    file_id_t file;
     size_t bytes;
     int users;
+    int stale;        /* out of the list (replaced on disk); freed by the last put */
     double last_used;
 } cached_t;
 
 typedef struct {
     pthread_mutex_t mu;
+    pthread_mutex_t load_mu;   /* one load at a time (see the top) */
     cached_t *head;
     size_t bytes;
     long loads;
@@ -33,7 +58,10 @@ static cache_t *cache_of(server_t *s)
     pthread_mutex_lock(&init_mu);
     if (!s->models) {
         cache_t *c = calloc(1, sizeof *c);
-        if (c) pthread_mutex_init(&c->mu, NULL);
+        if (c) {
+            pthread_mutex_init(&c->mu, NULL);
+            pthread_mutex_init(&c->load_mu, NULL);
+        }
         s->models = c;
     }
     pthread_mutex_unlock(&init_mu);
@@ -42,7 +70,7 @@ static cache_t *cache_of(server_t *s)
 
 static void cached_free(cached_t *c)
 {
-    gpt2_free(&c->ref.model);
+    gpt2_unload_mapped(&c->ref.model);
     if (c->ref.tok) tok_free(c->ref.tok);
     free(c);
 }
@@ -62,32 +90,91 @@ static void cache_trim(cache_t *c, size_t bound)
     }
 }
 
+/* The identity of dir/model.safetensors; all zero when it cannot be read
+ * (the load then says why). */
+static void file_identity(const char *dir, file_id_t *out)
+{
+    char path[4200];
+    struct stat st;
+    memset(out, 0, sizeof *out);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    if (stat(path, &st)) return;
+    out->dev = st.st_dev;
+    out->ino = st.st_ino;
+    out->size = st.st_size;
+    out->mtime = st.st_mtim;
+}
+
+static int same_file(const file_id_t *a, const file_id_t *b)
+{
+    return a->dev == b->dev && a->ino == b->ino && a->size == b->size && a->mtime.tv_sec == b->mtime.tv_sec &&
+           a->mtime.tv_nsec == b->mtime.tv_nsec;
+}
+
+/* Under c->mu: the entry for (id, dir, file) with a reference taken, or
+ * NULL. An entry of the same name and directory whose file differs is taken
+ * out of the cache (freed now if idle, else by its last put). */
+static cached_t *cache_find(cache_t *c, const char *id, const char *dir, const file_id_t *file)
+{
+    for (cached_t **p = &c->head; *p;) {
+        cached_t *m = *p;
+        if (strcmp(m->id, id) || strcmp(m->dir, dir)) {
+            p = &m->next;
+            continue;
+        }
+        if (same_file(&m->file, file)) {
+            m->users++;
+            m->last_used = time_mono();
+            return m;
+        }
+        *p = m->next;
+        c->bytes -= m->bytes;
+        if (m->users) m->stale = 1;
+        else cached_free(m);
+    }
+    return NULL;
+}
+
 model_ref_t *model_cache_get(server_t *s, const char *id, const char *dir, int *hit, char *err)
 {
     cache_t *c = cache_of(s);
     if (!c) return core_errf(err, "out of memory"), NULL;
+    file_id_t file;
+    file_identity(dir, &file);
     pthread_mutex_lock(&c->mu);
-    for (cached_t *m = c->head; m; m = m->next) {
-        if (strcmp(m->id, id) || strcmp(m->dir, dir)) continue;
-        m->users++;
-        m->last_used = time_mono();
-        pthread_mutex_unlock(&c->mu);
+    cached_t *m = cache_find(c, id, dir, &file);
+    pthread_mutex_unlock(&c->mu);
+    *hit = m != NULL;
+    if (m) return &m->ref;
+    /* Load outside c->mu: cached models keep serving meanwhile. Whoever
+     * waited for load_mu may find the model loaded by the one before. */
+    pthread_mutex_lock(&c->load_mu);
+    file_identity(dir, &file);
+    pthread_mutex_lock(&c->mu);
+    m = cache_find(c, id, dir, &file);
+    pthread_mutex_unlock(&c->mu);
+    if (m) {
+        pthread_mutex_unlock(&c->load_mu);
         *hit = 1;
         return &m->ref;
     }
-    pthread_mutex_unlock(&c->mu);
-    *hit = 0;
-    /* load outside the lock: other models keep serving meanwhile */
-    cached_t *m = calloc(1, sizeof *m);
-    if (!m) return core_errf(err, "out of memory"), NULL;
+    m = calloc(1, sizeof *m);
+    if (!m) {
+        pthread_mutex_unlock(&c->load_mu);
+        return core_errf(err, "out of memory"), NULL;
+    }
     snprintf(m->id, sizeof m->id, "%s", id);
     snprintf(m->dir, sizeof m->dir, "%s", dir);
-    if (gpt2_load(&m->ref.model, dir, err)) {
+    m->file = file;
+    /* a model that cannot be mapped (more than nn's 64 maps) is served from a copy */
+    if (gpt2_load_mapped(&m->ref.model, dir, err) && gpt2_load(&m->ref.model, dir, err)) {
+        pthread_mutex_unlock(&c->load_mu);
         free(m);
         return NULL;
     }
     if (tok_load_dir(&m->ref.tok, dir, err)) {
-        gpt2_free(&m->ref.model);
+        pthread_mutex_unlock(&c->load_mu);
+        gpt2_unload_mapped(&m->ref.model);
         free(m);
         return NULL;
     }
@@ -101,6 +188,7 @@ model_ref_t *model_cache_get(server_t *s, const char *id, const char *dir, int *
     c->bytes += m->bytes;
     cache_trim(c, s->opts.model_cache_bytes);
     pthread_mutex_unlock(&c->mu);
+    pthread_mutex_unlock(&c->load_mu);
     return &m->ref;
 }
 
@@ -110,6 +198,7 @@ void model_cache_put(server_t *s, model_ref_t *ref)
     pthread_mutex_lock(&c->mu);
     cached_t *m = (cached_t *)((char *)ref - offsetof(cached_t, ref));
     m->users--;
+    if (m->stale && !m->users) cached_free(m);
     cache_trim(c, s->opts.model_cache_bytes);
     pthread_mutex_unlock(&c->mu);
 }
@@ -148,6 +237,7 @@ void completions_cache_free(server_t *s)
         cached_free(m);
     }
     pthread_mutex_destroy(&c->mu);
+    pthread_mutex_destroy(&c->load_mu);
     free(c);
     s->models = NULL;
 }

@@ -1,0 +1,151 @@
+/* test_model_cache.c: the completions' model cache. A model is loaded once
+ * (mapped from its .tunery-infer.f32 image, which sits complete beside the
+ * weights), later requests hit; `tunery models import --force NAME`
+ * replaces the weights and the next request loads the new ones, while a
+ * request still holding the old model keeps it valid until it puts it back;
+ * requests racing for one new model load it once. Run under ASan (make asan)
+ * this also checks that the replaced model is freed exactly once. */
+#define TUNERY_SERVER_INTERNAL
+#include "server/server.h"
+#include "test.h"
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char tmp[256];
+static struct server srv;
+static char dir[4096];
+
+static void import(const char *shipped, int force)
+{
+    char err[CORE_ERR_LEN], src[4096];
+    snprintf(src, sizeof src, "%s/models/%s", core_share_dir(), shipped);
+    models_import_opts_t o = {force, 0};
+    CHECKF(models_import(src, "swap", tmp, &o, err) == 0, "%s", err);
+}
+
+/* The weights as a checksum: differs between the shipped models. */
+static double checksum(const gpt2_t *m)
+{
+    double s = 0;
+    for (size_t i = 0; i < m->num_parameters; i += 97) s += m->params_memory[i] * (double)(i % 13 + 1);
+    return s;
+}
+
+static void test_load_hit_and_image(void)
+{
+    char err[CORE_ERR_LEN], path[4200];
+    int hit = -1;
+    model_ref_t *a = model_cache_get(&srv, "swap", dir, &hit, err);
+    CHECKF(a != NULL, "%s", err);
+    if (!a) return;
+    CHECK_EQ_INT(hit, 0);
+    CHECK_EQ_INT((int)model_cache_loads(&srv), 1);
+    model_ref_t *b = model_cache_get(&srv, "swap", dir, &hit, err);
+    CHECK(b == a);
+    CHECK_EQ_INT(hit, 1);
+    CHECK_EQ_INT((int)model_cache_loads(&srv), 1);
+    /* the converted image is beside the weights, whole (header page + fp32 weights), no temp file left */
+    struct stat st;
+    snprintf(path, sizeof path, "%s/.tunery-infer.f32", dir);
+    CHECKF(stat(path, &st) == 0, "no image at %s", path);
+    CHECK_EQ_INT((long long)st.st_size, 4096 + (long long)a->model.num_parameters * 4);
+    snprintf(path, sizeof path, "%s/.tunery-infer.f32.tmp.%d", dir, (int)getpid());
+    CHECK(access(path, F_OK) != 0);
+    model_cache_put(&srv, b);
+    model_cache_put(&srv, a);
+}
+
+static void test_force_import_reloads(void)
+{
+    char err[CORE_ERR_LEN];
+    int hit = -1;
+    model_ref_t *old = model_cache_get(&srv, "swap", dir, &hit, err);
+    CHECKF(old != NULL, "%s", err);
+    if (!old) return;
+    CHECK_EQ_INT(hit, 1);
+    double before = checksum(&old->model);
+    int old_c = old->model.config.channels;
+    long loads = model_cache_loads(&srv);
+
+    import("babbage", 1);   /* a server keeps running; the name now means other weights */
+    model_ref_t *neu = model_cache_get(&srv, "swap", dir, &hit, err);
+    CHECKF(neu != NULL, "%s", err);
+    if (!neu) { model_cache_put(&srv, old); return; }
+    CHECK_EQ_INT(hit, 0);
+    CHECK_EQ_INT((int)model_cache_loads(&srv), (int)loads + 1);
+    CHECK(neu != old);
+    CHECK(checksum(&neu->model) != before);
+    /* the request that still holds the old weights reads them intact */
+    CHECK_EQ_INT(old->model.config.channels, old_c);
+    CHECK(checksum(&old->model) == before);
+    model_cache_put(&srv, old);   /* frees it: it is no longer in the cache */
+    model_ref_t *again = model_cache_get(&srv, "swap", dir, &hit, err);
+    CHECK(again == neu);
+    CHECK_EQ_INT(hit, 1);
+    if (again) model_cache_put(&srv, again);
+    model_cache_put(&srv, neu);
+
+    /* and back, while nobody holds it: the idle entry is replaced */
+    import("ada", 1);
+    model_ref_t *back = model_cache_get(&srv, "swap", dir, &hit, err);
+    CHECKF(back != NULL, "%s", err);
+    CHECK_EQ_INT(hit, 0);
+    if (back) {
+        CHECK(checksum(&back->model) == before);
+        model_cache_put(&srv, back);
+    }
+}
+
+static void *racer(void *arg)
+{
+    char err[CORE_ERR_LEN];
+    int hit;
+    model_ref_t *r = model_cache_get(&srv, "swap", dir, &hit, err);
+    if (r) model_cache_put(&srv, r);
+    *(int *)arg = r != NULL;
+    return NULL;
+}
+
+static void test_racing_requests_load_once(void)
+{
+    import("curie", 1);
+    long loads = model_cache_loads(&srv);
+    pthread_t t[4];
+    int ok[4] = {0};
+    for (int i = 0; i < 4; i++) pthread_create(&t[i], NULL, racer, &ok[i]);
+    for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
+    for (int i = 0; i < 4; i++) CHECK(ok[i]);
+    CHECK_EQ_INT((int)model_cache_loads(&srv), (int)loads + 1);
+}
+
+static void test_missing_weights(void)
+{
+    char err[CORE_ERR_LEN], path[4200];
+    int hit;
+    snprintf(path, sizeof path, "%s/models/gone", tmp);
+    CHECK(fs_mkdir_p(path, 0755, err) == 0);
+    CHECK(model_cache_get(&srv, "gone", path, &hit, err) == NULL);
+    CHECKF(strstr(err, "model.safetensors") || strstr(err, "config.json"), "%s", err);
+}
+
+int main(void)
+{
+    snprintf(tmp, sizeof tmp, "/tmp/tunery-test-model-cache-XXXXXX");
+    if (!mkdtemp(tmp)) { perror("mkdtemp"); return 1; }
+    setenv("TUNERY_DATA", tmp, 1);
+    memset(&srv, 0, sizeof srv);
+    snprintf(srv.data_dir, sizeof srv.data_dir, "%s", tmp);
+    srv.opts.model_cache_bytes = (size_t)1 << 30;
+    snprintf(dir, sizeof dir, "%s/models/swap", tmp);
+    import("ada", 0);
+    RUN(test_load_hit_and_image);
+    RUN(test_force_import_reloads);
+    RUN(test_racing_requests_load_once);
+    RUN(test_missing_weights);
+    completions_cache_free(&srv);
+    char err[CORE_ERR_LEN];
+    fs_rm_rf(tmp, err);
+    return test_summary();
+}
