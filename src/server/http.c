@@ -148,48 +148,6 @@ int http_reply_file(req_t *r, const char *content_type, const char *path)
     return queue(r, 200, resp);
 }
 
-typedef struct {
-    ssize_t (*reader)(void *cls, uint64_t pos, char *buf, size_t max);
-    void *cls;
-    void (*done_cb)(void *cls);
-} stream_t;
-
-static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
-{
-    stream_t *s = cls;
-    ssize_t n = s->reader(s->cls, pos, buf, max);
-    return n < 0 ? MHD_CONTENT_READER_END_OF_STREAM : n;
-}
-
-static void stream_free(void *cls)
-{
-    stream_t *s = cls;
-    if (s->done_cb) s->done_cb(s->cls);
-    free(s);
-}
-
-int http_reply_stream(req_t *r, const char *content_type,
-                      ssize_t (*reader)(void *cls, uint64_t pos, char *buf, size_t max),
-                      void *cls, void (*done_cb)(void *cls))
-{
-    stream_t *s = malloc(sizeof *s);
-    if (!s) {
-        if (done_cb) done_cb(cls);
-        return HTTP_500(r, "Out of memory.");
-    }
-    s->reader = reader;
-    s->cls = cls;
-    s->done_cb = done_cb;
-    struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, s, stream_free);
-    if (!resp) {
-        stream_free(s);
-        return -1;
-    }
-    add_common_headers(r, resp, 200, content_type);
-    MHD_add_response_header(resp, "Cache-Control", "no-cache");
-    return queue(r, 200, resp);
-}
-
 /* ---- pushed streams ----
  * Two owners: the response (MHD frees it when the connection is done with
  * it: push_free) and the producer (http_push_release). conn is touched only

@@ -182,13 +182,6 @@ int http_reply_error(req_t *r, int status, const char *type, const char *param,
                      const char *code, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 int http_reply_bytes(req_t *r, int status, const char *content_type, const void *data, size_t len);
 int http_reply_file(req_t *r, const char *content_type, const char *path);
-/* A streamed body: reader fills buf with up to max bytes and returns the
- * count, or -1 at the end of the stream. It runs on an event-loop thread:
- * it must not wait (use http_reply_push for data made by another thread).
- * done_cb frees cls when the connection ends. */
-int http_reply_stream(req_t *r, const char *content_type,
-                      ssize_t (*reader)(void *cls, uint64_t pos, char *buf, size_t max),
-                      void *cls, void (*done_cb)(void *cls));
 /* A streamed body fed from another thread without holding one: the
  * connection sleeps suspended while nothing is buffered. http_reply_push
  * queues the 200 and returns a handle with one reference for the caller (NULL
