@@ -9,6 +9,8 @@
  * to a temporary file and renamed, so never seen half-written), and every
  * later load, in this process or another, maps that image. Loads are made
  * one at a time, so two requests for the same new model convert it once.
+ * Tokenizers are shared between models whose tokenizer files have the same
+ * bytes, so a reload parses no tokenizer either.
  *
  * An entry is keyed by the model name, its directory and the identity of
  * its model.safetensors (device, inode, size, mtime): `tunery models import
@@ -31,9 +33,20 @@ typedef struct {
     struct timespec mtime;
 } file_id_t;
 
+/* A tokenizer shared by every cached model whose tokenizer files have the
+ * same bytes (most carry r50k's tokenizer.json): parsing one costs ~60 ms,
+ * hashing its 2 MB ~7. */
+typedef struct tok_entry {
+    struct tok_entry *next;
+    uint8_t hash[32];
+    tok_t *tok;
+    int refs;
+} tok_entry_t;
+
 typedef struct cached {
     struct cached *next;
     model_ref_t ref;
+    tok_entry_t *tok;  /* NULL: the process-wide r50k (no tokenizer files) */
     char id[320];
     char dir[4096];
     file_id_t file;
@@ -47,6 +60,7 @@ typedef struct {
     pthread_mutex_t mu;
     pthread_mutex_t load_mu;   /* one load at a time (see the top) */
     cached_t *head;
+    tok_entry_t *toks;
     size_t bytes;
     long loads;
 } cache_t;
@@ -68,11 +82,75 @@ static cache_t *cache_of(server_t *s)
     return s->models;
 }
 
-static void cached_free(cached_t *c)
+/* Under mu (or alone at the end). */
+static void tok_release(cache_t *c, tok_entry_t *t)
 {
-    gpt2_unload_mapped(&c->ref.model);
-    if (c->ref.tok) tok_free(c->ref.tok);
-    free(c);
+    if (!t || --t->refs) return;
+    for (tok_entry_t **p = &c->toks; *p; p = &(*p)->next)
+        if (*p == t) { *p = t->next; break; }
+    tok_free(t->tok);
+    free(t);
+}
+
+static void cached_free(cache_t *c, cached_t *m)
+{
+    gpt2_unload_mapped(&m->ref.model);
+    tok_release(c, m->tok);
+    free(m);
+}
+
+/* The tokenizer of dir (load_mu held): shared with the cached models whose
+ * tokenizer files hash the same, else loaded. 0 or -1 with err. */
+static int tok_acquire(cache_t *c, const char *dir, cached_t *m, char *err)
+{
+    static const char *const files[][2] = {{"tokenizer.json", NULL}, {"vocab.json", "merges.txt"}};
+    uint8_t hash[32];
+    int have = 0;
+    for (int f = 0; f < 2 && !have; f++) {
+        buf_t all = {0};
+        have = 1;
+        for (int k = 0; k < 2 && files[f][k] && have; k++) {
+            char path[4200], *bytes;
+            size_t n;
+            snprintf(path, sizeof path, "%s/%s", dir, files[f][k]);
+            if (fs_read_all(path, &bytes, &n, err)) { have = 0; break; }
+            uint8_t h[32];
+            sha256(bytes, n, h);
+            free(bytes);
+            if (buf_append(&all, h, sizeof h)) have = 0;
+        }
+        if (have) sha256(all.data, all.len, hash);
+        buf_free(&all);
+    }
+    if (!have) {   /* no tokenizer files: r50k, shared by tok itself */
+        m->tok = NULL;
+        return tok_load_dir(&m->ref.tok, dir, err);
+    }
+    pthread_mutex_lock(&c->mu);
+    for (tok_entry_t *t = c->toks; t; t = t->next)
+        if (!memcmp(t->hash, hash, sizeof hash)) {
+            t->refs++;
+            m->tok = t;
+            m->ref.tok = t->tok;
+            pthread_mutex_unlock(&c->mu);
+            return 0;
+        }
+    pthread_mutex_unlock(&c->mu);
+    tok_entry_t *t = calloc(1, sizeof *t);
+    if (!t) return core_errf(err, "out of memory");
+    if (tok_load_dir(&t->tok, dir, err)) {
+        free(t);
+        return -1;
+    }
+    memcpy(t->hash, hash, sizeof hash);
+    t->refs = 1;
+    pthread_mutex_lock(&c->mu);
+    t->next = c->toks;
+    c->toks = t;
+    pthread_mutex_unlock(&c->mu);
+    m->tok = t;
+    m->ref.tok = t->tok;
+    return 0;
 }
 
 /* Drop idle models, oldest first, until the cache fits in the bound. */
@@ -86,7 +164,7 @@ static void cache_trim(cache_t *c, size_t bound)
         cached_t *v = *victim;
         *victim = v->next;
         c->bytes -= v->bytes;
-        cached_free(v);
+        cached_free(c, v);
     }
 }
 
@@ -130,7 +208,7 @@ static cached_t *cache_find(cache_t *c, const char *id, const char *dir, const f
         *p = m->next;
         c->bytes -= m->bytes;
         if (m->users) m->stale = 1;
-        else cached_free(m);
+        else cached_free(c, m);
     }
     return NULL;
 }
@@ -172,7 +250,7 @@ model_ref_t *model_cache_get(server_t *s, const char *id, const char *dir, int *
         free(m);
         return NULL;
     }
-    if (tok_load_dir(&m->ref.tok, dir, err)) {
+    if (tok_acquire(c, dir, m, err)) {
         pthread_mutex_unlock(&c->load_mu);
         gpt2_unload_mapped(&m->ref.model);
         free(m);
@@ -198,7 +276,7 @@ void model_cache_put(server_t *s, model_ref_t *ref)
     pthread_mutex_lock(&c->mu);
     cached_t *m = (cached_t *)((char *)ref - offsetof(cached_t, ref));
     m->users--;
-    if (m->stale && !m->users) cached_free(m);
+    if (m->stale && !m->users) cached_free(c, m);
     cache_trim(c, s->opts.model_cache_bytes);
     pthread_mutex_unlock(&c->mu);
 }
@@ -213,7 +291,7 @@ void completions_cache_evict(server_t *s, const char *id)
         if (!strcmp(m->id, id) && !m->users) {
             *p = m->next;
             c->bytes -= m->bytes;
-            cached_free(m);
+            cached_free(c, m);
         } else {
             p = &m->next;
         }
@@ -234,7 +312,7 @@ void completions_cache_free(server_t *s)
     while (c->head) {
         cached_t *m = c->head;
         c->head = m->next;
-        cached_free(m);
+        cached_free(c, m);
     }
     pthread_mutex_destroy(&c->mu);
     pthread_mutex_destroy(&c->load_mu);

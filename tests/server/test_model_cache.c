@@ -3,7 +3,8 @@
  * weights), later requests hit; `tunery models import --force NAME`
  * replaces the weights and the next request loads the new ones, while a
  * request still holding the old model keeps it valid until it puts it back;
- * requests racing for one new model load it once. Run under ASan (make asan)
+ * requests racing for one new model load it once; models whose tokenizer
+ * files have the same bytes share one parsed tokenizer. Run under ASan (make asan)
  * this also checks that the replaced model is freed exactly once. */
 #define TUNERY_SERVER_INTERNAL
 #include "server/server.h"
@@ -120,6 +121,34 @@ static void test_racing_requests_load_once(void)
     CHECK_EQ_INT((int)model_cache_loads(&srv), (int)loads + 1);
 }
 
+static void test_shared_tokenizer(void)
+{
+    char err[CORE_ERR_LEN], other[4096], src[4096];
+    int hit;
+    snprintf(src, sizeof src, "%s/models/davinci", core_share_dir());
+    models_import_opts_t o = {0, 0};
+    CHECKF(models_import(src, "other", tmp, &o, err) == 0, "%s", err);
+    snprintf(other, sizeof other, "%s/models/other", tmp);
+    model_ref_t *a = model_cache_get(&srv, "swap", dir, &hit, err);
+    model_ref_t *b = model_cache_get(&srv, "other", other, &hit, err);
+    CHECK(a && b && a != b);
+    if (!a || !b) return;
+    CHECK(a->tok == b->tok);   /* the same tokenizer.json bytes, parsed once */
+    model_cache_put(&srv, b);
+    completions_cache_evict(&srv, "other");
+    import("babbage", 1);      /* new weights, same tokenizer bytes: the parsed one is reused */
+    model_ref_t *c = model_cache_get(&srv, "swap", dir, &hit, err);
+    CHECK(c && c != a && c->tok == a->tok);
+    model_cache_put(&srv, a);  /* the last user of the replaced model: freed, the tokenizer stays */
+    if (c) {
+        tok_ids_t ids = {0};
+        CHECK(tok_encode(c->tok, "In the beginning", 16, 0, &ids) == 0);
+        CHECK(ids.len > 0);
+        tok_ids_free(&ids);
+        model_cache_put(&srv, c);
+    }
+}
+
 static void test_missing_weights(void)
 {
     char err[CORE_ERR_LEN], path[4200];
@@ -143,6 +172,7 @@ int main(void)
     RUN(test_load_hit_and_image);
     RUN(test_force_import_reloads);
     RUN(test_racing_requests_load_once);
+    RUN(test_shared_tokenizer);
     RUN(test_missing_weights);
     completions_cache_free(&srv);
     char err[CORE_ERR_LEN];
