@@ -40,7 +40,8 @@ typedef struct tok_entry {
     struct tok_entry *next;
     uint8_t hash[32];
     tok_t *tok;
-    int refs;
+    int refs;          /* cached models using it; 0 = idle */
+    double idle_since;
 } tok_entry_t;
 
 typedef struct cached {
@@ -82,14 +83,27 @@ static cache_t *cache_of(server_t *s)
     return s->models;
 }
 
-/* Under mu (or alone at the end). */
+/* Tokenizers kept while no cached model uses them: a model evicted and
+ * asked for again (a cache smaller than the models in use) parses none. */
+#define TOK_IDLE_MAX 2
+
+/* Under mu (or alone at the end). Idle tokenizers beyond TOK_IDLE_MAX go,
+ * the longest idle first. */
 static void tok_release(cache_t *c, tok_entry_t *t)
 {
     if (!t || --t->refs) return;
-    for (tok_entry_t **p = &c->toks; *p; p = &(*p)->next)
-        if (*p == t) { *p = t->next; break; }
-    tok_free(t->tok);
-    free(t);
+    t->idle_since = time_mono();
+    for (;;) {
+        int idle = 0;
+        tok_entry_t **oldest = NULL;
+        for (tok_entry_t **p = &c->toks; *p; p = &(*p)->next)
+            if (!(*p)->refs && (idle++, !oldest || (*p)->idle_since < (*oldest)->idle_since)) oldest = p;
+        if (idle <= TOK_IDLE_MAX) return;
+        tok_entry_t *v = *oldest;
+        *oldest = v->next;
+        tok_free(v->tok);
+        free(v);
+    }
 }
 
 static void cached_free(cache_t *c, cached_t *m)
@@ -313,6 +327,12 @@ void completions_cache_free(server_t *s)
         cached_t *m = c->head;
         c->head = m->next;
         cached_free(c, m);
+    }
+    while (c->toks) {
+        tok_entry_t *t = c->toks;
+        c->toks = t->next;
+        tok_free(t->tok);
+        free(t);
     }
     pthread_mutex_destroy(&c->mu);
     pthread_mutex_destroy(&c->load_mu);

@@ -145,7 +145,17 @@ static void test_shared_tokenizer(void)
         CHECK(tok_encode(c->tok, "In the beginning", 16, 0, &ids) == 0);
         CHECK(ids.len > 0);
         tok_ids_free(&ids);
+        tok_t *t = c->tok;
         model_cache_put(&srv, c);
+        /* evicted while idle, asked for again: the tokenizer was kept */
+        completions_cache_evict(&srv, "swap");
+        model_ref_t *d = model_cache_get(&srv, "swap", dir, &hit, err);
+        CHECK(d != NULL);
+        CHECK_EQ_INT(hit, 0);
+        if (d) {
+            CHECK(d->tok == t);
+            model_cache_put(&srv, d);
+        }
     }
 }
 
