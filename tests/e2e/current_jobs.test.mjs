@@ -112,11 +112,24 @@ test('openai@7.x fine_tuning.jobs: lifecycle, pages, pause/resume, cancel, check
     const paused = await client.fineTuning.jobs.pause(b.id);
     assert.equal(paused.status, 'paused');
     await assert.rejects(client.fineTuning.jobs.pause(b.id), (e) => e instanceof OpenAI.BadRequestError && e.param === 'fine_tuning_job_id');
-    // the worker stops at a checkpoint and frees the CPU; the job stays paused
-    await waitFor('the paused worker to write its checkpoint', async () =>
-      (await client.fineTuning.jobs.checkpoints.list(b.id)).data.some((k) => k.step_number % 12 !== 0));
+    // The worker stops at a checkpoint and frees the CPU; the job stays paused.
+    // Stopped = its newest checkpoint is its last trained step. That is an
+    // extra checkpoint mid-epoch, or the epoch's own when the pause lands in
+    // the epoch-end work (a 12-step epoch of this tiny model can take less
+    // than one poll of this test).
+    const trained = async () => (await collect(client.fineTuning.jobs.listEvents(b.id, { limit: 100 }))).filter((e) => e.type === 'metrics').length;
+    const atCheckpoint = async () => {
+      const steps = (await client.fineTuning.jobs.checkpoints.list(b.id)).data.map((k) => k.step_number);
+      const n = await trained();
+      return steps.length && Math.max(...steps) === n ? n : null;
+    };
+    await waitFor('the paused worker to stop at a checkpoint', atCheckpoint);
+    await new Promise((r) => setTimeout(r, 600));   // a step already under way when the signal came ends at its own checkpoint
+    const stoppedAt = await atCheckpoint();
+    assert.ok(stoppedAt > 0 && stoppedAt < 48, `stopped at a checkpoint mid-run (${stoppedAt})`);
     await new Promise((r) => setTimeout(r, 600));
     assert.equal((await client.fineTuning.jobs.retrieve(b.id)).status, 'paused');
+    assert.equal(await trained(), stoppedAt, 'no step trained while paused');
     const resumed = await client.fineTuning.jobs.resume(b.id);
     assert.ok(['queued', 'running'].includes(resumed.status), resumed.status);
     const bDone = await waitStatus(client, b.id, TERMINAL);
