@@ -9,6 +9,7 @@
 #define TUNERY_SERVER_INTERNAL
 #include "server/server.h"
 #include "test.h"
+#include <dirent.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -17,6 +18,15 @@
 static char tmp[256];
 static struct server srv;
 static char dir[4096];
+
+/* Write the names of dir's entries to out, one a line. */
+static void dir_list(const char *dir, FILE *out)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d))) fprintf(out, "%s\n", e->d_name);
+    if (d) closedir(d);
+}
 
 static void import(const char *shipped, int force)
 {
@@ -159,6 +169,37 @@ static void test_shared_tokenizer(void)
     }
 }
 
+/* A model directory where the image cannot be written (read-only for a
+ * non-root user; here its temp name is taken by a directory, which stops
+ * root too): the image goes under DATA/cache/ and the model still loads. */
+static void test_unwritable_dir(void)
+{
+    char err[CORE_ERR_LEN], src[4096], ro[4096], block[4200], cache[4200];
+    int hit;
+    snprintf(src, sizeof src, "%s/models/ada", core_share_dir());
+    models_import_opts_t o = {0, 0};
+    CHECKF(models_import(src, "ro", tmp, &o, err) == 0, "%s", err);
+    snprintf(ro, sizeof ro, "%s/models/ro", tmp);
+    snprintf(block, sizeof block, "%s/.tunery-infer.f32.tmp.%d", ro, (int)getpid());
+    CHECK(mkdir(block, 0755) == 0);
+    snprintf(cache, sizeof cache, "%s/cache", tmp);
+    fs_rm_rf(cache, err);
+    model_ref_t *r = model_cache_get(&srv, "ro", ro, &hit, err);
+    CHECKF(r != NULL, "%s", err);
+    if (!r) return;
+    CHECK_EQ_INT(hit, 0);
+    snprintf(block, sizeof block, "%s/.tunery-infer.f32", ro);
+    CHECK(access(block, F_OK) != 0);   /* nothing half-written beside the weights */
+    char *names = NULL;
+    size_t n = 0;
+    FILE *ls = open_memstream(&names, &n);
+    dir_list(cache, ls);
+    fclose(ls);
+    CHECKF(names && strstr(names, ".f32") && !strstr(names, ".tmp."), "DATA/cache holds: %s", names ? names : "");
+    free(names);
+    model_cache_put(&srv, r);
+}
+
 static void test_missing_weights(void)
 {
     char err[CORE_ERR_LEN], path[4200];
@@ -183,6 +224,7 @@ int main(void)
     RUN(test_force_import_reloads);
     RUN(test_racing_requests_load_once);
     RUN(test_shared_tokenizer);
+    RUN(test_unwritable_dir);
     RUN(test_missing_weights);
     completions_cache_free(&srv);
     char err[CORE_ERR_LEN];
