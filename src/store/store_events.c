@@ -16,7 +16,7 @@
 
 #define EVENT_COLS "e.seq, e.id, e.job_id, e.created_at, e.level, e.type, e.message, e.data"
 
-static void event_row(sqlite3_stmt *st, store_event_t *e)
+void store_event_row(sqlite3_stmt *st, store_event_t *e)
 {
     e->seq = sqlite3_column_int64(st, 0);
     store_col_str(st, 1, e->id, sizeof e->id);
@@ -97,7 +97,7 @@ static int event_rows(store_t *s, sqlite3_stmt *st, store_event_t **out, int *n,
     int cap = 0, rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         if (store_grow((void **)out, &cap, *n, sizeof **out)) { rc = SQLITE_NOMEM; break; }
-        event_row(st, &(*out)[(*n)++]);
+        store_event_row(st, &(*out)[(*n)++]);
     }
     store_finish(s, st);
     if (rc != SQLITE_DONE) {

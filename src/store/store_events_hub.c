@@ -23,15 +23,7 @@ int store_event_after(store_t *s, int64_t since_seq, int max, store_event_t **ou
             rc = SQLITE_NOMEM;
             break;
         }
-        store_event_t *e = &(*out)[(*n)++];
-        e->seq = sqlite3_column_int64(st, 0);
-        store_col_str(st, 1, e->id, sizeof e->id);
-        store_col_str(st, 2, e->job_id, sizeof e->job_id);
-        e->created_at = sqlite3_column_int64(st, 3);
-        store_col_str(st, 4, e->level, sizeof e->level);
-        store_col_str(st, 5, e->type, sizeof e->type);
-        store_col_str(st, 6, e->message, sizeof e->message);
-        store_col_str(st, 7, e->data, sizeof e->data);
+        store_event_row(st, &(*out)[(*n)++]);
     }
     store_finish(s, st);
     if (rc != SQLITE_DONE) {

@@ -65,4 +65,8 @@ int store_page_limit(const store_page_t *pg);
 /* Touch DATA/events.tick so store_event_watch fds wake. */
 void store_tick(store_t *s);
 
+/* store_events.c: one events row (the columns seq, id, job_id, created_at,
+ * level, type, message, data in that order) into e. */
+void store_event_row(sqlite3_stmt *st, store_event_t *e);
+
 #endif
