@@ -16,7 +16,7 @@
  * through http_reply_push.
  */
 #define TUNERY_SERVER_INTERNAL
-#include "server/server.h"
+#include "server/params.h"
 #include "store/store.h"
 #include "train/train.h"
 #include <math.h>
@@ -28,9 +28,7 @@ typedef struct {
     tok_ids_t prompt;
     const int *prompt_ptr;
     int prompt_len;
-    char *stops[GEN_MAX_STOP];
-    int *bias_ids;
-    float *bias;
+    params_gen_t own;
     int want_logprobs, include_usage;
     const char *max_param;          /* "max_tokens" or "max_completion_tokens" */
     char model[STORE_NAME_LEN];
@@ -47,9 +45,7 @@ typedef struct {
 static void chat_free(chat_t *c)
 {
     tok_ids_free(&c->prompt);
-    for (int i = 0; i < GEN_MAX_STOP; i++) free(c->stops[i]);
-    free(c->bias_ids);
-    free(c->bias);
+    params_gen_free(&c->own);
     free(c->started);
     if (c->ref) model_cache_put(c->srv, c->ref);
     free(c);
@@ -139,65 +135,17 @@ static int parse_messages(req_t *r, chat_t *c, const tok_t *tk)
     return 0;
 }
 
-static int parse_stop(req_t *r, chat_t *c, json_t *stop)
-{
-    if (!stop || json_is_null(stop)) return 0;
-    json_t *one[1] = {stop};
-    size_t n = json_is_string(stop) ? 1 : json_is_array(stop) ? json_array_size(stop) : GEN_MAX_STOP + 1;
-    if (n > GEN_MAX_STOP) return HTTP_400(r, "stop", "stop must be a string or an array of up to 4 strings."), -1;
-    for (size_t i = 0; i < n; i++) {
-        json_t *x = json_is_string(stop) ? one[0] : json_array_get(stop, i);
-        if (!json_is_string(x)) return HTTP_400(r, "stop", "stop must be a string or an array of up to 4 strings."), -1;
-        if (!json_string_value(x)[0]) continue;
-        /* copied: a stream outlives the request body */
-        if (!(c->stops[c->g.n_stop++] = strdup(json_string_value(x)))) return HTTP_500(r, "Out of memory."), -1;
-    }
-    c->g.stop = (const char *const *)c->stops;
-    return 0;
-}
-
-static int parse_bias(req_t *r, chat_t *c, json_t *lb)
-{
-    if (!lb || json_is_null(lb)) return 0;
-    if (!json_is_object(lb) || json_object_size(lb) > 300)
-        return HTTP_400(r, "logit_bias", "logit_bias must be an object of at most 300 token ids to numbers from -100 to 100."), -1;
-    size_t k = json_object_size(lb);
-    c->bias_ids = calloc(k ? k : 1, sizeof *c->bias_ids);
-    c->bias = calloc(k ? k : 1, sizeof *c->bias);
-    if (!c->bias_ids || !c->bias) return HTTP_500(r, "Out of memory."), -1;
-    const char *key;
-    json_t *v;
-    json_object_foreach(lb, key, v) {
-        char *end;
-        long id = strtol(key, &end, 10);
-        if (*end || end == key || id < 0 || !json_is_number(v) || json_number_value(v) < -100 || json_number_value(v) > 100)
-            return HTTP_400(r, "logit_bias", "logit_bias must map token ids (as strings) to numbers from -100 to 100; '%s' is not valid.", key), -1;
-        c->bias_ids[c->g.n_logit_bias] = (int)id;
-        c->bias[c->g.n_logit_bias++] = (float)json_number_value(v);
-    }
-    c->g.logit_bias_ids = c->bias_ids;
-    c->g.logit_bias = c->bias;
-    return 0;
-}
-
 /* Everything but the messages (which need the model's tokenizer). */
 static int parse_params(req_t *r, chat_t *c, json_t *b)
 {
     gen_request_t *g = &c->g;
-    long long mt = 0, mct = 0, n = 1, top = 0, seed = 0;
-    double temp = 1, top_p = 1, pp = 0, fp = 0;
-    int stream = 0, lp = 0, has_mt = 0, has_mct = 0, has_top = 0, has_seed = 0;
+    long long mt = 0, mct = 0, top = 0;
+    int lp = 0, has_mt = 0, has_mct = 0, has_top = 0;
     if (json_opt_int(r, b, "max_tokens", -1000000, 1 << 20, &mt, &has_mt) ||
         json_opt_int(r, b, "max_completion_tokens", -1000000, 1 << 20, &mct, &has_mct) ||
-        json_opt_int(r, b, "n", -1000, 1000000, &n, NULL) || json_opt_int(r, b, "top_logprobs", -1000, 1000, &top, &has_top) ||
-        json_opt_int(r, b, "seed", -(1ll << 62), 1ll << 62, &seed, &has_seed) ||
-        json_opt_num(r, b, "temperature", -1e9, 1e9, &temp, NULL) || json_opt_num(r, b, "top_p", -1e9, 1e9, &top_p, NULL) ||
-        json_opt_num(r, b, "presence_penalty", -1e9, 1e9, &pp, NULL) ||
-        json_opt_num(r, b, "frequency_penalty", -1e9, 1e9, &fp, NULL) ||
-        json_opt_bool(r, b, "logprobs", &lp, NULL) || json_opt_bool(r, b, "stream", &stream, NULL))
+        json_opt_int(r, b, "top_logprobs", -1000, 1000, &top, &has_top) || json_opt_bool(r, b, "logprobs", &lp, NULL) ||
+        params_parse_sampling(r, b, g))
         return -1;
-    const char *user = NULL;
-    if (json_opt_str(r, b, "user", &user)) return -1;
     /* max_completion_tokens replaced max_tokens; either bounds the reply,
      * and without one the reply may use the rest of the context */
     c->max_param = has_mct ? "max_completion_tokens" : "max_tokens";
@@ -213,7 +161,7 @@ static int parse_params(req_t *r, chat_t *c, json_t *b)
     json_t *so = json_object_get(b, "stream_options");
     if (so && !json_is_null(so)) {
         if (!json_is_object(so)) return HTTP_400(r, "stream_options", "Invalid type for 'stream_options': expected an object."), -1;
-        if (!stream) return HTTP_400(r, "stream_options", "The 'stream_options' parameter is only allowed when 'stream' is enabled."), -1;
+        if (!g->stream) return HTTP_400(r, "stream_options", "The 'stream_options' parameter is only allowed when 'stream' is enabled."), -1;
         const char *k;
         json_t *v;
         json_object_foreach(so, k, v) {
@@ -223,38 +171,20 @@ static int parse_params(req_t *r, chat_t *c, json_t *b)
         }
     }
     g->max_tokens = (int)max;
-    g->n = (int)n;
     c->want_logprobs = lp;
     g->logprobs = lp ? (int)top : -1;
-    g->temperature = (float)temp;
-    g->top_p = (float)top_p;
-    g->presence_penalty = (float)pp;
-    g->frequency_penalty = (float)fp;
-    g->stream = stream;
-    g->has_seed = has_seed;
-    g->seed = (uint64_t)seed;
-    if (parse_stop(r, c, json_object_get(b, "stop")) || parse_bias(r, c, json_object_get(b, "logit_bias"))) return -1;
-    return 0;
+    return params_parse_stop_bias(r, b, g, &c->own);
 }
 
 /* The model: a chat model of this org, or a 4xx saying what to use instead. */
-static int resolve_model(req_t *r, chat_t *c, const char *name, char dir[4096], char cache_id[STORE_NAME_LEN])
+static int resolve_model(req_t *r, chat_t *c, const char *name)
 {
-    char err[CORE_ERR_LEN];
     server_model_t m;
-    int rc = server_model_lookup(r->srv, r->org_id, name, &m, err);
-    if (rc == SERVER_MODEL_UNKNOWN)
-        return http_reply_error(r, 404, "invalid_request_error", "model", "model_not_found",
-                                "The model `%s` does not exist or you do not have access to it.", name), -1;
-    if (rc == SERVER_MODEL_MISSING)
-        return http_reply_error(r, 404, "invalid_request_error", "model", "model_not_found", "%s", err), -1;
-    if (rc) return HTTP_500(r, "%s", err), -1;
+    if (server_model_resolve(r, name, &m, c->cache_id)) return -1;
     if (!m.is_chat)
         return HTTP_400(r, "model", "The model `%s` is a completion model (trained on prompt/completion data), not a chat model: "
                         "call it through /v1/completions, or fine-tune a chat model (e.g. gpt-4o-mini) on {\"messages\": [...]} data.", name), -1;
-    snprintf(dir, 4096, "%s", m.dir);
-    /* aliases share the cache entry of the weights they name */
-    snprintf(cache_id, STORE_NAME_LEN, "%s", m.kind == SERVER_MODEL_ALIAS ? m.target : name);
+    snprintf(c->dir, sizeof c->dir, "%s", m.dir);
     return 0;
 }
 
@@ -384,19 +314,9 @@ static void stream_main(void *arg)
     gen_result_t res;
     memset(&res, 0, sizeof res);
     if (!rc) rc = gen_complete(&c->ref->model, &c->g, &res, stream_chunk, c, err);
-    if (rc && rc != GEN_ECANCEL && !http_push_closed(c->push)) {
-        json_t *e = server_error_json(err[0] ? err : "generation failed", "server_error", NULL, NULL);
-        char *t = json_dumps(e, JSON_COMPACT);
-        json_decref(e);
-        if (t) http_push_printf(c->push, "data: %s\n\n", t);
-        free(t);
-    } else if (!rc && c->include_usage) {
-        push_chunk(c, json_array(), usage_json(&res));
-    }
+    if (!rc && c->include_usage) push_chunk(c, json_array(), usage_json(&res));
     gen_result_free(&res);
-    http_push_printf(c->push, "data: [DONE]\n\n");
-    http_push_end(c->push);
-    http_push_release(c->push);
+    params_stream_end(c->push, rc, err);
     chat_free(c);
 }
 
@@ -408,14 +328,7 @@ static void chat_compute(req_t *r, void *arg, http_then_fn *then, void **then_ar
 {
     chat_t *c = arg;
     char err[CORE_ERR_LEN];
-    int hit = 0;
-    c->ref = model_cache_get(r->srv, c->cache_id, c->dir, &hit, err);
-    r->extra_header[0] = "x-tunery-model-cache";
-    r->extra_header[1] = hit ? "hit" : "miss";
-    if (!c->ref) {
-        HTTP_500(r, "The model `%s` could not be loaded: %s", c->model, err);
-        goto out;
-    }
+    if (!(c->ref = params_model_get(r, c->cache_id, c->dir, c->model))) goto out;
     if (parse_messages(r, c, c->ref->tok)) goto out;
     c->g.eot_id = tok_eot(c->ref->tok);   /* the template's end of turn */
     c->g.piece = piece_fn;
@@ -466,7 +379,7 @@ int chat_completions_create(req_t *r)
     snprintf(c->model, sizeof c->model, "%s", model);
     id_random(c->id, "chatcmpl-", 29);
     c->created = time_unix();
-    if (parse_params(r, c, b) || resolve_model(r, c, model, c->dir, c->cache_id)) {
+    if (parse_params(r, c, b) || resolve_model(r, c, model)) {
         chat_free(c);
         return 0;
     }

@@ -10,7 +10,7 @@
  * connection as an SSE "data:" line as it is made, then "data: [DONE]".
  */
 #define TUNERY_SERVER_INTERNAL
-#include "server/server.h"
+#include "server/params.h"
 #include "store/store.h"
 #include <math.h>
 #include <stdlib.h>
@@ -68,10 +68,9 @@ typedef struct {
     const int **prompt_ptrs;
     int *prompt_lens;
     int n_prompts;
-    const char *stops[GEN_MAX_STOP];
-    int *bias_ids;
-    float *bias;
+    params_gen_t own;
     char model[STORE_NAME_LEN];
+    char cache_id[STORE_NAME_LEN];  /* aliases share the entry of their weights */
     char dir[4096];
     char id[40];
     long long created;
@@ -85,8 +84,7 @@ static void creq_free(creq_t *c)
     free(c->prompts);
     free(c->prompt_ptrs);
     free(c->prompt_lens);
-    free(c->bias_ids);
-    free(c->bias);
+    params_gen_free(&c->own);
     if (c->ref) model_cache_put(c->srv, c->ref);
     free(c);
 }
@@ -150,98 +148,21 @@ static const char *const completion_params[] = {
 static int parse_params(req_t *r, creq_t *c, json_t *b)
 {
     gen_request_t *g = &c->g;
-    long long mt = 16, n = 1, best = 0, lp = -1, seed = 0;
-    double temp = 1, top_p = 1, pp = 0, fp = 0;
-    int echo = 0, stream = 0, has_mt = 0, has_seed = 0;
-    if (json_opt_int(r, b, "max_tokens", -1, 1 << 20, &mt, &has_mt) || json_opt_int(r, b, "n", -1000, 1000000, &n, NULL) ||
+    long long mt = 16, best = 0, lp = -1;
+    int echo = 0, has_mt = 0;
+    const char *suffix = NULL;
+    if (json_opt_int(r, b, "max_tokens", -1, 1 << 20, &mt, &has_mt) ||
         json_opt_int(r, b, "best_of", -1000, 1000000, &best, NULL) || json_opt_int(r, b, "logprobs", -1000, 1000, &lp, NULL) ||
-        json_opt_int(r, b, "seed", -(1ll << 62), 1ll << 62, &seed, &has_seed) ||
-        json_opt_num(r, b, "temperature", -1e9, 1e9, &temp, NULL) || json_opt_num(r, b, "top_p", -1e9, 1e9, &top_p, NULL) ||
-        json_opt_num(r, b, "presence_penalty", -1e9, 1e9, &pp, NULL) ||
-        json_opt_num(r, b, "frequency_penalty", -1e9, 1e9, &fp, NULL) ||
-        json_opt_bool(r, b, "echo", &echo, NULL) || json_opt_bool(r, b, "stream", &stream, NULL))
+        json_opt_bool(r, b, "echo", &echo, NULL) || json_opt_str(r, b, "suffix", &suffix) || params_parse_sampling(r, b, g))
         return -1;
-    const char *suffix = NULL, *user = NULL;
-    if (json_opt_str(r, b, "suffix", &suffix) || json_opt_str(r, b, "user", &user)) return -1;
     g->max_tokens = has_mt ? (int)mt : 16;
-    g->n = (int)n;
     g->best_of = (int)best;
     g->logprobs = (int)lp;
-    g->temperature = (float)temp;
-    g->top_p = (float)top_p;
-    g->presence_penalty = (float)pp;
-    g->frequency_penalty = (float)fp;
     g->echo = echo;
-    g->stream = stream;
-    g->has_seed = has_seed;
-    g->seed = (uint64_t)seed;
-    g->suffix = suffix;
-    json_t *stop = json_object_get(b, "stop");
-    if (stop && !json_is_null(stop)) {
-        if (json_is_string(stop)) {
-            c->stops[0] = json_string_value(stop);
-            g->n_stop = c->stops[0][0] ? 1 : 0;
-        } else if (json_is_array(stop) && json_array_size(stop) <= GEN_MAX_STOP) {
-            size_t i;
-            json_t *x;
-            json_array_foreach(stop, i, x) {
-                if (!json_is_string(x)) return HTTP_400(r, "stop", "stop must be a string or an array of up to 4 strings."), -1;
-                if (json_string_value(x)[0]) c->stops[g->n_stop++] = json_string_value(x);
-            }
-        } else {
-            return HTTP_400(r, "stop", "stop must be a string or an array of up to 4 strings."), -1;
-        }
-        g->stop = c->stops;
-    }
-    json_t *lb = json_object_get(b, "logit_bias");
-    if (lb && !json_is_null(lb)) {
-        if (!json_is_object(lb) || json_object_size(lb) > 300)
-            return HTTP_400(r, "logit_bias", "logit_bias must be an object of at most 300 token ids to numbers from -100 to 100."), -1;
-        size_t k = json_object_size(lb);
-        c->bias_ids = calloc(k ? k : 1, sizeof *c->bias_ids);
-        c->bias = calloc(k ? k : 1, sizeof *c->bias);
-        if (!c->bias_ids || !c->bias) return HTTP_500(r, "Out of memory."), -1;
-        const char *key;
-        json_t *v;
-        json_object_foreach(lb, key, v) {
-            char *end;
-            long id = strtol(key, &end, 10);
-            if (*end || end == key || id < 0 || !json_is_number(v) || json_number_value(v) < -100 || json_number_value(v) > 100)
-                return HTTP_400(r, "logit_bias", "logit_bias must map token ids (as strings) to numbers from -100 to 100; '%s' is not valid.", key), -1;
-            c->bias_ids[g->n_logit_bias] = (int)id;
-            c->bias[g->n_logit_bias++] = (float)json_number_value(v);
-        }
-        g->logit_bias_ids = c->bias_ids;
-        g->logit_bias = c->bias;
-    }
-    return 0;
-}
-
-/* Model name -> its directory: base names from the share/data dirs, fine-tuned from the store. */
-static int resolve_model(req_t *r, const char *name, char dir[4096])
-{
-    char err[CORE_ERR_LEN];
-    if (server_base_model_dir(r->srv, name, dir, err) == 0) return 0;
-    store_t *st = server_store(r);
-    if (!st) return -1;
-    store_model_t m;
-    int rc = store_model_get(st, r->org_id, name, &m, err);
-    if (rc == 0) {
-        snprintf(dir, 4096, "%s", m.dir);
-        return 0;
-    }
-    if (rc != STORE_ENOTFOUND) return HTTP_500(r, "%s", err), -1;
-    store_checkpoint_t ck;   /* a checkpoint of a current-API job: ft:...:ckpt-step-N */
-    if ((rc = store_checkpoint_by_model(st, r->org_id, name, &ck, err)) == 0) {
-        snprintf(dir, 4096, "%s", ck.dir);
-        return 0;
-    }
-    if (rc != STORE_ENOTFOUND) return HTTP_500(r, "%s", err), -1;
-    if (server_is_base_model(name))   /* a known name whose weights are missing: say how to add them */
-        return http_reply_error(r, 404, "invalid_request_error", "model", "model_not_found", "%s.",
-                                (server_base_model_dir(r->srv, name, dir, err), err)), -1;
-    return http_reply_error(r, 404, "invalid_request_error", "model", "model_not_found",
-                            "The model `%s` does not exist or you do not have access to it.", name), -1;
+    /* a non-empty suffix is refused before any stream starts, so this
+     * pointer into the body never outlives it */
+    g->suffix = suffix && suffix[0] ? suffix : NULL;
+    return params_parse_stop_bias(r, b, g, &c->own);
 }
 
 static json_t *choice_json(const creq_t *c, const gen_choice_t *ch)
@@ -289,16 +210,7 @@ static void stream_run(void *arg)
     char err[CORE_ERR_LEN] = "";
     int rc = gen_complete(&s->c->ref->model, &s->c->g, &res, stream_chunk, s, err);
     gen_result_free(&res);
-    if (rc && rc != GEN_ECANCEL) {
-        json_t *e = server_error_json(err, "server_error", NULL, NULL);
-        char *t = json_dumps(e, JSON_COMPACT);
-        json_decref(e);
-        if (t) http_push_printf(s->push, "data: %s\n\n", t);
-        free(t);
-    }
-    http_push_write(s->push, "data: [DONE]\n\n", 14);
-    http_push_end(s->push);
-    http_push_release(s->push);
+    params_stream_end(s->push, rc, err);
     creq_free(s->c);
     free(s);
 }
@@ -310,14 +222,7 @@ static void completions_compute(req_t *r, void *arg, http_then_fn *then, void **
     creq_t *c = arg;
     json_t *b = r->body;
     char err[CORE_ERR_LEN];
-    int hit = 0;
-    c->ref = model_cache_get(r->srv, c->model, c->dir, &hit, err);
-    r->extra_header[0] = "x-tunery-model-cache";
-    r->extra_header[1] = hit ? "hit" : "miss";
-    if (!c->ref) {
-        HTTP_500(r, "The model `%s` could not be loaded: %s", c->model, err);
-        goto out;
-    }
+    if (!(c->ref = params_model_get(r, c->cache_id, c->dir, c->model))) goto out;
     if (parse_prompts(r, c, c->ref->tok, json_object_get(b, "prompt"))) goto out;
     c->g.eot_id = tok_eot(c->ref->tok);
     c->g.piece = piece_fn;
@@ -377,10 +282,12 @@ static int completions_run(req_t *r, const char *model)
     snprintf(c->model, sizeof c->model, "%s", model);
     id_random(c->id, "cmpl-", 29);
     c->created = time_unix();
-    if (parse_params(r, c, b) || resolve_model(r, model, c->dir)) {
+    server_model_t m;   /* any model: a chat model is still a language model */
+    if (parse_params(r, c, b) || server_model_resolve(r, model, &m, c->cache_id)) {
         creq_free(c);
         return 0;
     }
+    snprintf(c->dir, sizeof c->dir, "%s", m.dir);
     return http_defer(r, completions_compute, c);
 }
 

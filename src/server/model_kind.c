@@ -124,6 +124,20 @@ int server_model_lookup(struct server *s, const char *org_id, const char *model,
     return lookup(s, org_id, model, out, 0, err);
 }
 
+int server_model_resolve(req_t *r, const char *name, server_model_t *m, char cache_id[STORE_NAME_LEN])
+{
+    char err[CORE_ERR_LEN];
+    int rc = server_model_lookup(r->srv, r->org_id, name, m, err);
+    if (rc == SERVER_MODEL_UNKNOWN)
+        return http_reply_error(r, 404, "invalid_request_error", "model", "model_not_found",
+                                "The model `%s` does not exist or you do not have access to it.", name), -1;
+    if (rc == SERVER_MODEL_MISSING)   /* a known name whose weights are missing: err says how to add them */
+        return http_reply_error(r, 404, "invalid_request_error", "model", "model_not_found", "%s", err), -1;
+    if (rc) return HTTP_500(r, "%s", err), -1;
+    snprintf(cache_id, STORE_NAME_LEN, "%s", m->kind == SERVER_MODEL_ALIAS ? m->target : name);
+    return 0;
+}
+
 int server_model_is_chat(struct server *s, const char *org_id, const char *model, char *err)
 {
     server_model_t m;

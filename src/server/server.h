@@ -332,6 +332,11 @@ typedef struct {
     char target[STORE_NAME_LEN];  /* alias: the model it names; fine-tuned/checkpoint: its root base */
 } server_model_t;
 int server_model_lookup(struct server *s, const char *org_id, const char *model, server_model_t *out, char *err);
+/* server_model_lookup for a request (completions.c, chat.c): 0, or -1 after
+ * replying 404 model_not_found (unknown name, or weights not installed) or
+ * 500. cache_id gets the model cache's key: an alias shares the entry of
+ * the weights it names. */
+int server_model_resolve(req_t *r, const char *name, server_model_t *m, char cache_id[STORE_NAME_LEN]);
 /* 1 chat model, 0 completion model, -1 unknown model (err says so). */
 int server_model_is_chat(struct server *s, const char *org_id, const char *model, char *err);
 const char *server_model_kind_name(int kind);
