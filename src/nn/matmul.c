@@ -169,41 +169,69 @@ static int mm_rt(nn_prec_t prec, int which)
     return prec == NN_PREC_FP32 ? which : MM_RT_NONE;
 }
 
-/* TUNERY_MATMUL=portable forces the portable kernels (for comparisons and
- * for machines where a library path misbehaves). */
+/* TUNERY_MATMUL=portable forces the portable kernels; TUNERY_MATMUL=avx512
+ * sends fp32 products with more than 8 rows to our packed GEMM instead of
+ * oneDNN (for comparisons, and for machines where a path misbehaves). */
+static int mm_env_is(const char *what)
+{
+    const char *e = getenv("TUNERY_MATMUL");
+    return e && strcmp(e, what) == 0;
+}
+
 static int mm_force_portable(void)
 {
     static int v = -1;
-    if (v < 0) {
-        const char *e = getenv("TUNERY_MATMUL");
-        v = e && strcmp(e, "portable") == 0;
-    }
+    if (v < 0) v = mm_env_is("portable");
+    return v;
+}
+
+/* fp32 products with more than MM_GEMV_MAX_N rows go to our packed GEMM
+ * only when asked (see the rule below). */
+static int mm_own_gemm(void)
+{
+    static int v = -1;
+    if (v < 0) v = nn_cpu()->avx512f && (mm_env_is("avx512") || !mm_onednn_available());
     return v;
 }
 
 const char *nn_matmul_describe(void)
 {
     static char d[96];
-    if (mm_force_portable() || !mm_onednn_available()) return "portable";
-    snprintf(d, sizeof d, "onednn-%s%s", nn_matmul_get_precision() == NN_PREC_BF16 ? "bf16" : "fp32",
-             nn_cpu()->avx512f ? " (avx512 gemv for N<=8)" : "");
+    if (mm_force_portable()) return "portable";
+    if (mm_own_gemm() && nn_matmul_get_precision() == NN_PREC_FP32)
+        return "avx512-fp32 (own packed gemm; gemv for N<=8)";
+    if (!mm_onednn_available()) return "portable";
+    if (nn_matmul_get_precision() == NN_PREC_BF16)
+        snprintf(d, sizeof d, "onednn-bf16%s", nn_cpu()->avx512f ? " (avx512 gemv for N<=8)" : "");
+    else
+        snprintf(d, sizeof d, "onednn-fp32%s", nn_cpu()->avx512f ? " (avx512 gemv for N<=8)" : "");
     return d;
 }
 
+/* Our own kernels: the GEMV for N <= 8 rows, the packed GEMM above. */
+static int mm_avx512_forward(float *out, const float *inp, const float *weight, const float *bias,
+                             int N, int C, int OC)
+{
+    if (N <= MM_GEMV_MAX_N) return mm_avx512_gemv(out, inp, weight, bias, N, C, OC);
+    return mm_avx512_gemm(out, inp, weight, bias, N, C, OC, C, 1, 1, C, OC, 0);
+}
+
 /* The rule, from measurements on a 2-core Sapphire Rapids-class VM (see
- * docs/bench.md): oneDNN fp32 reaches 75-88% of the FMA peak at the
- * GPT-2 training shapes (N = 256, 1024; two weak backward products are split,
- * see below), so it takes everything with N > 8. At N <= 8 (decode) the
- * product is bound by reading the weights; our GEMV reads each weight once
- * for all rows without packing, and measured slightly ahead of oneDNN there.
- * bf16 goes to oneDNN (AMX or AVX512_BF16) at every N. */
+ * docs/bench.md): at N <= 8 (decode) the product is bound by reading the
+ * weights; our GEMV reads each weight once for all rows without packing.
+ * Above that, fp32 goes to oneDNN (75-88% of the FMA peak at the GPT-2
+ * shapes, two weak backward products split, see below); our packed GEMM
+ * (matmul_gemm.c) is within +-15% of it product by product but has not yet
+ * been measured ahead inside a whole step, so it runs only under
+ * TUNERY_MATMUL=avx512 or without oneDNN. bf16 goes to oneDNN (AMX or
+ * AVX512_BF16) at every N. */
 int mm_forward_path(mm_path_t path, nn_prec_t prec, float *out, const float *inp, const float *weight,
                     const float *bias, int N, int C, int OC)
 {
     if (path == MM_AUTO) {
         if (mm_force_portable()) path = MM_PORTABLE;
-        else if (prec == NN_PREC_FP32 && N <= MM_GEMV_MAX_N &&
-                 mm_avx512_gemv(out, inp, weight, bias, N, C, OC) == 0)
+        else if (prec == NN_PREC_FP32 && (N <= MM_GEMV_MAX_N || mm_own_gemm()) &&
+                 mm_avx512_forward(out, inp, weight, bias, N, C, OC) == 0)
             return 0;
         else if (mm_onednn_gemm(prec, out, inp, weight, bias, N, C, OC, C, 1, 1, C, 0, MM_WCACHE_STORE,
                                 mm_rt(prec, MM_RT_M)) == 0)
@@ -219,7 +247,7 @@ int mm_forward_path(mm_path_t path, nn_prec_t prec, float *out, const float *inp
         return mm_onednn_gemm(prec, out, inp, weight, bias, N, C, OC, C, 1, 1, C, 0, MM_WCACHE_STORE,
                               mm_rt(prec, MM_RT_M));
     case MM_AVX512:
-        return prec == NN_PREC_FP32 ? mm_avx512_gemv(out, inp, weight, bias, N, C, OC) : -1;
+        return prec == NN_PREC_FP32 ? mm_avx512_forward(out, inp, weight, bias, N, C, OC) : -1;
     default:
         return -1;
     }
@@ -296,10 +324,22 @@ static void mm_dbias(float *dbias, const float *dout, int N, int OC)
 int mm_backward_path(mm_path_t path, nn_prec_t prec, float *dinp, float *dweight, float *dbias,
                      const float *dout, const float *inp, const float *weight, int N, int C, int OC)
 {
-    if (path == MM_AUTO) path = mm_force_portable() ? MM_PORTABLE : MM_ONEDNN;
+    if (path == MM_AUTO)
+        path = mm_force_portable() ? MM_PORTABLE : prec == NN_PREC_FP32 && mm_own_gemm() ? MM_AVX512 : MM_ONEDNN;
     if (path == MM_PORTABLE) {
         if (prec != NN_PREC_FP32) return -1;
         matmul_backward_portable(dinp, dweight, dbias, dout, inp, weight, N, C, OC);
+        return 0;
+    }
+    if (path == MM_AVX512) {
+        /* dinp (N, C) += dout (N, OC) @ weight (OC, C); dweight (OC, C) += dout^T @ inp.
+         * The GEMM fails only before it writes anything (no AVX-512, no memory). */
+        if (prec != NN_PREC_FP32) return -1;
+        if (dinp && mm_avx512_gemm(dinp, dout, weight, NULL, N, OC, C, OC, 1, C, 1, C, 1) != 0)
+            matmul_backward_portable(dinp, NULL, NULL, dout, inp, weight, N, C, OC);
+        if (dweight && mm_avx512_gemm(dweight, dout, inp, NULL, OC, N, C, 1, OC, C, 1, C, 1) != 0)
+            matmul_backward_portable(NULL, dweight, NULL, dout, inp, weight, N, C, OC);
+        if (dbias) mm_dbias(dbias, dout, N, OC);
         return 0;
     }
     if (path != MM_ONEDNN) return -1;

@@ -48,6 +48,10 @@ int mm_onednn_prepare(int prec, int64_t m, int64_t k, int64_t n, int64_t sm, int
 /* Own AVX-512 kernels (matmul_avx512.c); -1 when the CPU or shape does not fit. */
 #define MM_GEMV_MAX_N 8
 int mm_avx512_gemv(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC);
+/* Own packed GEMM (matmul_gemm.c): c (M, N; row stride ldc) = [c +] a (M, K) @ b (K, N) [+ bias],
+ * a and b through element strides; bias only when not accumulating. */
+int mm_avx512_gemm(float *c, const float *a, const float *b, const float *bias, int M, int K, int N,
+                   size_t sam, size_t sak, size_t sbk, size_t sbn, size_t ldc, int accumulate);
 
 /* The paths the dispatcher chooses between. MM_AUTO is the measured rule in
  * matmul.c; the others force one path (tests, benchmarks, peak.c) and return

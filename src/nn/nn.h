@@ -269,7 +269,9 @@ const char *nn_cpu_describe(void);
 /* Precision of matmul compute. FP32 is the default (parity tests need 1e-4).
  * BF16 rounds both operands to bf16 and accumulates in fp32 into fp32 outputs
  * (master weights stay fp32); used only where the CPU has AVX512_BF16/AMX.
- * The environment variable TUNERY_MATMUL=bf16 (or fp32) sets the initial value.
+ * The environment variable TUNERY_MATMUL=bf16 (or fp32) sets the initial value;
+ * TUNERY_MATMUL=avx512 keeps fp32 and uses our packed GEMM instead of oneDNN,
+ * TUNERY_MATMUL=portable the plain C kernels.
  * In bf16, matmul_backward's dinp product reuses the bf16 copy of `weight`
  * made by the last matmul_forward with the same pointer: weights must not
  * change between a forward and its backward (true of any training step). */

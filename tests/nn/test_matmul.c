@@ -231,7 +231,11 @@ static void test_kernel_choice_by_shape(void)
     free(x); free(w); free(o);
 }
 
-static void test_avx512_gemv(void)
+/* Our AVX-512 kernels: the GEMV (N <= 8) and the packed GEMM (all other N),
+ * at odd shapes that cut every block: N, C, OC not multiples of the 8 x 48
+ * tile, reductions longer than one KC slice (C = 3072, OC = 16500 in dinp),
+ * more rows than one MC block (dweight with OC = 16500). */
+static void test_avx512_kernels(void)
 {
     cur_path = MM_AVX512; cur_prec = NN_PREC_FP32; path_ok = 1;
     for (int N = 1; N <= MM_GEMV_MAX_N; N++) {
@@ -239,10 +243,40 @@ static void test_avx512_gemv(void)
         check_forward(fwd_path, N, 17, 5, 0, 1e-4);
         check_forward(fwd_path, N, 3072, 33, 1, 1e-4);
     }
+    run_forward(fwd_path, 1e-4);
+    run_backward(bwd_path, 1e-4);
+    check_backward(bwd_path, 3, 40, 16500, 7, 1e-4);
+    check_backward(bwd_path, 97, 1600, 20, 7, 1e-4);
+    check_forward(fwd_path, 1100, 50, 61, 1, 1e-4);
     if (nn_cpu()->avx512f) CHECK(path_ok);
-    /* too many rows for a GEMV: must refuse, not compute something */
-    float x[9 * 4] = {0}, w[4] = {0}, o[9] = {0};
-    CHECK(mm_forward_path(MM_AVX512, NN_PREC_FP32, o, x, w, NULL, 9, 4, 1) != 0);
+    else CHECK(!path_ok);   /* without AVX-512 the path must refuse, not compute something */
+    /* bias with accumulation is not a product the GEMM offers: refused, output untouched */
+    float a[9 * 4] = {0}, b[4 * 2] = {0}, bias[2] = {1, 1}, c[9 * 2] = {5};
+    CHECK(mm_avx512_gemm(c, a, b, bias, 9, 4, 2, 4, 1, 2, 1, 2, 1) != 0 && c[0] == 5);
+}
+
+/* The GEMM splits columns between threads, never a reduction: the bits of
+ * every product are the same with 1 thread as with 2. */
+static void test_avx512_gemm_thread_count(void)
+{
+    if (!nn_cpu()->avx512f) return;
+    int N = 37, C = 800, OC = 291;
+    float *inp = rand_buf((size_t)N * C), *w = rand_buf((size_t)OC * C), *b = rand_buf(OC), *dout = rand_buf((size_t)N * OC);
+    float *o1 = malloc((size_t)N * OC * 4), *o2 = malloc((size_t)N * OC * 4);
+    float *di1 = calloc((size_t)N * C, 4), *di2 = calloc((size_t)N * C, 4);
+    float *dw1 = calloc((size_t)OC * C, 4), *dw2 = calloc((size_t)OC * C, 4);
+    int nt = omp_get_max_threads();
+    omp_set_num_threads(1);
+    CHECK(mm_forward_path(MM_AVX512, NN_PREC_FP32, o1, inp, w, b, N, C, OC) == 0);
+    CHECK(mm_backward_path(MM_AVX512, NN_PREC_FP32, di1, dw1, NULL, dout, inp, w, N, C, OC) == 0);
+    omp_set_num_threads(nt > 1 ? nt : 2);
+    CHECK(mm_forward_path(MM_AVX512, NN_PREC_FP32, o2, inp, w, b, N, C, OC) == 0);
+    CHECK(mm_backward_path(MM_AVX512, NN_PREC_FP32, di2, dw2, NULL, dout, inp, w, N, C, OC) == 0);
+    omp_set_num_threads(nt);
+    CHECK(memcmp(o1, o2, (size_t)N * OC * 4) == 0);
+    CHECK(memcmp(di1, di2, (size_t)N * C * 4) == 0);
+    CHECK(memcmp(dw1, dw2, (size_t)OC * C * 4) == 0);
+    free(inp); free(w); free(b); free(dout); free(o1); free(o2); free(di1); free(di2); free(dw1); free(dw2);
 }
 
 /* bf16 keeps 8 significant bits: each operand is off by up to 2^-9
@@ -353,7 +387,8 @@ int main(void)
     RUN(test_onednn_fp32);
     RUN(test_onednn_eviction);
     RUN(test_kernel_choice_by_shape);
-    RUN(test_avx512_gemv);
+    RUN(test_avx512_kernels);
+    RUN(test_avx512_gemm_thread_count);
     RUN(test_bf16);
     RUN(test_peaks);
     RUN(test_describe);
