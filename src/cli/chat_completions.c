@@ -63,40 +63,7 @@ static int takes_value(const char *a)
     return !strchr(a, '=') && strcmp(a, "--stream") != 0;
 }
 
-/* Print one chunk's (or the whole answer's) choices as the original did. */
-static void print_choices(json_t *choices, int stream)
-{
-    size_t n = json_array_size(choices);
-    for (size_t want = 0, printed = 0; printed < n && want < n + 1024; want++) {   /* sorted by index */
-        for (size_t i = 0; i < n; i++) {
-            json_t *c = json_array_get(choices, i);
-            json_t *idx = json_object_get(c, "index");
-            if ((json_is_integer(idx) ? (size_t)json_integer_value(idx) : i) != want) continue;
-            if (n > 1) printf("===== Chat Completion %zu =====\n", printed);
-            const char *t = json_string_value(json_object_get(json_object_get(c, stream ? "delta" : "message"), "content"));
-            if (t) fputs(t, stdout);
-            if (n > 1 && !stream) putchar('\n');
-            fflush(stdout);
-            printed++;
-        }
-    }
-}
-
-static int on_chunk(const char *data, size_t len, void *ud)
-{
-    json_t *j = json_loadb(data, len, 0, NULL);
-    if (!j) return 0;
-    json_t *e = json_object_get(j, "error");
-    if (e) {
-        const char *m = json_string_value(json_object_get(e, "message"));
-        snprintf((char *)ud, CORE_ERR_LEN, "%s (Error occurred while streaming.)", m ? m : "<empty message>");
-        json_decref(j);
-        return 1;
-    }
-    print_choices(json_object_get(j, "choices"), 1);
-    json_decref(j);
-    return 0;
-}
+static const cli_gen_style_t style = {"chat/completions", "Chat Completion", "message", "delta", 0};
 
 /* Take the -g pairs out of argv into msgs; the other arguments go to rest
  * (rest[0] = argv[0]). Returns 0, 1 after --help, or 2 after a usage error. */
@@ -165,43 +132,13 @@ int cli_chat_completions(const cli_opts_t *o, const char *op, int argc, char **a
         return cli_print_error("Must provide an 'engine' or 'model' parameter to create a ChatCompletion");
     }
 
+    const cli_gen_key_t keys[] = {{"n", N}, {"max_tokens", MAXTOK}, {"temperature", TEMP}, {"top_p", TOPP},
+                                  {"stop", STOP}, {"stream", STREAM}, {NULL, 0}};
     json_t *b = json_object();
     json_object_set_new(b, "model", f[MODEL].set ? json_string(f[MODEL].str) : json_null());
     json_object_set_new(b, "messages", msgs);
-    json_object_set_new(b, "n", f[N].set ? json_integer(f[N].i) : json_null());
-    json_object_set_new(b, "max_tokens", f[MAXTOK].set ? json_integer(f[MAXTOK].i) : json_null());
-    json_object_set_new(b, "temperature", f[TEMP].set ? json_real(f[TEMP].f) : json_null());
-    json_object_set_new(b, "top_p", f[TOPP].set ? json_real(f[TOPP].f) : json_null());
-    json_object_set_new(b, "stop", f[STOP].set ? json_string(f[STOP].str) : json_null());
-    json_object_set_new(b, "stream", json_boolean(f[STREAM].set));
+    cli_gen_body(b, f, keys);
     char *body = json_dumps(b, JSON_COMPACT);
     json_decref(b);
-    if (!body) return cli_print_error("out of memory building the request");
-
-    char path[1200];
-    if (f[ENGINE].set) {
-        char q[1024];
-        cli_quote_plus(f[ENGINE].str, q, sizeof q);
-        snprintf(path, sizeof path, "/engines/%s/chat/completions", q);
-    } else {
-        snprintf(path, sizeof path, "/chat/completions");
-    }
-    if (!f[STREAM].set) {
-        json_t *r;
-        rc = cli_call(o, "POST", path, body, &r);
-        free(body);
-        if (rc) return rc;
-        print_choices(json_object_get(r, "choices"), 0);
-        json_decref(r);
-        return 0;
-    }
-    char err[CORE_ERR_LEN] = "", serr[CORE_ERR_LEN] = "";
-    cli_resp_t r;
-    rc = cli_http_sse(o, "POST", path, body, on_chunk, serr, NULL, &r, err);
-    free(body);
-    if (rc < 0) { cli_resp_free(&r); return cli_print_error(err); }
-    if (r.status < 200 || r.status >= 300) { rc = cli_print_api_error(&r); cli_resp_free(&r); return rc; }
-    cli_resp_free(&r);
-    if (serr[0]) return cli_print_error(serr);
-    return 0;
+    return cli_gen_post(o, &style, f[ENGINE].set ? f[ENGINE].str : NULL, f[STREAM].set, body);
 }

@@ -144,6 +144,26 @@ int cli_flags_parse(const char *cmd, const char *summary, cli_flag_t *flags, int
 void cli_flags_usage(FILE *f, const char *cmd, const char *summary,
                      const cli_flag_t *flags, int nflags);
 
+/* ---- completions.create and chat_completions.create (generate.c) ---- */
+/* How a generation command's body is built: key <- flags[flag], a JSON
+ * null when unset (a CLI_BOOL is true or false). Ends with {NULL, 0}. */
+typedef struct {
+    const char *key;
+    int flag;
+} cli_gen_key_t;
+void cli_gen_body(json_t *body, const cli_flag_t *flags, const cli_gen_key_t *keys);
+/* What differs between the two in the request path and the printing. */
+typedef struct {
+    const char *endpoint;       /* "completions" or "chat/completions" */
+    const char *title;          /* "===== <title> i =====" before each of n > 1 choices */
+    const char *object;         /* NULL: choice.text; else choice.<object>.content */
+    const char *stream_object;  /* the same for a streamed chunk */
+    int newline_streamed;       /* a newline after each streamed choice too (n > 1) */
+} cli_gen_style_t;
+/* POST body (freed here) to /<endpoint> or /engines/<engine>/<endpoint>,
+ * streamed or not, and print the choices; returns the exit status. */
+int cli_gen_post(const cli_opts_t *o, const cli_gen_style_t *st, const char *engine, int stream, char *body);
+
 /* ---- prepare_data (prepare_data.c, prepare_read.c) ---- */
 /* A table as pandas would hold it after read_*(dtype=str).fillna(""):
  * named columns, every cell a string. Strings live in an arena of big blocks

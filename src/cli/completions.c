@@ -9,40 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void print_choices(json_t *choices)
-{
-    size_t n = json_array_size(choices);
-    /* sorted by index, as the original did */
-    for (size_t want = 0, printed = 0; printed < n && want < n + 1024; want++) {
-        for (size_t i = 0; i < n; i++) {
-            json_t *c = json_array_get(choices, i);
-            json_t *idx = json_object_get(c, "index");
-            if ((json_is_integer(idx) ? (size_t)json_integer_value(idx) : i) != want) continue;
-            if (n > 1) printf("===== Completion %zu =====\n", printed);
-            const char *t = json_string_value(json_object_get(c, "text"));
-            if (t) fputs(t, stdout);
-            if (n > 1) putchar('\n');
-            fflush(stdout);
-            printed++;
-        }
-    }
-}
-
-static int on_chunk(const char *data, size_t len, void *ud)
-{
-    json_t *j = json_loadb(data, len, 0, NULL);
-    if (!j) return 0;
-    json_t *e = json_object_get(j, "error");
-    if (e) {
-        const char *m = json_string_value(json_object_get(e, "message"));
-        snprintf((char *)ud, CORE_ERR_LEN, "%s (Error occurred while streaming.)", m ? m : "<empty message>");
-        json_decref(j);
-        return 1;
-    }
-    print_choices(json_object_get(j, "choices"));
-    json_decref(j);
-    return 0;
-}
+static const cli_gen_style_t style = {"completions", "Completion", NULL, NULL, 1};
 
 int cli_completions(const cli_opts_t *o, const char *op, int argc, char **argv)
 {
@@ -75,45 +42,13 @@ int cli_completions(const cli_opts_t *o, const char *op, int argc, char **argv)
     if (f[ENGINE].set && f[MODEL].set)
         fprintf(stderr, "UserWarning: In most cases, you should not be specifying both engine and model.\n");
 
+    /* the original's key order; -e goes in the path, not the body */
+    const cli_gen_key_t keys[] = {{"model", MODEL}, {"n", N}, {"max_tokens", MAXTOK}, {"logprobs", LOGPROBS}, {"prompt", PROMPT},
+                                  {"stream", STREAM}, {"temperature", TEMP}, {"top_p", TOPP}, {"stop", STOP}, {NULL, 0}};
     json_t *b = json_object();
-    if (f[MODEL].set) json_object_set_new(b, "model", json_string(f[MODEL].str));
-    else json_object_set_new(b, "model", json_null());
-    json_object_set_new(b, "n", f[N].set ? json_integer(f[N].i) : json_null());
-    json_object_set_new(b, "max_tokens", f[MAXTOK].set ? json_integer(f[MAXTOK].i) : json_null());
-    json_object_set_new(b, "logprobs", f[LOGPROBS].set ? json_integer(f[LOGPROBS].i) : json_null());
-    json_object_set_new(b, "prompt", f[PROMPT].set ? json_string(f[PROMPT].str) : json_null());
-    json_object_set_new(b, "stream", json_boolean(f[STREAM].set));
-    json_object_set_new(b, "temperature", f[TEMP].set ? json_real(f[TEMP].f) : json_null());
-    json_object_set_new(b, "top_p", f[TOPP].set ? json_real(f[TOPP].f) : json_null());
-    json_object_set_new(b, "stop", f[STOP].set ? json_string(f[STOP].str) : json_null());
+    cli_gen_body(b, f, keys);
     json_object_set_new(b, "echo", json_true());
     char *body = json_dumps(b, JSON_COMPACT);
     json_decref(b);
-
-    char path[1200];
-    if (f[ENGINE].set) {
-        char q[1024];
-        cli_quote_plus(f[ENGINE].str, q, sizeof q);
-        snprintf(path, sizeof path, "/engines/%s/completions", q);
-    } else {
-        snprintf(path, sizeof path, "/completions");
-    }
-    if (!f[STREAM].set) {
-        json_t *r;
-        rc = cli_call(o, "POST", path, body, &r);
-        free(body);
-        if (rc) return rc;
-        print_choices(json_object_get(r, "choices"));
-        json_decref(r);
-        return 0;
-    }
-    char err[CORE_ERR_LEN] = "", serr[CORE_ERR_LEN] = "";
-    cli_resp_t r;
-    rc = cli_http_sse(o, "POST", path, body, on_chunk, serr, NULL, &r, err);
-    free(body);
-    if (rc < 0) { cli_resp_free(&r); return cli_print_error(err); }
-    if (r.status < 200 || r.status >= 300) { rc = cli_print_api_error(&r); cli_resp_free(&r); return rc; }
-    cli_resp_free(&r);
-    if (serr[0]) return cli_print_error(serr);
-    return 0;
+    return cli_gen_post(o, &style, f[ENGINE].set ? f[ENGINE].str : NULL, f[STREAM].set, body);
 }

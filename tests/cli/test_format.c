@@ -147,6 +147,44 @@ static void test_connection_refused_message(void)
     cli_resp_free(&r);
 }
 
+/* The generation commands' body: every key in the table's order, unset
+ * flags as null, a bool as false, as the contract (§2.6) quotes the
+ * Python CLI's body for completions.create -m M -p P. */
+static void test_gen_body(void)
+{
+    cli_flag_t f[] = {
+        CLI_FLAG("-m", "--model", CLI_STR, 0, ""), CLI_FLAG(NULL, "--stream", CLI_BOOL, 0, ""),
+        CLI_FLAG("-p", "--prompt", CLI_STR, 0, ""), CLI_FLAG("-M", "--max-tokens", CLI_INT, 0, ""),
+        CLI_FLAG("-t", "--temperature", CLI_FLOAT, 0, ""), CLI_FLAG("-P", "--top_p", CLI_FLOAT, 0, ""),
+        CLI_FLAG("-n", "--n", CLI_INT, 0, ""), CLI_FLAG(NULL, "--logprobs", CLI_INT, 0, ""),
+        CLI_FLAG(NULL, "--stop", CLI_STR, 0, ""),
+    };
+    enum { MODEL, STREAM, PROMPT, MAXTOK, TEMP, TOPP, N, LOGPROBS, STOP, NF };
+    const cli_gen_key_t keys[] = {{"model", MODEL}, {"n", N}, {"max_tokens", MAXTOK}, {"logprobs", LOGPROBS}, {"prompt", PROMPT},
+                                  {"stream", STREAM}, {"temperature", TEMP}, {"top_p", TOPP}, {"stop", STOP}, {NULL, 0}};
+    char *argv[] = {"completions.create", "-m", "curie:ft-x", "-p", "Q ->", NULL};
+    int help = 0;
+    CHECK_EQ_INT(cli_flags_parse("completions.create", "", f, NF, 5, argv, &help), 0);
+    json_t *b = json_object();
+    cli_gen_body(b, f, keys);
+    json_object_set_new(b, "echo", json_true());
+    char *t = json_dumps(b, JSON_COMPACT);
+    CHECK_EQ_STR(t, "{\"model\":\"curie:ft-x\",\"n\":null,\"max_tokens\":null,\"logprobs\":null,\"prompt\":\"Q ->\","
+                    "\"stream\":false,\"temperature\":null,\"top_p\":null,\"stop\":null,\"echo\":true}");
+    free(t);
+    json_decref(b);
+    char *argv2[] = {"completions.create", "-m", "m", "-M", "4", "-t", "0", "--stream", "--stop", "\n", NULL};
+    for (int i = 0; i < NF; i++) f[i].set = 0;
+    CHECK_EQ_INT(cli_flags_parse("completions.create", "", f, NF, 10, argv2, &help), 0);
+    b = json_object();
+    cli_gen_body(b, f, keys);
+    t = json_dumps(b, JSON_COMPACT);
+    CHECK_EQ_STR(t, "{\"model\":\"m\",\"n\":null,\"max_tokens\":4,\"logprobs\":null,\"prompt\":null,"
+                    "\"stream\":true,\"temperature\":0.0,\"top_p\":null,\"stop\":\"\\n\"}");
+    free(t);
+    json_decref(b);
+}
+
 int main(void)
 {
     RUN(test_json_dump_like_python);
@@ -156,5 +194,6 @@ int main(void)
     RUN(test_flag_parser);
     RUN(test_options_and_key_precedence);
     RUN(test_connection_refused_message);
+    RUN(test_gen_body);
     return test_summary();
 }
