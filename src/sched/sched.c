@@ -212,25 +212,45 @@ int sched_running(sched_t *sc)
 
 extern char **environ;
 
-/* The worker's environment: ours, plus OMP_NUM_THREADS = cores / max
- * concurrent jobs when several jobs may train at once and the user did not
- * choose, because OpenMP teams that oversubscribe the cores spin against
- * each other (measured: a tiny job 20x slower beside another). Built before
- * fork: the child may not allocate. Returns environ itself when unchanged. */
-static char **worker_env(const sched_t *sc, char *omp, size_t omp_len)
+/* Is NAME set in env? */
+static int env_has(char *const *env, const char *name)
 {
-    if (sc->max_concurrent <= 1 || getenv("OMP_NUM_THREADS")) return environ;
-    cpu_set_t set;
-    int cores = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : (int)sysconf(_SC_NPROCESSORS_ONLN);
-    int per = cores / sc->max_concurrent;
-    snprintf(omp, omp_len, "OMP_NUM_THREADS=%d", per < 1 ? 1 : per);
+    size_t n = strlen(name);
+    for (; *env; env++)
+        if (!strncmp(*env, name, n) && (*env)[n] == '=') return 1;
+    return 0;
+}
+
+/* The worker's environment. Two OpenMP settings are added unless the user
+ * chose them:
+ *  - OMP_WAIT_POLICY=PASSIVE: libgomp's default lets a thread that waits at
+ *    a barrier spin first, and on a shared machine a spinning thread waiting
+ *    for a descheduled partner burns the core the partner needed (measured:
+ *    about 2x the CPU per training step, docs/bench.md section 7). It must
+ *    be in the environment before libgomp initialises, so it is set here,
+ *    for the exec'd worker, not in the worker itself;
+ *  - OMP_NUM_THREADS = cores / max concurrent jobs when several jobs may
+ *    train at once, because OpenMP teams that oversubscribe the cores spin
+ *    against each other (measured: a tiny job 20x slower beside another).
+ * Built before fork: the child may not allocate. */
+char **sched_worker_env(char *const *base, int max_concurrent, int cores, char buf[128])
+{
     int n = 0;
-    while (environ[n]) n++;
-    char **env = malloc((size_t)(n + 2) * sizeof *env);
-    if (!env) return environ;
-    memcpy(env, environ, (size_t)n * sizeof *env);
-    env[n] = omp;
-    env[n + 1] = NULL;
+    while (base[n]) n++;
+    char **env = malloc((size_t)(n + 3) * sizeof *env);
+    if (!env) return NULL;
+    memcpy(env, base, (size_t)n * sizeof *env);
+    char *p = buf;
+    if (!env_has(base, "OMP_WAIT_POLICY")) {
+        env[n++] = p;
+        p += snprintf(p, 64, "OMP_WAIT_POLICY=PASSIVE") + 1;
+    }
+    if (max_concurrent > 1 && !env_has(base, "OMP_NUM_THREADS")) {
+        int per = cores / max_concurrent;
+        env[n++] = p;
+        snprintf(p, 40, "OMP_NUM_THREADS=%d", per < 1 ? 1 : per);
+    }
+    env[n] = NULL;
     return env;
 }
 
@@ -243,12 +263,15 @@ static pid_t spawn_worker(sched_t *sc, const char *job_id, char *err)
     snprintf(log, sizeof log, "%s/worker.log", jdir);
     char *argv[6];
     sched_worker_argv(sc->exe, job_id, sc->data_dir, argv);
-    char omp[64];
-    char **env = worker_env(sc, omp, sizeof omp);
+    char envbuf[128];
+    cpu_set_t set;
+    int cores = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    char **env = sched_worker_env(environ, sc->max_concurrent, cores, envbuf);
+    if (!env) return core_errf(err, "cannot start a worker process: out of memory");
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
-        if (env != environ) free(env);
+        free(env);
         return core_errf(err, "cannot start a worker process: %s", strerror(errno));
     }
     if (pid == 0) {
@@ -269,7 +292,7 @@ static pid_t spawn_worker(sched_t *sc, const char *job_id, char *err)
         execve(sc->exe, argv, env);
         _exit(127);
     }
-    if (env != environ) free(env);
+    free(env);
     return pid;
 }
 

@@ -72,5 +72,10 @@ int sched_running(sched_t *sc);
 /* Build the worker's arguments (exposed for tests): argv for
  * exe worker JOB-ID --data DIR, NULL-terminated, pointing into the inputs. */
 void sched_worker_argv(const char *exe, const char *job_id, const char *data_dir, char *argv[6]);
+/* The worker's environment (exposed for tests): base plus, where base does
+ * not set them, OMP_WAIT_POLICY=PASSIVE and (max_concurrent > 1) OMP_NUM_THREADS
+ * = cores / max_concurrent. The added strings live in buf; free the array
+ * (not its strings). NULL when out of memory. */
+char **sched_worker_env(char *const *base, int max_concurrent, int cores, char buf[128]);
 
 #endif

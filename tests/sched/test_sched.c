@@ -373,11 +373,87 @@ static void test_quick_resume_waits_for_the_old_worker(void)
     done(s);
 }
 
+/* OMP_WAIT_POLICY=PASSIVE unless the user chose a policy; OMP_NUM_THREADS
+ * split between concurrent jobs unless the user chose a count. */
+static void test_worker_env(void)
+{
+    char buf[128];
+    char *base[] = {"PATH=/bin", "OMP_WAIT_POLICYX=1", NULL};
+    char **e = sched_worker_env(base, 1, 8, buf);
+    CHECK(e != NULL);
+    CHECK_EQ_STR(e[0], "PATH=/bin");
+    CHECK_EQ_STR(e[1], "OMP_WAIT_POLICYX=1");
+    CHECK_EQ_STR(e[2], "OMP_WAIT_POLICY=PASSIVE");
+    CHECK(e[3] == NULL);
+    free(e);
+    e = sched_worker_env(base, 3, 8, buf);
+    CHECK_EQ_STR(e[2], "OMP_WAIT_POLICY=PASSIVE");
+    CHECK_EQ_STR(e[3], "OMP_NUM_THREADS=2");
+    CHECK(e[4] == NULL);
+    free(e);
+    char *user[] = {"OMP_WAIT_POLICY=active", "OMP_NUM_THREADS=1", NULL};
+    e = sched_worker_env(user, 4, 2, buf);
+    CHECK_EQ_STR(e[0], "OMP_WAIT_POLICY=active");
+    CHECK_EQ_STR(e[1], "OMP_NUM_THREADS=1");
+    CHECK(e[2] == NULL);
+    free(e);
+    char *none[] = {NULL};
+    e = sched_worker_env(none, 4, 2, buf);
+    CHECK_EQ_STR(e[0], "OMP_WAIT_POLICY=PASSIVE");
+    CHECK_EQ_STR(e[1], "OMP_NUM_THREADS=1");   /* at least one thread each */
+    CHECK(e[2] == NULL);
+    free(e);
+}
+
+/* The exec'd worker really has it: a stand-in worker writes its
+ * environment; with the user's own policy, that one is kept. */
+static void worker_policy_seen(const char *user_policy, const char *want)
+{
+    store_org_t org;
+    store_t *s = fresh(&org);
+    char exe[512], out[512], text[1024];
+    snprintf(out, sizeof out, "%s/env.txt", dir);
+    snprintf(exe, sizeof exe, "%s/env-worker.sh", dir);
+    snprintf(text, sizeof text, "#!/bin/sh\nenv > %s.tmp && mv %s.tmp %s\nexit 1\n", out, out, out);
+    CHECK(fs_write_atomic(exe, text, strlen(text), err) == 0);
+    chmod(exe, 0755);
+    char *saved = getenv("OMP_WAIT_POLICY") ? strdup(getenv("OMP_WAIT_POLICY")) : NULL;
+    if (user_policy) setenv("OMP_WAIT_POLICY", user_policy, 1);
+    else unsetenv("OMP_WAIT_POLICY");
+    store_job_t a;
+    job(s, &org, STORE_API_LEGACY, &a);
+    CHECK(sched_enqueue(NULL, s, a.id, err) == 0);
+    sched_t *sc;
+    CHECKF(sched_start(dir, 1, exe, &sc, err) == 0, "%s", err);
+    double until = time_mono() + 10;
+    while (!fs_exists(out) && time_mono() < until) usleep(10000);
+    sched_stop(sc);
+    if (saved) setenv("OMP_WAIT_POLICY", saved, 1);
+    else unsetenv("OMP_WAIT_POLICY");
+    free(saved);
+    char *env = NULL;
+    size_t len;
+    CHECKF(fs_read_all(out, &env, &len, err) == 0, "%s", err);
+    char line[64];
+    snprintf(line, sizeof line, "\nOMP_WAIT_POLICY=%s\n", want);
+    CHECKF(env && (strstr(env, line) || !strncmp(env, line + 1, strlen(line + 1))), "worker env lacks %s", line + 1);
+    free(env);
+    done(s);
+}
+
+static void test_worker_gets_passive_wait_policy(void)
+{
+    worker_policy_seen(NULL, "PASSIVE");
+    worker_policy_seen("ACTIVE", "ACTIVE");
+}
+
 int main(void)
 {
     RUN(test_enqueue_numbers);
     RUN(test_cancel_pause_resume);
     RUN(test_worker_argv);
+    RUN(test_worker_env);
+    RUN(test_worker_gets_passive_wait_policy);
     RUN(test_queue_order);
     RUN(test_restart_recovery);
     RUN(test_cancel_signals_worker);
