@@ -370,12 +370,7 @@ int cmd_worker(int argc, char **argv)
         if (store_model_get(w.s, w.job.org_id, w.job.model, &pm, err) == 0 && pm.base[0])
             snprintf(w.root, sizeof w.root, "%s", pm.base);
     }
-    if (w.job.integrations && strstr(w.job.integrations, "\"wandb\"")) {
-        const char *msg = "Weights & Biases integration: recorded, but this server trains offline and sends "
-                          "nothing; the metrics are in this job's events and results file";
-        int exists = 1;
-        if (store_event_exists(w.s, w.job.id, msg, &exists, err) == 0 && !exists) wevent(&w, "warn", "message", NULL, "%s", msg);
-    }
+    sched_note_wandb(w.s, &w.job, 1);
     w.start_step = w.job.last_step;
     w.total_steps = w.job.total_steps;
     w.t_start = time_mono();

@@ -145,14 +145,31 @@ static int signal_worker(sched_t *sc, const char *job_id, int cancel)
     return sl != NULL;
 }
 
+void sched_note_wandb(store_t *s, const store_job_t *j, int only_active)
+{
+    if (!j->integrations || !strstr(j->integrations, "\"wandb\"")) return;
+    char err[CORE_ERR_LEN];
+    int exists = 1;
+    if (store_event_exists(s, j->id, SCHED_MSG_WANDB, &exists, err) || exists) return;
+    if (only_active) store_event_add_active(s, j->id, "warn", "message", SCHED_MSG_WANDB, NULL, NULL, err);
+    else store_event_add(s, j->id, "warn", "message", SCHED_MSG_WANDB, NULL, NULL, err);
+}
+
 int sched_cancel(sched_t *sc, store_t *s, const char *org_id, const char *job_id, char *err)
 {
     store_job_t j;
     int rc = store_job_get(s, org_id, job_id, &j, err);
     if (rc) return rc;
-    store_job_clear(&j);
     rc = store_job_transition(s, job_id, "validating_files,queued,running,paused", "cancelled", err);
-    if (rc) return rc;
+    if (rc) {
+        store_job_clear(&j);
+        return rc;
+    }
+    /* A job cancelled before any worker ran still says what became of its
+     * integration (once the job is terminal no worker can write it too);
+     * before the terminal line, where followers stop reading. */
+    sched_note_wandb(s, &j, 0);
+    store_job_clear(&j);
     event(s, job_id, "info", SCHED_MSG_CANCELLED);
     /* With a worker, the reaper removes the work directory once it exits. */
     if (!signal_worker(sc, job_id, 1)) rm_job_dir(s, job_id);

@@ -4,6 +4,8 @@
 #ifndef TUNERY_SCHED_INT_H
 #define TUNERY_SCHED_INT_H
 
+#include "store/store.h"
+
 #define SCHED_MSG_ENQUEUED   "Fine-tune enqueued. Queue number: %d"
 #define SCHED_MSG_IN_QUEUE   "Fine-tune is in the queue. Queue number: %d"
 #define SCHED_MSG_STARTED    "Fine-tune started"
@@ -16,6 +18,14 @@
 #define SCHED_MSG_SUCCEEDED  "Fine-tune succeeded"
 #define SCHED_MSG_MODEL      "Uploaded model: %s"
 #define SCHED_MSG_RESULTS    "Uploaded result file: %s"
+#define SCHED_MSG_WANDB      "Weights & Biases integration: recorded, but this server trains offline and sends " \
+                             "nothing; the metrics are in this job's events and results file"
+
+/* The SCHED_MSG_WANDB note of a job with a wandb integration, once: the
+ * worker writes it when it starts (only_active: not after a cancel), and
+ * sched_cancel for a job cancelled before any worker ran, ahead of its
+ * "cancelled" line. Nothing for a job without one. (sched.c) */
+void sched_note_wandb(store_t *s, const store_job_t *j, int only_active);
 
 /* Worker exit status. */
 #define SCHED_EXIT_DONE        0   /* the job's outcome is in the store (succeeded, failed, paused, cancelled) */

@@ -6,6 +6,7 @@
  * max_concurrent, the reaper's verdict on a worker that exits early, and the
  * restart rule (running jobs re-queued, "Resumed from step N"). */
 #include "sched/sched.h"
+#include "sched/sched_int.h"
 #include "test.h"
 #include <sched.h>
 #include <stdlib.h>
@@ -447,10 +448,65 @@ static void test_worker_gets_passive_wait_policy(void)
     worker_policy_seen("ACTIVE", "ACTIVE");
 }
 
+/* A job with a wandb integration cancelled while still queued (no worker
+ * ever ran) gets the "sends nothing" note, once, just before its
+ * "cancelled" line; the note is not repeated if the worker wrote it
+ * already, and a job without an integration gets none. */
+static void test_cancel_queued_wandb_note(void)
+{
+    store_org_t org;
+    store_t *s = fresh(&org);
+    const char *integ = "[{\"type\": \"wandb\", \"wandb\": {\"project\": \"p\"}}]";
+    store_job_t a, b, c;
+    memset(&a, 0, sizeof a);
+    a.api = STORE_API_JOBS;
+    snprintf(a.org_id, sizeof a.org_id, "%s", org.id);
+    snprintf(a.model, sizeof a.model, "curie");
+    snprintf(a.training_file, sizeof a.training_file, "file-x");
+    a.integrations = (char *)integ;
+    b = a;
+    CHECKF(store_job_create(s, &a, err) == 0, "%s", err);
+    CHECKF(store_job_create(s, &b, err) == 0, "%s", err);
+    job(s, &org, STORE_API_JOBS, &c);
+    CHECK(sched_enqueue(NULL, s, a.id, err) == 0);
+    CHECK(sched_enqueue(NULL, s, b.id, err) == 0);
+    CHECK(sched_enqueue(NULL, s, c.id, err) == 0);
+    /* b: as if its worker had started once and written the note */
+    store_job_t jb;
+    CHECK(store_job_get(s, NULL, b.id, &jb, err) == 0);
+    sched_note_wandb(s, &jb, 1);
+    store_job_clear(&jb);
+    const char *ids[3] = {a.id, b.id, c.id};
+    int want_notes[3] = {1, 1, 0};
+    for (int k = 0; k < 3; k++) {
+        CHECK(sched_cancel(NULL, s, org.id, ids[k], err) == 0);
+        CHECK(last_event_is(s, ids[k], SCHED_MSG_CANCELLED));
+        store_event_t *ev;
+        int n = 0, notes = 0;
+        CHECK(store_event_since(s, NULL, ids[k], 0, 0, &ev, &n, err) == 0);
+        for (int i = 0; i < n; i++) notes += !strcmp(ev[i].message, SCHED_MSG_WANDB);
+        CHECKF(notes == want_notes[k], "job %d: %d notes", k, notes);
+        if (want_notes[k] && n >= 2) {
+            CHECK_EQ_STR(ev[n - 2].message, SCHED_MSG_WANDB);
+            CHECK_EQ_STR(ev[n - 2].level, "warn");
+        }
+        free(ev);
+    }
+    /* once terminal, a late worker's note (only_active) does not land */
+    store_job_t jc;
+    CHECK(store_job_get(s, NULL, c.id, &jc, err) == 0);
+    jc.integrations = strdup(integ);
+    sched_note_wandb(s, &jc, 1);
+    CHECK(last_event_is(s, c.id, SCHED_MSG_CANCELLED));
+    store_job_clear(&jc);
+    done(s);
+}
+
 int main(void)
 {
     RUN(test_enqueue_numbers);
     RUN(test_cancel_pause_resume);
+    RUN(test_cancel_queued_wandb_note);
     RUN(test_worker_argv);
     RUN(test_worker_env);
     RUN(test_worker_gets_passive_wait_policy);
