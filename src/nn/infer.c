@@ -297,10 +297,12 @@ int infer_decode(infer_t *s, const int *seqs, const int *tokens, int n, float *l
  * shared, so loading is a page-table operation and every server or worker
  * process serving that model shares one copy in the page cache. */
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -339,8 +341,35 @@ static void map_ptrs(gpt2_params_t *p, float **out[GPT2_NUM_PARAM_TENSORS])
     memcpy(out, v, sizeof v);
 }
 
+/* A writer killed mid-write (kill -9, the OOM killer) leaves its temp image,
+ * as big as the model, beside the weights for good. Before writing, remove
+ * the temp images (path.tmp.<pid>) of writers that are gone; a live one's,
+ * another process converting the same model right now, is left alone. A pid
+ * reused since is taken for alive: its file goes on a later write. */
+static void map_sweep_stale(const char *path)
+{
+    char dir[PATH_MAX], prefix[NAME_MAX + 8];
+    const char *slash = strrchr(path, '/');
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    int plen = snprintf(prefix, sizeof prefix, "%s.tmp.", slash ? slash + 1 : path);
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, prefix, (size_t)plen)) continue;
+        char *end;
+        long pid = strtol(e->d_name + plen, &end, 10);
+        if (*end || end == e->d_name + plen || pid <= 0 || pid > INT_MAX || pid == (long)getpid()) continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;   /* alive (EPERM: alive, not ours) */
+        unlinkat(dirfd(d), e->d_name, 0);
+    }
+    closedir(d);
+}
+
 static int map_write(const gpt2_t *m, const char *path, const struct stat *src, char *err)
 {
+    map_sweep_stale(path);
     char tmp[PATH_MAX + 32];
     snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
     FILE *f = fopen(tmp, "wb");

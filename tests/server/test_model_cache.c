@@ -12,7 +12,9 @@
 #include <dirent.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static char tmp[256];
@@ -66,6 +68,37 @@ static void test_load_hit_and_image(void)
     CHECK(access(path, F_OK) != 0);
     model_cache_put(&srv, b);
     model_cache_put(&srv, a);
+}
+
+/* A writer killed mid-write leaves DIR/.tunery-infer.f32.tmp.<pid>, as big
+ * as the model: the next load that writes the image removes the temp files
+ * of dead pids and keeps a live writer's. */
+static void test_stale_temp_removed(void)
+{
+    char err[CORE_ERR_LEN], src[4096], d[4096], dead[4200], live[4200], other[4200];
+    snprintf(src, sizeof src, "%s/models/ada", core_share_dir());
+    models_import_opts_t o = {0, 0};
+    CHECKF(models_import(src, "crashed", tmp, &o, err) == 0, "%s", err);
+    snprintf(d, sizeof d, "%s/models/crashed", tmp);
+    pid_t gone = fork();   /* a pid that is certainly dead: a child reaped */
+    if (gone == 0) _exit(0);
+    waitpid(gone, NULL, 0);
+    pid_t alive = fork();  /* a live writer */
+    if (alive == 0) { pause(); _exit(0); }
+    snprintf(dead, sizeof dead, "%s/.tunery-infer.f32.tmp.%d", d, (int)gone);
+    snprintf(live, sizeof live, "%s/.tunery-infer.f32.tmp.%d", d, (int)alive);
+    snprintf(other, sizeof other, "%s/notes.tmp.%d", d, (int)gone);   /* not an image temp: not ours to remove */
+    CHECK(fs_write_atomic(dead, "half", 4, err) == 0);
+    CHECK(fs_write_atomic(live, "busy", 4, err) == 0);
+    CHECK(fs_write_atomic(other, "keep", 4, err) == 0);
+    gpt2_t m;
+    CHECKF(gpt2_load_mapped(&m, d, err) == 0, "%s", err);
+    CHECKF(access(dead, F_OK) != 0, "%s was left", dead);
+    CHECKF(access(live, F_OK) == 0, "%s was removed", live);
+    CHECK(access(other, F_OK) == 0);
+    gpt2_unload_mapped(&m);
+    kill(alive, SIGKILL);
+    waitpid(alive, NULL, 0);
 }
 
 static void test_force_import_reloads(void)
@@ -225,6 +258,7 @@ int main(void)
     RUN(test_racing_requests_load_once);
     RUN(test_shared_tokenizer);
     RUN(test_unwritable_dir);
+    RUN(test_stale_temp_removed);
     RUN(test_missing_weights);
     completions_cache_free(&srv);
     char err[CORE_ERR_LEN];
