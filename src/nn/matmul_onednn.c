@@ -41,8 +41,16 @@ static pthread_mutex_t onednn_mu = PTHREAD_MUTEX_INITIALIZER;
 static dnnl_engine_t onednn_engine;
 static int onednn_state; /* 0 untried, 1 ready, -1 unavailable */
 /* oneDNN streams are not thread-safe: one per calling thread (the server may
- * run completions on several threads), created on first use, never freed. */
+ * run completions on several threads), created on first use and destroyed
+ * when the thread exits (a pthread key's destructor; a compute-pool thread
+ * that ends would leak it otherwise). */
 static __thread dnnl_stream_t onednn_stream;
+static pthread_key_t stream_key;
+static pthread_once_t stream_once = PTHREAD_ONCE_INIT;
+static int stream_key_ok;
+
+static void stream_destroy(void *s) { dnnl_stream_destroy((dnnl_stream_t)s); }
+static void stream_key_init(void) { stream_key_ok = pthread_key_create(&stream_key, stream_destroy) == 0; }
 
 static int onednn_init_locked(void)
 {
@@ -329,9 +337,14 @@ static int onednn_run(int prec, float *dst, const float *src, const float *wei, 
         const char *ev = getenv("TUNERY_MATMUL_RT");
         rt_always = ev && atoi(ev) == 1;
     }
-    if (!onednn_stream && mm_onednn_available() &&
-        dnnl_stream_create(&onednn_stream, onednn_engine, dnnl_stream_default_flags) != dnnl_success)
-        onednn_stream = NULL;
+    if (!onednn_stream && mm_onednn_available()) {
+        pthread_once(&stream_once, stream_key_init);
+        dnnl_stream_t st;
+        if (stream_key_ok && dnnl_stream_create(&st, onednn_engine, dnnl_stream_default_flags) == dnnl_success) {
+            if (pthread_setspecific(stream_key, st) == 0) onednn_stream = st;
+            else dnnl_stream_destroy(st);
+        }
+    }
     if (!onednn_stream) return -1;
     onednn_entry_t *e = onednn_acquire(rt_always && rt ? &alt : &key);
     if (!e) return -1;

@@ -242,12 +242,6 @@ int main(void)
     setenv("TUNERY_SHARE", share, 1);
     if (!mkdtemp(datadir)) return 1;
     setenv("TUNERY_DATA", datadir, 1);
-    /* Under ASan: nn/matmul_onednn.c keeps a dnnl stream per thread
-     * (__thread onednn_stream) that is never destroyed when a compute-pool
-     * thread exits, 32 bytes LeakSanitizer reports at server_stop; reported
-     * to its owner. Until it is fixed the sanitizer run uses the portable
-     * kernels, which leave this test's subject (chat.c) unchanged. */
-    if (getenv("TUNERY_ASAN")) setenv("TUNERY_MATMUL", "portable", 1);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     /* "curie": a tiny random GPT-2 (completion model); "my-chat": a chat alias of it */
     char mdir[sizeof datadir + 32], apath[sizeof datadir + 32];
