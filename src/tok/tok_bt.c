@@ -30,6 +30,9 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 typedef struct {
     uint32_t key;             /* parent node << 8 | byte; UINT32_MAX = empty */
@@ -51,20 +54,18 @@ typedef struct {
 } bt_info_t;
 
 typedef struct {
-    uint32_t kid0;            /* its children: kids[kid0 .. next node's kid0) */
+    uint32_t kid;             /* first child << 9 | number of children */
     int32_t tok;              /* token ending here, -1 if none */
 } bt_node_t;
 
 struct tok_bt {
     /* byte trie of the vocabulary: children in an open-addressing table; the
      * first two levels also in direct tables, where most walks end. ch is the
-     * table used while building; walks use nd/kids: nodes renumbered depth
-     * first, each node's children (child << 8 | byte) contiguous, so a walk
-     * below a two-byte prefix stays within a few cache lines */
+     * table used while building; walks use nd/kbyte (see bt_build) */
     bt_slot_t *ch;
     uint32_t cmask;
     bt_node_t *nd;
-    uint32_t *kids;
+    uint8_t *kbyte;
     bt_direct_t l1[256];
     int32_t *l2;              /* 65536: node of each two-byte prefix, -1 if none */
     int32_t *node_tok;        /* token ending at node, -1 if none (building only) */
@@ -92,25 +93,25 @@ static inline int32_t trie_child(const tok_bt_t *b, int32_t node, unsigned char 
     return sl ? sl->child : -1;
 }
 
-/* the longest token that is a prefix of p[at..len) */
-static inline int32_t bt_longest(const tok_bt_t *b, const unsigned char *p, size_t at, size_t len)
+/* index of byte c among a node's children's bytes kb[0..nk), -1 if none */
+static inline int bt_kid_find(const uint8_t *kb, uint32_t nk, unsigned char c)
 {
-    int32_t best = b->l1[p[at]].tok;
-    if (at + 1 >= len) return best;
-    int32_t n2 = b->l2[p[at] << 8 | p[at + 1]];
-    if (n2 < 0) return best;
-    uint32_t node = (uint32_t)n2;
-    if (b->nd[node].tok >= 0) best = b->nd[node].tok;
-    for (size_t i = at + 2; i < len; i++) {
-        uint32_t k = b->nd[node].kid0, end = b->nd[node + 1].kid0;
-        while (k < end && (b->kids[k] & 255) != p[i]) k++;
-        if (k == end) break;
-        node = b->kids[k] >> 8;
-        if (b->nd[node].tok >= 0) best = b->nd[node].tok;
+#ifdef __SSE2__
+    __m128i cc = _mm_set1_epi8((char)c);
+    for (uint32_t i = 0; i < nk; i += 16) {
+        uint32_t m = (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(kb + i)), cc));
+        if (m) {
+            uint32_t j = i + (uint32_t)__builtin_ctz(m);
+            return j < nk ? (int)j : -1;   /* bytes are unique and sorted: a later match is another node's */
+        }
     }
-    return best;
+    return -1;
+#else
+    for (uint32_t i = 0; i < nk; i++)
+        if (kb[i] == c) return (int)i;
+    return -1;
+#endif
 }
-
 
 /* Does BPE of bytes(t1) + bytes(t2) give [t1, t2]? Only merges ranked below
  * limit count (INT_MAX when encoding; the token being split when building). */
@@ -143,7 +144,7 @@ static void bt_free(tok_bt_t *b)
     if (!b) return;
     free(b->ch);
     free(b->nd);
-    free(b->kids);
+    free(b->kbyte);
     free(b->l2);
     free(b->node_tok);
     free(b->info);
@@ -186,15 +187,18 @@ static tok_bt_t *bt_build(const tok_t *t)
     }
     for (uint32_t h = 0; h <= b->cmask; h++)
         if (b->ch[h].key != UINT32_MAX) b->ch[h].tok = b->node_tok[b->ch[h].child];
-    /* the walk layout: edges grouped by parent and sorted by byte, nodes
-     * renumbered in depth-first order */
+    /* the walk layout: nodes renumbered breadth first, so that each node's
+     * children are consecutive ids, in byte order: a node holds its first
+     * child and their number, and kbyte[id] is the byte leading to id. A
+     * step of a walk is one vector compare in kbyte (98 KB for r50k, stays in
+     * L2) and one 8-byte read of the child */
     uint32_t ne = (uint32_t)nn - 1, *start = calloc((size_t)nn + 1, sizeof *start);
     uint32_t *eb = malloc(((size_t)ne + 1) * sizeof *eb), *newid = malloc((size_t)nn * sizeof *newid);
-    uint32_t *order = malloc((size_t)nn * sizeof *order), *stack = malloc((size_t)nn * sizeof *stack);
+    uint32_t *order = malloc((size_t)nn * sizeof *order);
     b->nd = malloc(((size_t)nn + 1) * sizeof *b->nd);
-    b->kids = malloc(((size_t)ne + 1) * sizeof *b->kids);
-    if (!start || !eb || !newid || !order || !stack || !b->nd || !b->kids) {
-        free(start); free(eb); free(newid); free(order); free(stack);
+    b->kbyte = calloc((size_t)nn + 64, 1);
+    if (!start || !eb || !newid || !order || !b->nd || !b->kbyte || (uint32_t)nn >= 1u << 23) {
+        free(start); free(eb); free(newid); free(order);
         bt_free(b);
         return NULL;
     }
@@ -213,22 +217,23 @@ static tok_bt_t *bt_build(const tok_t *t)
             for (uint32_t j = i; j > start[v] && (eb[j] & 255) < (eb[j - 1] & 255); j--) {
                 uint32_t x = eb[j]; eb[j] = eb[j - 1]; eb[j - 1] = x;
             }
-    uint32_t sp = 0, cnt = 0;
-    stack[sp++] = 0;
-    while (sp > 0) {
-        uint32_t v = stack[--sp];
-        newid[v] = cnt;
-        order[cnt++] = v;
-        for (uint32_t e = start[v + 1]; e > start[v]; e--) stack[sp++] = eb[e - 1] >> 8;
+    uint32_t head = 0, cnt = 0;
+    order[cnt++] = 0;
+    while (head < cnt) {
+        uint32_t v = order[head];
+        newid[v] = head++;
+        for (uint32_t e = start[v]; e < start[v + 1]; e++) {
+            b->kbyte[cnt] = (uint8_t)(eb[e] & 255);
+            order[cnt++] = eb[e] >> 8;
+        }
     }
-    uint32_t k = 0;
     for (uint32_t v = 0; v < (uint32_t)nn; v++) {
-        uint32_t old = order[v];
-        b->nd[v].kid0 = k;
+        uint32_t old = order[v], nk = start[old + 1] - start[old];
+        uint32_t k0 = nk ? newid[eb[start[old]] >> 8] : 0;
+        b->nd[v].kid = k0 << 9 | nk;
         b->nd[v].tok = b->node_tok[old];
-        for (uint32_t e = start[old]; e < start[old + 1]; e++) b->kids[k++] = newid[eb[e] >> 8] << 8 | (eb[e] & 255);
     }
-    b->nd[nn].kid0 = k;
+    b->nd[nn].kid = 0;
     b->nd[nn].tok = -1;
     for (int c0 = 0; c0 < 256; c0++) {
         int32_t n1 = trie_child(b, 0, (unsigned char)c0);
@@ -239,7 +244,7 @@ static tok_bt_t *bt_build(const tok_t *t)
             b->l2[c0 << 8 | c1] = n2 >= 0 ? (int32_t)newid[n2] : -1;
         }
     }
-    free(start); free(eb); free(newid); free(order); free(stack);
+    free(start); free(eb); free(newid); free(order);
     for (int id = 0; id < t->n_vocab; id++) {
         const unsigned char *s = (const unsigned char *)t->blob + t->off[id];
         size_t len = t->off[id + 1] - t->off[id];
@@ -292,7 +297,9 @@ static const tok_bt_t *bt_get(const tok_t *t)
     return m->bt;
 }
 
-#define BT_MEMO_BITS 15
+#ifndef BT_MEMO_BITS
+#define BT_MEMO_BITS 18
+#endif
 #define BT_MEMO (1u << BT_MEMO_BITS)
 
 int tok_bt_compatible(const tok_t *t, int a, int c)
@@ -302,61 +309,87 @@ int tok_bt_compatible(const tok_t *t, int a, int c)
 }
 
 
+/* the tokens that are prefixes of p[at..len), shortest first, with their
+ * lengths; there is at least one (every byte is a token) */
+static inline int bt_prefixes(const tok_bt_t *b, const unsigned char *p, size_t at, size_t len,
+                              int32_t *tk, uint8_t *ln)
+{
+    int n = 0;
+    tk[n] = b->l1[p[at]].tok;
+    ln[n++] = 1;
+    if (at + 1 >= len) return n;
+    int32_t n2 = b->l2[p[at] << 8 | p[at + 1]];
+    if (n2 < 0) return n;
+    uint32_t node = (uint32_t)n2;
+    if (b->nd[node].tok >= 0) { tk[n] = b->nd[node].tok; ln[n++] = 2; }
+    for (size_t i = at + 2; i < len; i++) {
+        uint32_t kd = b->nd[node].kid;
+        int j = bt_kid_find(b->kbyte + (kd >> 9), kd & 511, p[i]);
+        if (j < 0) break;
+        node = (kd >> 9) + (uint32_t)j;
+        if (b->nd[node].tok >= 0) { tk[n] = b->nd[node].tok; ln[n++] = (uint8_t)(i - at + 1); }
+    }
+    return n;
+}
+
 size_t tok_bt_piece(const tok_t *t, const unsigned char *p, size_t len, int *out, tok_scratch_t *sc)
 {
+    if (t->n_vocab > 65536) return (size_t)-2;   /* the memo's keys are two 16-bit ids */
     const tok_bt_t *b = bt_get(t);
     if (!b) return (size_t)-1;
     size_t words = (len + 1 + 31) / 32;
-    if (sc->cap < words) {
-        int32_t *a = realloc(sc->a, words * sizeof *a);
+    size_t need = words + (len + 3) / 4;
+    if (sc->cap < need) {
+        int32_t *a = realloc(sc->a, need * sizeof *a);
         if (!a) return (size_t)-1;
         sc->a = a;
-        sc->cap = words;
+        sc->cap = need;
     }
     uint32_t *live = (uint32_t *)sc->a;   /* bit i: encoding may still end at i */
+    uint8_t *olen = (uint8_t *)(sc->a + words);   /* bytes of each kept token */
     memset(live, 0xff, words * sizeof *live);
-    /* compatibility of token pairs, memoised: giant pieces repeat pairs, and
-     * each check walks the pair table at random */
-    /* (compatibility is a property of the pair: the memo stays valid for the
-     * whole encode call, one tokenizer, so it is cleared only when made) */
     if (!sc->memo) {
         sc->memo = malloc(BT_MEMO * sizeof *sc->memo);
         if (!sc->memo) return (size_t)-1;
-        memset(sc->memo, 0xff, BT_MEMO * sizeof *sc->memo);
+        memset(sc->memo, 0, BT_MEMO * sizeof *sc->memo);
     }
-    uint64_t *memo = sc->memo;
+    uint16_t *memo = sc->memo;
+    int32_t ct[256];
+    uint8_t cl[256];
     size_t pos = 0, m = 0;
-    int32_t next = -1;
-    next = bt_longest(b, p, 0, len);
-    while (next >= 0) {
-        int32_t tk = next, last = m ? out[m - 1] : -1;
-        for (;;) {
-            size_t end = pos + b->info[tk].len;
-            int ok = live[end >> 5] >> (end & 31) & 1;
-            if (ok && last >= 0) {
-                uint64_t key = (uint64_t)(uint32_t)last << 32 | (uint32_t)tk;
-                uint64_t *slot = &memo[(key * 0x9E3779B97F4A7C15ull) >> (64 - BT_MEMO_BITS)];
-                if ((*slot & ~(1ull << 63)) == key) ok = (int)(*slot >> 63);
-                else {
-                    ok = bt_compatible(t, b->info, last, tk, INT_MAX);
-                    *slot = key | (uint64_t)ok << 63;
-                }
+    unsigned below = 256;   /* after a backtrack: only candidates shorter than this */
+    while (pos < len) {
+        int i = bt_prefixes(b, p, pos, len, ct, cl) - 1;
+        while (i >= 0 && cl[i] >= below) i--;
+        int32_t last = m ? out[m - 1] : -1;
+        for (; i >= 0; i--) {
+            size_t end = pos + cl[i];
+            if (!(live[end >> 5] >> (end & 31) & 1)) continue;
+            if (last < 0) break;
+            /* key * odd is a bijection of 32-bit keys: its top bits pick the
+             * slot, the rest (the tag) tell which key is there, exactly */
+            uint32_t h = ((uint32_t)last << 16 | (uint32_t)ct[i]) * 0x9E3779B1u;
+            uint16_t *slot = &memo[h >> (32 - BT_MEMO_BITS)];
+            uint16_t tag = (uint16_t)(0x8000u | (h & ((1u << (32 - BT_MEMO_BITS)) - 1)));
+            int ok;
+            if ((*slot & ~0x4000u) == tag) ok = *slot >> 14 & 1;
+            else {
+                ok = bt_compatible(t, b->info, last, ct[i], INT_MAX);
+                *slot = (uint16_t)(tag | ok << 14);
             }
-            if (ok) {
-                out[m++] = tk;
-                pos = end;
-                if (pos < len) next = bt_longest(b, p, pos, len);
-                else next = -1;
-                break;
-            }
-            if (b->info[tk].prefix >= 0) { tk = b->info[tk].prefix; continue; }
-            if (m == 0) return (size_t)-2;   /* cannot happen for a BPE vocabulary */
-            live[pos >> 5] &= ~(1u << (pos & 31));
-            m--;
-            pos -= b->info[last].len;
-            next = last;
-            break;
+            if (ok) break;
         }
+        if (i >= 0) {
+            out[m] = ct[i];
+            olen[m++] = cl[i];
+            pos += cl[i];
+            below = 256;
+            continue;
+        }
+        if (m == 0) return (size_t)-2;   /* cannot happen for a BPE vocabulary */
+        live[pos >> 5] &= ~(1u << (pos & 31));
+        below = olen[--m];
+        pos -= below;
     }
     return m;
 }

@@ -157,7 +157,7 @@ size_t tok_pretok_gpt2(const unsigned char *s, size_t i, size_t n);
 typedef struct {
     int32_t *a;              /* ids / heap / links, grown to need */
     size_t cap;
-    uint64_t *memo;          /* tok_bt.c's pair-compatibility memo */
+    uint16_t *memo;          /* tok_bt.c's pair-compatibility memo */
 } tok_scratch_t;
 size_t tok_bpe_piece(const tok_t *t, const unsigned char *p, size_t len,
                      int *out, tok_scratch_t *sc);
