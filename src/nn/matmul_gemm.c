@@ -28,6 +28,7 @@
 #include "nn/matmul_impl.h"
 
 #include <omp.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,11 +47,50 @@
 /* Packed A: per 8-row sliver, kc steps of 8 values (a[k * 8 + i]).
  * Packed B: kc steps of 48 values (b[k * 48 + j]). Both zero-padded. */
 
-/* The A block, shared by the threads of one product: one per calling thread
- * (the server runs products on several threads at once), grown, never shrunk.
- * Each thread's B panel likewise (gemm_bpanel below). */
-static __thread float *gemm_ablock;
-static __thread size_t gemm_ablock_len;
+/* Per-thread buffers, grown, never shrunk, freed when the thread exits (the
+ * server's pool threads come and go): the A block, shared by the threads of
+ * one product, belongs to the calling thread (the server runs products on
+ * several threads at once); each thread packs its B panels into its own. */
+typedef struct {
+    float *a, *b;
+    size_t alen, blen;
+} gemm_bufs_t;
+
+static pthread_key_t gemm_key;
+static pthread_once_t gemm_once = PTHREAD_ONCE_INIT;
+
+static void gemm_bufs_free(void *p)
+{
+    gemm_bufs_t *g = p;
+    free(g->a);
+    free(g->b);
+    free(g);
+}
+
+static void gemm_key_init(void) { pthread_key_create(&gemm_key, gemm_bufs_free); }
+
+static float *grow(float **buf, size_t *len, size_t need)
+{
+    if (need <= *len) return *buf;
+    float *p = aligned_alloc(64, (need * sizeof(float) + 63) / 64 * 64);
+    if (!p) return NULL;
+    free(*buf);
+    *buf = p;
+    *len = need;
+    return p;
+}
+
+/* This thread's A block (which = 0) or B panel (1) of at least n floats. */
+static float *gemm_buf(int which, size_t n)
+{
+    pthread_once(&gemm_once, gemm_key_init);
+    gemm_bufs_t *g = pthread_getspecific(gemm_key);
+    if (!g) {
+        if (!(g = calloc(1, sizeof *g))) return NULL;
+        if (pthread_setspecific(gemm_key, g)) { free(g); return NULL; }
+    }
+    return which ? grow(&g->b, &g->blen, n) : grow(&g->a, &g->alen, n);
+}
 
 /* ------------------------------------------------------------------------ */
 /* packing                                                                  */
@@ -281,19 +321,6 @@ static void prefetch_panel(prefetch_t *pf, const float *b, size_t sbk, size_t sb
     }
 }
 
-static __thread float *gemm_bpanel;
-static __thread size_t gemm_bpanel_len;
-
-static float *grow(float **buf, size_t *len, size_t need)
-{
-    if (need <= *len) return *buf;
-    float *p = aligned_alloc(64, (need * sizeof(float) + 63) / 64 * 64);
-    if (!p) return NULL;
-    free(*buf);
-    *buf = p;
-    *len = need;
-    return p;
-}
 
 /* c (M, N; row stride ldc) = [c +] a (M, K) @ b (K, N) [+ bias (N)], a and b
  * read through element strides (sam, sak) and (sbk, sbn). bias only when not
@@ -305,14 +332,14 @@ int mm_avx512_gemm(float *c, const float *a, const float *b, const float *bias, 
     if (!nn_cpu()->avx512f || M <= 0 || N <= 0 || K <= 0 || (accumulate && bias)) return -1;
     int KCb, MCb;
     gemm_blocking(M, K, &KCb, &MCb);
-    float *ablock = grow(&gemm_ablock, &gemm_ablock_len, (size_t)((MCb + MR - 1) / MR) * MR * KCb);
+    float *ablock = gemm_buf(0, (size_t)((MCb + MR - 1) / MR) * MR * KCb);
     if (!ablock) return -1;
     int npanels = (N + NR - 1) / NR;
     int fail = 0;
     #pragma omp parallel
     {
         int nt = omp_get_num_threads(), t = omp_get_thread_num();
-        float *bp = grow(&gemm_bpanel, &gemm_bpanel_len, (size_t)KCb * NR);
+        float *bp = gemm_buf(1, (size_t)KCb * NR);
         if (!bp) {
             #pragma omp atomic write
             fail = 1;

@@ -5,6 +5,7 @@
 #include "nn/matmul_impl.h"
 
 #include <omp.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -279,6 +280,36 @@ static void test_avx512_gemm_thread_count(void)
     free(inp); free(w); free(b); free(dout); free(o1); free(o2); free(di1); free(di2); free(dw1); free(dw2);
 }
 
+/* The server runs products on pool threads that come and go: a thread's GEMM
+ * buffers are freed when it exits (LeakSanitizer checks it under make asan). */
+static void *gemm_on_thread(void *arg)
+{
+    float *o = arg;
+    float x[20 * 30], w[30 * 50];
+    for (int i = 0; i < 20 * 30; i++) x[i] = (float)(i % 7);
+    for (int i = 0; i < 30 * 50; i++) w[i] = (float)(i % 5);
+    return (void *)(intptr_t)mm_avx512_gemm(o, x, w, NULL, 20, 30, 50, 30, 1, 50, 1, 50, 0);
+}
+
+static void test_avx512_gemm_thread_exit(void)
+{
+    if (!nn_cpu()->avx512f) return;
+    float o[20 * 50];
+    pthread_t th;
+    void *rc = (void *)1;
+    CHECK(pthread_create(&th, NULL, gemm_on_thread, o) == 0);
+    CHECK(pthread_join(th, &rc) == 0);
+    CHECK(rc == NULL);
+    int bad = 0;   /* small integers: the product is exact in fp32 */
+    for (int m = 0; m < 20; m++)
+        for (int n = 0; n < 50; n++) {
+            float ref = 0;
+            for (int k = 0; k < 30; k++) ref += (float)((m * 30 + k) % 7) * (float)((k * 50 + n) % 5);
+            bad += o[m * 50 + n] != ref;
+        }
+    CHECK(bad == 0);
+}
+
 /* bf16 keeps 8 significant bits: each operand is off by up to 2^-9
  * relatively, so a dot product is off by ~2^-8 of the magnitude of its terms.
  * Stated bound: relative Frobenius error <= 1e-2 against the exact product
@@ -389,6 +420,7 @@ int main(void)
     RUN(test_kernel_choice_by_shape);
     RUN(test_avx512_kernels);
     RUN(test_avx512_gemm_thread_count);
+    RUN(test_avx512_gemm_thread_exit);
     RUN(test_bf16);
     RUN(test_peaks);
     RUN(test_describe);
