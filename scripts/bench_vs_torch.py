@@ -11,7 +11,10 @@ gives. Both sides get the same OpenMP wait policy (--wait) and thread count.
 
 PyTorch runs through scripts/bench_torch.py's child mode in the configuration
 that measured best on these machines (2 threads, oneDNN on, glibc malloc
-tunables that stop page faults; OPENBLAS_CORETYPE removed for it only). Run
+tunables that stop page faults; OPENBLAS_CORETYPE removed for it only), and
+with --precision bf16 also in its own bf16 autocast, since against tunery's
+bf16 mode PyTorch's best configuration includes its mixed precision. Prefill
+and batch-1 decode are compared too (decode in wall time only). Run
 scripts/bench_torch.py alone to search that configuration again.
 
     /usr/bin/python3 scripts/bench_vs_torch.py [--rounds 3] [--shapes 4x64,8x128]
@@ -74,6 +77,11 @@ def main():
             p = json_lines(["/usr/bin/python3", torch_py, "--child", json.dumps(spec)], torch_env)[0]
             print(json.dumps(dict(p, round=r)), flush=True)
             add("train_B%dT%d" % (B, T), "torch", p["ms_per_step_median"], p["cpu_ms_per_step_median"])
+            if prec == "bf16":
+                # against tunery's bf16 mode, PyTorch's own mixed precision is part of "its best configuration"
+                p = json_lines(["/usr/bin/python3", torch_py, "--child", json.dumps(dict(spec, bf16=1))], torch_env)[0]
+                print(json.dumps(dict(p, round=r)), flush=True)
+                add("train_B%dT%d" % (B, T), "torch_bf16_autocast", p["ms_per_step_median"], p["cpu_ms_per_step_median"])
         if "--no-prefill" in sys.argv:
             continue
         g = json_lines([tunery, "bench", "generate", "--no-torch", "--reps", "5", "--steps", "4"], base)
@@ -86,18 +94,24 @@ def main():
         print(json.dumps(dict(p, round=r)), flush=True)
         add("prefill_T128", "torch_full_logits", p["prefill_T128_ms"], p["prefill_T128_cpu_ms"])
         add("prefill_T128", "torch_last_logits", p["prefill_T128_last_logits_ms"], p["prefill_T128_last_logits_cpu_ms"])
+        # decode at batch 1 from a 128-token context: wall ms per token only (neither side reports its CPU)
+        d1 = [x for x in g if x.get("metric") == "decode_tokens_per_s_batch1"][0]
+        add("decode_b1", "tunery", d1["ms_per_step"], None)
+        add("decode_b1", "torch", p["decode_b1_ms_per_token"], None)
 
     load = open("/proc/loadavg").read().split()[0]
     for key, sides in res.items():
         s = {"bench": "vs_torch", "what": key, "rounds": rounds, "wait": wait, "precision": prec,
              "threads": threads, "loadavg_1m_at_end": float(load)}
         for side, v in sides.items():
-            s[side + "_wall_ms_median"] = round(median([w for w, _ in v]), 1)
-            s[side + "_cpu_ms_median"] = round(median([c for _, c in v]), 1)
+            s[side + "_wall_ms_median"] = round(median([w for w, _ in v]), 2)
+            if v[0][1] is not None:
+                s[side + "_cpu_ms_median"] = round(median([c for _, c in v]), 1)
         for side in sides:
             if side != "tunery":
                 s["ratio_wall_" + side] = round(s[side + "_wall_ms_median"] / s["tunery_wall_ms_median"], 3)
-                s["ratio_cpu_" + side] = round(s[side + "_cpu_ms_median"] / s["tunery_cpu_ms_median"], 3)
+                if side + "_cpu_ms_median" in s:
+                    s["ratio_cpu_" + side] = round(s[side + "_cpu_ms_median"] / s["tunery_cpu_ms_median"], 3)
         print(json.dumps(s), flush=True)
 
 
