@@ -54,6 +54,7 @@ typedef struct {
 typedef struct {
     uint32_t kid;             /* first child << 9 | number of children */
     int32_t tok;              /* token ending here, -1 if none */
+    uint8_t kb[8];            /* the children's bytes when at most 8 (99% of nodes) */
 } bt_node_t;
 
 struct tok_bt {
@@ -235,8 +236,10 @@ static tok_bt_t *bt_build(const tok_t *t)
         uint32_t k0 = nk ? newid[eb[start[old]] >> 8] : 0;
         b->nd[v].kid = k0 << 9 | nk;
         b->nd[v].tok = b->node_tok[old];
+        memset(b->nd[v].kb, 0, sizeof b->nd[v].kb);
+        for (uint32_t j = 0; j < nk && j < sizeof b->nd[v].kb; j++) b->nd[v].kb[j] = (uint8_t)(eb[start[old] + j] & 255);
     }
-    b->nd[nn].kid = 0;
+    memset(&b->nd[nn], 0, sizeof b->nd[nn]);
     b->nd[nn].tok = -1;
     for (int c0 = 0; c0 < 256; c0++) {
         int32_t n1 = trie_child(b, 0, (unsigned char)c0);
@@ -312,6 +315,22 @@ int tok_bt_compatible(const tok_t *t, int a, int c)
 }
 
 
+/* index of byte c among node's children, -1 if none; a node with at most 8
+ * children holds their bytes, found by a SWAR compare without another read */
+static inline int bt_node_find(const tok_bt_t *b, const bt_node_t *nd, unsigned char c)
+{
+    uint32_t nk = nd->kid & 511;
+    if (nk > sizeof nd->kb) return bt_kid_find(b->kbyte + (nd->kid >> 9), nk, c);
+    uint64_t w;
+    memcpy(&w, nd->kb, 8);
+    w ^= 0x0101010101010101ull * c;
+    /* the lowest zero byte of w is exact (borrows only reach higher bytes) */
+    uint64_t z = (w - 0x0101010101010101ull) & ~w & 0x8080808080808080ull;
+    if (!z) return -1;
+    uint32_t j = (uint32_t)__builtin_ctzll(z) >> 3;
+    return j < nk ? (int)j : -1;
+}
+
 /* the tokens that are prefixes of p[at..len), shortest first, with their
  * lengths; there is at least one (every byte is a token) */
 static inline int bt_prefixes(const tok_bt_t *b, const unsigned char *p, size_t at, size_t len,
@@ -326,10 +345,10 @@ static inline int bt_prefixes(const tok_bt_t *b, const unsigned char *p, size_t 
     uint32_t node = (uint32_t)n2;
     if (b->nd[node].tok >= 0) { tk[n] = b->nd[node].tok; ln[n++] = 2; }
     for (size_t i = at + 2; i < len; i++) {
-        uint32_t kd = b->nd[node].kid;
-        int j = bt_kid_find(b->kbyte + (kd >> 9), kd & 511, p[i]);
+        const bt_node_t *nd = &b->nd[node];
+        int j = bt_node_find(b, nd, p[i]);
         if (j < 0) break;
-        node = (kd >> 9) + (uint32_t)j;
+        node = (nd->kid >> 9) + (uint32_t)j;
         if (b->nd[node].tok >= 0) { tk[n] = b->nd[node].tok; ln[n++] = (uint8_t)(i - at + 1); }
     }
     return n;
