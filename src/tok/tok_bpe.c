@@ -221,6 +221,22 @@ size_t tok_bpe_piece(const tok_t *t, const unsigned char *p, size_t len, int *ou
         out[1] = t->byte_id[p[1]];
         return 2;
     }
+    if (len == 3 && t->bt_ok && t->byte_pair16) {
+        /* three bytes: merge the lower of the two byte pairs, then look up
+         * the one pair left, no hashing of the piece. If the piece is a
+         * token, that last pair is one of its splits, all of which are in
+         * the pair table, so the whole-piece rule holds; a token none of
+         * whose byte pairs merges takes the general path */
+        uint32_t r1 = t->byte_pair16[p[0] << 8 | p[1]], r2 = t->byte_pair16[p[1] << 8 | p[2]];
+        if ((r1 & r2) != 0xffff) {
+            int32_t a = r1 <= r2 ? (int32_t)r1 : t->byte_id[p[0]];
+            int32_t b = r1 <= r2 ? t->byte_id[p[2]] : (int32_t)r2, m;
+            if (tok_pair_rank(t, a, b, &m) != INT32_MAX) { out[0] = m; return 1; }
+            out[0] = a;
+            out[1] = b;
+            return 2;
+        }
+    }
     /* pieces for the backtracking encoder skip the whole lookup: its walk
      * finds a piece that is a token as its first, longest candidate, and
      * hashing 17+ bytes that are hardly ever a token costs 3-5% there */

@@ -140,6 +140,41 @@ static void test_two_byte_pieces(void)
     CHECKF(bad == 0, "%d of 65536 two-byte pieces differ", bad);
 }
 
+static void test_three_byte_pieces(void)
+{
+    /* the three-byte shortcut (two byte pairs, then one pair lookup) against
+     * tiktoken's rule (a piece that is a token is that token, else the heap
+     * merge): every three-byte token, and 200000 pieces of bytes drawn from
+     * letters, digits, punctuation, space and high bytes */
+    static const char pool[] = "abcdefghijklmnopqrstuvwxyzTHE0123456789 .,'!?-\n\t\xe2\x80\x99\xc3\xa9\xf0\x9f";
+    int bad = 0, n = 0;
+    tok_scratch_t sc = {0};
+    uint32_t seed = 7;
+    for (int i = 0; i < tok_vocab_size(R) + 200000; i++) {
+        unsigned char p[3];
+        if (i < tok_vocab_size(R)) {
+            size_t len;
+            const char *s = tok_piece(R, i, &len);
+            if (len != 3) continue;
+            memcpy(p, s, 3);
+        } else {
+            for (int j = 0; j < 3; j++) {
+                seed = seed * 1664525u + 1013904223u;
+                p[j] = (unsigned char)pool[(seed >> 8) % (sizeof pool - 1)];
+            }
+        }
+        int out[3], ref[3], id = tok_lookup(R, (const char *)p, 3);
+        size_t k = tok_bpe_piece(R, p, 3, out, &sc), kr = 1;
+        if (id >= 0) ref[0] = id;
+        else kr = tok_bpe_piece_alg(R, p, 3, ref, &sc, 1);
+        if (k != kr || memcmp(out, ref, k * sizeof *out)) bad++;
+        n++;
+    }
+    tok_scratch_free(&sc);
+    CHECKF(bad == 0, "%d of %d three-byte pieces differ", bad, n);
+    CHECK(n > 200000);
+}
+
 static void test_bt_matches_heap(void)
 {
     /* the backtracking encoder (giant pieces) against the heap merge, which
@@ -447,6 +482,7 @@ int main(void)
     RUN(test_roundtrip_random_bytes);
     RUN(test_long_pieces);
     RUN(test_two_byte_pieces);
+    RUN(test_three_byte_pieces);
     RUN(test_bt_matches_heap);
     RUN(test_decode_errors);
     RUN(test_hf_gpt2_fixture);
