@@ -268,6 +268,7 @@ void tok_scratch_free(tok_scratch_t *sc)
 {
     free(sc->a);
     free(sc->memo);
+    memset(sc->memo_ready, 0, sizeof sc->memo_ready);
     sc->a = NULL;
     sc->memo = NULL;
     sc->cap = 0;

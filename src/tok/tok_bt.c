@@ -303,9 +303,7 @@ static const tok_bt_t *bt_get(const tok_t *t)
     return m->bt;
 }
 
-#ifndef BT_MEMO_BITS
-#define BT_MEMO_BITS 18
-#endif
+#define BT_MEMO_BITS TOK_MEMO_BITS
 #define BT_MEMO (1u << BT_MEMO_BITS)
 
 int tok_bt_compatible(const tok_t *t, int a, int c)
@@ -371,9 +369,11 @@ size_t tok_bt_piece(const tok_t *t, const unsigned char *p, size_t len, int *out
     uint8_t *olen = (uint8_t *)(sc->a + words);   /* bytes of each kept token */
     memset(live, 0xff, words * sizeof *live);
     if (!sc->memo) {
+        /* cleared a block at a time as slots are first used, so that a call
+         * that meets one long word does not pay for clearing 512 KB (9 us) */
         sc->memo = malloc(BT_MEMO * sizeof *sc->memo);
         if (!sc->memo) return (size_t)-1;
-        memset(sc->memo, 0, BT_MEMO * sizeof *sc->memo);
+        memset(sc->memo_ready, 0, sizeof sc->memo_ready);
     }
     uint16_t *memo = sc->memo;
     int32_t ct[256];
@@ -391,7 +391,12 @@ size_t tok_bt_piece(const tok_t *t, const unsigned char *p, size_t len, int *out
             /* key * odd is a bijection of 32-bit keys: its top bits pick the
              * slot, the rest (the tag) tell which key is there, exactly */
             uint32_t h = ((uint32_t)last << 16 | (uint32_t)ct[i]) * 0x9E3779B1u;
-            uint16_t *slot = &memo[h >> (32 - BT_MEMO_BITS)];
+            uint32_t si = h >> (32 - BT_MEMO_BITS), blk = si >> TOK_MEMO_BLOCK_BITS;
+            if (!(sc->memo_ready[blk >> 6] >> (blk & 63) & 1)) {
+                memset(memo + ((size_t)blk << TOK_MEMO_BLOCK_BITS), 0, sizeof *memo << TOK_MEMO_BLOCK_BITS);
+                sc->memo_ready[blk >> 6] |= 1ull << (blk & 63);
+            }
+            uint16_t *slot = &memo[si];
             uint16_t tag = (uint16_t)(0x8000u | (h & ((1u << (32 - BT_MEMO_BITS)) - 1)));
             int ok;
             if ((*slot & ~0x4000u) == tag) ok = *slot >> 14 & 1;

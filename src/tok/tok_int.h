@@ -154,10 +154,13 @@ size_t tok_pretok_gpt2(const unsigned char *s, size_t i, size_t n);
 
 /* BPE of one piece. Appends ids to out (room for len ids must exist) and
  * returns their number. scratch is per call, grown on demand. */
+#define TOK_MEMO_BITS 18      /* tok_bt.c's memo: 2^18 16-bit slots, 512 KB */
+#define TOK_MEMO_BLOCK_BITS 9 /* cleared in blocks of 1 KB, on first use */
 typedef struct {
     int32_t *a;              /* ids / heap / links, grown to need */
     size_t cap;
     uint16_t *memo;          /* tok_bt.c's pair-compatibility memo */
+    uint64_t memo_ready[(1u << (TOK_MEMO_BITS - TOK_MEMO_BLOCK_BITS)) / 64];   /* blocks cleared */
 } tok_scratch_t;
 size_t tok_bpe_piece(const tok_t *t, const unsigned char *p, size_t len,
                      int *out, tok_scratch_t *sc);
