@@ -69,7 +69,15 @@ struct tok_bt {
     int32_t *l2;              /* 65536: node of each two-byte prefix, -1 if none */
     int32_t *node_tok;        /* token ending at node, -1 if none (building only) */
     bt_info_t *info;          /* per token id */
+    /* A piece of ASCII digits (\p{N}+) is encoded with digit-only tokens,
+     * 994 of them in r50k; their pairwise compatibility, 2 bits a pair
+     * (known, compatible), fits 247 KB (tok_scratch_t.dmat) where the pair
+     * memo, shared with all other pairs, keeps losing them (3 MB of digits:
+     * 1.65M checks computed for 591k distinct pairs) */
+    uint16_t *dense;          /* per token id: index among digit tokens, 0xffff if not one */
+    uint32_t n_dense;         /* 0: more than BT_DENSE_MAX, no table */
 };
+#define BT_DENSE_MAX 1024     /* 2 bits * 1024^2 = 256 KB = 256 blocks of 1 KB */
 
 static inline uint32_t child_hash(uint32_t k)
 {
@@ -147,6 +155,7 @@ static void bt_free(tok_bt_t *b)
     free(b->l2);
     free(b->node_tok);
     free(b->info);
+    free(b->dense);
     free(b);
 }
 
@@ -278,6 +287,16 @@ static tok_bt_t *bt_build(const tok_t *t)
         }
     }
     free(prefix);
+    /* the digit tokens' dense numbering (see struct tok_bt) */
+    b->dense = malloc((size_t)t->n_vocab * sizeof *b->dense);
+    if (!b->dense) { bt_free(b); return NULL; }
+    for (int id = 0; id < t->n_vocab; id++) {
+        const char *s = t->blob + t->off[id];
+        size_t len = t->off[id + 1] - t->off[id], i = 0;
+        while (i < len && s[i] >= '0' && s[i] <= '9') i++;
+        b->dense[id] = len > 0 && i == len && tok_lookup(t, s, len) == id && b->n_dense < BT_DENSE_MAX ? (uint16_t)b->n_dense++ : 0xffff;
+    }
+    if (b->n_dense >= BT_DENSE_MAX) b->n_dense = 0;
     /* the building tables are not needed for walks: give back their ~20 MB */
     free(b->ch);
     free(b->node_tok);
@@ -380,6 +399,16 @@ size_t tok_bt_piece(const tok_t *t, const unsigned char *p, size_t len, int *out
     uint8_t cl[256];
     size_t pos = 0, m = 0;
     unsigned below = 256;   /* after a backtrack: only candidates shorter than this */
+    /* a digits piece (an optional space, then \p{N}): its pairs in dmat */
+    uint64_t *dmat = NULL;
+    if (b->n_dense && len > 1 && ((p[0] >= '0' && p[0] <= '9') || (p[0] == ' ' && p[1] >= '0' && p[1] <= '9'))) {
+        if (!sc->dmat) {
+            sc->dmat = malloc((size_t)BT_DENSE_MAX * BT_DENSE_MAX / 32 * sizeof *sc->dmat);
+            if (!sc->dmat) return (size_t)-1;
+            memset(sc->dmat_ready, 0, sizeof sc->dmat_ready);
+        }
+        dmat = sc->dmat;
+    }
     while (pos < len) {
         int i = bt_prefixes(b, p, pos, len, ct, cl) - 1;
         while (i >= 0 && cl[i] >= below) i--;
@@ -388,6 +417,21 @@ size_t tok_bt_piece(const tok_t *t, const unsigned char *p, size_t len, int *out
             size_t end = pos + cl[i];
             if (!(live[end >> 5] >> (end & 31) & 1)) continue;
             if (last < 0) break;
+            if (dmat && b->dense[last] != 0xffff && b->dense[ct[i]] != 0xffff) {
+                size_t k = (size_t)b->dense[last] * b->n_dense + b->dense[ct[i]], wi = k >> 5, blk = wi >> 7;
+                if (!(sc->dmat_ready[blk >> 6] >> (blk & 63) & 1)) {
+                    memset(dmat + (blk << 7), 0, 128 * sizeof *dmat);
+                    sc->dmat_ready[blk >> 6] |= 1ull << (blk & 63);
+                }
+                unsigned sh = (unsigned)(k & 31) * 2;
+                uint64_t e = dmat[wi] >> sh & 3;
+                if (!e) {
+                    e = 1 | (uint64_t)bt_compatible(t, b->info, last, ct[i], INT_MAX) << 1;
+                    dmat[wi] |= e << sh;
+                }
+                if (e >> 1) break;
+                continue;
+            }
             /* key * odd is a bijection of 32-bit keys: its top bits pick the
              * slot, the rest (the tag) tell which key is there, exactly */
             uint32_t h = ((uint32_t)last << 16 | (uint32_t)ct[i]) * 0x9E3779B1u;
