@@ -10,11 +10,12 @@
  * is "compatible", i.e. BPE of the two tokens' bytes gives those two tokens.
  * So: take the longest token that is a prefix of the rest, shorten it while it
  * is incompatible with the previous token, and backtrack (remembering dead
- * positions in a bitfield) when nothing fits. Amortised linear time: 0.38
- * CPU-s for those 10 MB (4.6x text's cost per byte: 0.6 tokens a byte
- * against text's 0.27, 1.6 candidates tried per token kept, and the tables,
- * ~5 MB, do not fit the 2 MB L2; docs/bench.md), 0.05 CPU-s for 10 MB of one
- * letter. The pair table's filters (tok_int.h) answer most checks.
+ * positions in a bitfield) when nothing fits. Amortised linear time: 0.31
+ * CPU-s for those 10 MB (3.6x text's cost per byte: 0.6 tokens a byte
+ * against text's 0.27, 1.3 candidates tried per step, and the tables do not
+ * all fit the 2 MB L2; docs/bench.md), 0.03 CPU-s for 10 MB of one letter.
+ * Checks are memoised per call (16-bit exact tags), digit pieces in a table
+ * of their own; the pair table's filters (tok_int.h) answer most of the rest.
  *
  * Compatibility is decided by undoing both tokens' merges from the top and
  * asking, at each step, whether the two tokens facing each other across the
@@ -22,9 +23,9 @@
  * every split of every token, rank = id, as tiktoken merges). Each token's
  * own last merge (its "split") is found once, in id order, as in the crate.
  *
- * The tables (a byte trie of the vocabulary, each token's longest proper
- * prefix token, each token's split) are built on first use, ~50 ms for r50k,
- * so processes that never meet a giant piece never pay for them.
+ * The tables (a byte trie of the vocabulary, each token's split, the digit
+ * tokens' numbering) are built on first use, ~40 ms for r50k, so processes
+ * that never meet a giant piece never pay for them.
  */
 #include "tok/tok_int.h"
 #include <limits.h>
