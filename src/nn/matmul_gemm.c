@@ -195,15 +195,17 @@ static void pack_b_panel(float *bp, const float *b, size_t sbk, size_t sbn, int 
 typedef struct {
     const char *row;
     size_t stride;
-    int lpr, line, left;
+    int lpr, line, left, per;   /* per: lines per call of prefetch_next (0 = 1) */
 } prefetch_t;
 
 static inline void prefetch_next(prefetch_t *pf)
 {
-    if (pf->left <= 0) return;
-    _mm_prefetch(pf->row + 64 * pf->line, _MM_HINT_T1);
-    pf->left--;
-    if (++pf->line == pf->lpr) { pf->line = 0; pf->row += pf->stride; }
+    int n = pf->per > 1 ? pf->per : 1;
+    for (int i = 0; i < n && pf->left > 0; i++) {
+        _mm_prefetch(pf->row + 64 * pf->line, _MM_HINT_T1);
+        pf->left--;
+        if (++pf->line == pf->lpr) { pf->line = 0; pf->row += pf->stride; }
+    }
 }
 
 /* c (8 x 48, row stride ldc) = [c +] ap (8 x kc) @ bp (kc x 48) [+ bias].
@@ -379,7 +381,96 @@ int mm_avx512_gemm(float *c, const float *a, const float *b, const float *bias, 
     return fail ? -1 : 0;
 }
 
+/* ------------------------------------------------------------------------ */
+/* weights packed once (inference)                                          */
+/* ------------------------------------------------------------------------ */
+
+/* Inference multiplies by the same weights on every call, so the mapped model
+ * image (infer.c) stores each matrix already cut into the panels the kernel
+ * reads: no packing per call, and each panel is one contiguous stream that
+ * the prefetchers follow from DRAM. W (N, K) row-major becomes ceil(N/48)
+ * panels of K steps x 48 values (zero columns past N). */
+size_t mm_packed_floats(int N, int K)
+{
+    return (size_t)((N + NR - 1) / NR) * NR * (size_t)K;
+}
+
+void mm_pack_weights(float *dst, const float *w, int N, int K)
+{
+    int np = (N + NR - 1) / NR;
+    #pragma omp parallel for schedule(static)
+    for (int p = 0; p < np; p++)
+        pack_b_panel(dst + (size_t)p * K * NR, w, 1, (size_t)K, 0, K, p * NR, N - p * NR < NR ? N - p * NR : NR);
+}
+
+/* out (M, N) = inp (M, K) @ W^T [+ bias] with W packed by mm_pack_weights.
+ * The whole A is packed first (one barrier: inference runs at most 128 rows
+ * at a time, 1.5 MB at K = 3072); then each thread takes its panels, each
+ * panel's reduction in KC slices (contiguous parts of the panel) with its
+ * output columns kept hot between slices, while the next panel is prefetched. */
+int mm_packed_forward(float *out, const float *inp, const float *wp, const float *bias, int M, int K, int N)
+{
+    if (!nn_cpu()->avx512f || M <= 0 || N <= 0 || K <= 0) return -1;
+    int nsl = (M + MR - 1) / MR;
+    float *ablock = gemm_buf(0, (size_t)nsl * MR * K);
+    if (!ablock) return -1;
+    int npanels = (N + NR - 1) / NR;
+    #pragma omp parallel
+    {
+        int nt = omp_get_num_threads(), t = omp_get_thread_num();
+        int p0 = (int)((long)npanels * t / nt), p1 = (int)((long)npanels * (t + 1) / nt);
+        /* A sliver s, slice k0: ablock + s * 8 * K + k0 * 8 (slices of one sliver back to back) */
+        #pragma omp for schedule(static)
+        for (int s = 0; s < nsl; s++) {
+            int r0 = s * MR, mr = M - r0 < MR ? M - r0 : MR;
+            pack_a_sliver(ablock + (size_t)s * MR * K, inp, (size_t)K, 1, r0, mr, 0, K);
+        }
+        for (int p = p0; p < p1; p++) {
+            int j0 = p * NR, nr = N - j0 < NR ? N - j0 : NR;
+            const float *panel = wp + (size_t)p * K * NR;
+            prefetch_t pf = {0};
+            if (p + 1 < p1) {   /* the next panel, spread over this one's kernel calls */
+                pf.row = (const char *)(panel + (size_t)K * NR);
+                pf.stride = 0;
+                pf.lpr = 1 << 30;
+                pf.left = K * NR * (int)sizeof(float) / 64;
+                int slots = nsl * ((K + 3) / 4);
+                pf.per = (pf.left + slots - 1) / slots;
+            }
+            for (int k0 = 0; k0 < K; k0 += KC) {
+                int kc = K - k0 < KC ? K - k0 : KC, init = k0 == 0;
+                const float *bp = panel + (size_t)k0 * NR, *bj = bias && init ? bias + j0 : NULL;
+                for (int s = 0; s < nsl; s++) {
+                    int r0 = s * MR, mr = M - r0 < MR ? M - r0 : MR;
+                    float *cp = out + (size_t)r0 * N + j0;
+                    const float *as = ablock + (size_t)s * MR * K + (size_t)k0 * MR;
+                    if (mr == MR && nr == NR) kernel_8x48(kc, as, bp, cp, (size_t)N, init, bj, &pf);
+                    else kernel_edge(kc, as, bp, cp, (size_t)N, init, bj, mr, nr, &pf);
+                }
+            }
+        }
+    }
+    return 0;
+}
+
 #else
+
+size_t mm_packed_floats(int N, int K)
+{
+    (void)N; (void)K;
+    return 0;
+}
+
+void mm_pack_weights(float *dst, const float *w, int N, int K)
+{
+    (void)dst; (void)w; (void)N; (void)K;
+}
+
+int mm_packed_forward(float *out, const float *inp, const float *wp, const float *bias, int M, int K, int N)
+{
+    (void)out; (void)inp; (void)wp; (void)bias; (void)M; (void)K; (void)N;
+    return -1;
+}
 
 int mm_avx512_gemm(float *c, const float *a, const float *b, const float *bias, int M, int K, int N,
                    size_t sam, size_t sak, size_t sbk, size_t sbn, size_t ldc, int accumulate)

@@ -58,9 +58,17 @@ typedef struct {
 
 typedef struct gpt2_train_state gpt2_train_state_t; /* activations, grads, AdamW m/v: private to gpt2.c */
 
+/* A mapped model's matrices packed for mm_packed_forward (infer.c): each
+ * layer's matrix is mm_packed_floats(OC, C) floats after the previous one.
+ * All NULL unless the model was loaded by gpt2_load_mapped on an AVX-512 CPU. */
+typedef struct {
+    const float *wte, *qkvw, *attprojw, *fcw, *fcprojw;
+} gpt2_packed_t;
+
 typedef struct {
     gpt2_config_t config;
     gpt2_params_t params;           /* pointers into params_memory */
+    gpt2_packed_t packed;           /* inference only, see above */
     size_t param_sizes[GPT2_NUM_PARAM_TENSORS];
     float *params_memory;           /* one allocation (or an mmap of a file: see mapped) */
     size_t num_parameters;          /* including the padded vocabulary rows */
@@ -261,6 +269,14 @@ static inline float nn_expf(float x)
 void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC);
 /* dinp (N, C) += dout @ weight; dweight (OC, C) += dout^T @ inp; dbias (OC) += sum dout.
  * Any of dinp, dweight, dbias may be NULL (skip that product). */
+/* Weights packed once for repeated forward products (inference, matmul_gemm.c):
+ * mm_pack_weights turns weight (OC, C) into mm_packed_floats(OC, C) floats;
+ * mm_packed_forward(out, inp, packed, bias, N, C, OC) then computes what
+ * matmul_forward does, in fp32. -1 (nothing written) without AVX-512. */
+#define MM_PACKED_MIN_ROWS 7   /* infer.c: products with more rows use the packed weights */
+size_t mm_packed_floats(int OC, int C);
+void mm_pack_weights(float *dst, const float *weight, int OC, int C);
+int mm_packed_forward(float *out, const float *inp, const float *packed, const float *bias, int N, int C, int OC);
 void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                      const float *weight, int N, int C, int OC);
 /* What the CPU reports and which kernel was picked, for bench output: e.g.

@@ -10,6 +10,7 @@
  * texts can be computed here by plain string operations on the fixture's
  * token ids; individual tokens are remapped to split UTF-8 characters. */
 #include "nn/nn.h"
+#include "nn/matmul_impl.h"
 #include "tok/tok.h"
 #include "test.h"
 #include <jansson.h>
@@ -680,6 +681,26 @@ static void test_load_mapped(void)
     greedy_text(want, sizeof want, 16);
     CHECK_EQ_STR(res.choices[0].text, want);
     gen_result_free(&res);
+    /* the packed matrices of the image (AVX-512 CPUs): a prefill of more than
+     * MM_PACKED_MIN_ROWS rows runs on them, every position's logits (the
+     * packed LM head too) within 1e-4 of the plain model's */
+    if (nn_cpu()->avx512f) {
+        CHECK(c.packed.wte && c.packed.qkvw && c.packed.attprojw && c.packed.fcw && c.packed.fcprojw);
+        int N = P + G;
+        CHECK(N > MM_PACKED_MIN_ROWS);
+        int *seq = malloc(N * sizeof *seq);
+        memcpy(seq, prompt, P * sizeof *seq);
+        memcpy(seq + P, greedy, G * sizeof *seq);
+        float *lp = malloc((size_t)N * V * 4), *lm = malloc((size_t)N * V * 4);
+        infer_t *ip = NULL, *im = NULL;
+        CHECK(infer_create(&ip, &model, 1, 0, err) == 0 && infer_create(&im, &c, 1, 0, err) == 0);
+        CHECK(infer_prefill(ip, 0, seq, N, lp, 1, err) == 0 && infer_prefill(im, 0, seq, N, lm, 1, err) == 0);
+        double worst = 0;
+        for (size_t i = 0; i < (size_t)N * V; i++) worst = fmax(worst, fabs(lp[i] - lm[i]));
+        CHECKF(worst < 1e-4, "packed (mapped) vs plain prefill: max logit diff %g", worst);
+        infer_free(ip); infer_free(im);
+        free(seq); free(lp); free(lm);
+    }
     gpt2_unload_mapped(&c);
     CHECK(c.params_memory == NULL);
     /* a changed safetensors file invalidates the image */

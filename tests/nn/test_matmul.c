@@ -310,6 +310,30 @@ static void test_avx512_gemm_thread_exit(void)
     CHECK(bad == 0);
 }
 
+/* Weights packed once (inference): mm_packed_forward on mm_pack_weights'
+ * panels computes matmul_forward, at row counts from decode's 1 to a block's
+ * worth, columns that are not a multiple of the 48-wide panel, and a
+ * reduction longer than one slice. */
+static void packed_fwd(float *out, const float *inp, const float *w, const float *b, int N, int C, int OC)
+{
+    float *wp = aligned_alloc(64, (mm_packed_floats(OC, C) * sizeof(float) + 63) / 64 * 64);
+    mm_pack_weights(wp, w, OC, C);
+    if (mm_packed_forward(out, inp, wp, b, N, C, OC) != 0) {
+        path_ok = 0;
+        matmul_forward_portable(out, inp, w, b, N, C, OC);
+    }
+    free(wp);
+}
+
+static void test_packed_forward(void)
+{
+    path_ok = 1;
+    run_forward(packed_fwd, 1e-4);
+    static const int sh[][3] = {{1, 768, 100}, {8, 800, 48}, {9, 1000, 97}, {130, 64, 2304}};
+    for (int i = 0; i < 4; i++) check_forward(packed_fwd, sh[i][0], sh[i][1], sh[i][2], i & 1, 1e-4);
+    CHECK(path_ok == (nn_cpu()->avx512f != 0));
+}
+
 /* bf16 keeps 8 significant bits: each operand is off by up to 2^-9
  * relatively, so a dot product is off by ~2^-8 of the magnitude of its terms.
  * Stated bound: relative Frobenius error <= 1e-2 against the exact product
@@ -421,6 +445,7 @@ int main(void)
     RUN(test_avx512_kernels);
     RUN(test_avx512_gemm_thread_count);
     RUN(test_avx512_gemm_thread_exit);
+    RUN(test_packed_forward);
     RUN(test_bf16);
     RUN(test_peaks);
     RUN(test_describe);

@@ -59,11 +59,18 @@ static void test_load_hit_and_image(void)
     CHECK(b == a);
     CHECK_EQ_INT(hit, 1);
     CHECK_EQ_INT((int)model_cache_loads(&srv), 1);
-    /* the converted image is beside the weights, whole (header page + fp32 weights), no temp file left */
+    /* the converted image is beside the weights, whole (header page + fp32
+     * weights + on AVX-512 the packed matrices from a 16-float boundary), no temp file left */
     struct stat st;
     snprintf(path, sizeof path, "%s/.tunery-infer.f32", dir);
     CHECKF(stat(path, &st) == 0, "no image at %s", path);
-    CHECK_EQ_INT((long long)st.st_size, 4096 + (long long)a->model.num_parameters * 4);
+    const gpt2_config_t *c = &a->model.config;
+    long long C = c->channels, L = c->num_layers, np = (long long)a->model.num_parameters;
+    long long packed = (long long)mm_packed_floats(c->padded_vocab_size, (int)C) +
+                       L * (long long)(mm_packed_floats(3 * (int)C, (int)C) + mm_packed_floats((int)C, (int)C) +
+                                       mm_packed_floats(4 * (int)C, (int)C) + mm_packed_floats((int)C, 4 * (int)C));
+    CHECK_EQ_INT((long long)st.st_size, 4096 + (packed ? (np + 15) / 16 * 16 + packed : np) * 4);
+    CHECK((packed > 0) == (a->model.packed.qkvw != NULL));
     snprintf(path, sizeof path, "%s/.tunery-infer.f32.tmp.%d", dir, (int)getpid());
     CHECK(access(path, F_OK) != 0);
     model_cache_put(&srv, b);
