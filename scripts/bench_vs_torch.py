@@ -18,7 +18,8 @@ and batch-1 decode are compared too (decode in wall time only). Run
 scripts/bench_torch.py alone to search that configuration again.
 
     /usr/bin/python3 scripts/bench_vs_torch.py [--rounds 3] [--shapes 4x64,8x128]
-        [--steps 5] [--wait passive|active] [--no-prefill] [--precision fp32|bf16]
+        [--steps 5] [--wait passive|active] [--tunery-wait passive|active]
+        [--no-prefill] [--precision fp32|bf16]
 
 Prints one JSON line per run, then one summary line per shape.
 """
@@ -55,10 +56,19 @@ def main():
     shapes = [tuple(int(x) for x in s.split("x")) for s in opt("--shapes", "4x64").split(",")]
     wait, prec, threads = opt("--wait", "passive"), opt("--precision", "fp32"), int(opt("--threads", "2"))
     base = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    base.pop("OMP_WAIT_POLICY", None)
     if wait == "passive":
         base["OMP_WAIT_POLICY"] = "PASSIVE"
     torch_env = dict(base, **MALLOC_ENV)
     torch_env.pop("OPENBLAS_CORETYPE", None)
+    # --tunery-wait: tunery's side only (e.g. "active": libgomp's default, what
+    # `tunery serve` runs completions with), PyTorch keeping --wait
+    twait = opt("--tunery-wait", wait)
+    if twait != wait:
+        base = dict(base)
+        base.pop("OMP_WAIT_POLICY", None)
+        if twait == "passive":
+            base["OMP_WAIT_POLICY"] = "PASSIVE"
     tunery = os.path.join(ROOT, "tunery")
     torch_py = os.path.join(HERE, "bench_torch.py")
     res = {}
@@ -101,7 +111,7 @@ def main():
 
     load = open("/proc/loadavg").read().split()[0]
     for key, sides in res.items():
-        s = {"bench": "vs_torch", "what": key, "rounds": rounds, "wait": wait, "precision": prec,
+        s = {"bench": "vs_torch", "what": key, "rounds": rounds, "wait": wait, "tunery_wait": twait, "precision": prec,
              "threads": threads, "loadavg_1m_at_end": float(load)}
         for side, v in sides.items():
             s[side + "_wall_ms_median"] = round(median([w for w, _ in v]), 2)
