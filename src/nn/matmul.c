@@ -221,10 +221,10 @@ static int mm_avx512_forward(float *out, const float *inp, const float *weight, 
  * weights; our GEMV reads each weight once for all rows without packing.
  * Above that, fp32 goes to oneDNN (75-88% of the FMA peak at the GPT-2
  * shapes, two weak backward products split, see below); our packed GEMM
- * (matmul_gemm.c) is within +-15% of it product by product but has not yet
- * been measured ahead inside a whole step, so it runs only under
- * TUNERY_MATMUL=avx512 or without oneDNN. bf16 goes to oneDNN (AMX or
- * AVX512_BF16) at every N. */
+ * (matmul_gemm.c) is within +-15% of it product by product but measured
+ * 4-14% slower inside a whole step (docs/bench.md section 9), so it runs
+ * only under TUNERY_MATMUL=avx512 or without oneDNN. bf16 goes to oneDNN
+ * (AMX or AVX512_BF16) at every N. */
 int mm_forward_path(mm_path_t path, nn_prec_t prec, float *out, const float *inp, const float *weight,
                     const float *bias, int N, int C, int OC)
 {
@@ -334,7 +334,7 @@ int mm_backward_path(mm_path_t path, nn_prec_t prec, float *dinp, float *dweight
     if (path == MM_AVX512) {
         /* dinp (N, C) += dout (N, OC) @ weight (OC, C); dweight (OC, C) += dout^T @ inp.
          * The GEMM fails only before it writes anything (no AVX-512, no memory). */
-        if (prec != NN_PREC_FP32) return -1;
+        if (prec != NN_PREC_FP32 || !nn_cpu()->avx512f) return -1;
         if (dinp && mm_avx512_gemm(dinp, dout, weight, NULL, N, OC, C, OC, 1, C, 1, C, 1) != 0)
             matmul_backward_portable(dinp, NULL, NULL, dout, inp, weight, N, C, OC);
         if (dweight && mm_avx512_gemm(dweight, dout, inp, NULL, OC, N, C, 1, OC, C, 1, C, 1) != 0)

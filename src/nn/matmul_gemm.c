@@ -24,6 +24,13 @@
  * C (M, N) [+]= A (M, K) @ B (K, N): no transposed copies outside packing.
  * Packing a transposed B (the forward's weights) uses 16 x 16 in-register
  * transposes.
+ *
+ * Measured (docs/bench.md section 9): product by product within +-15% of
+ * oneDNN, ahead at 128-256 rows with cold weights, behind on the LM head;
+ * inside a whole training step 4-14% slower, so the dispatcher keeps oneDNN
+ * and uses this only under TUNERY_MATMUL=avx512 or without oneDNN. With
+ * weights packed once (inference, the second half of this file) it makes
+ * batch-8 decode 17% faster.
  */
 #include "nn/matmul_impl.h"
 
@@ -289,7 +296,9 @@ static void kernel_edge(int kc, const float *ap, const float *bp, float *c, size
 /* ------------------------------------------------------------------------ */
 
 /* Blocking, by shape only: the packed A block (mc x kc) and one B panel
- * (kc x 48) should sit in L2 together (2 MB per core here). */
+ * (kc x 48) should sit in L2 together (2 MB per core here). TUNERY_GEMM_KC
+ * and TUNERY_GEMM_MC override the slice and block sizes, for measuring
+ * (KC 384-1024 measured within noise of each other; 192 was slower). */
 static void gemm_blocking(int M, int K, int *kc, int *mc)
 {
     static int env_kc = -1, env_mc = -1;
