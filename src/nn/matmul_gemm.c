@@ -111,6 +111,30 @@ static void pack_a_sliver(float *ap, const float *a, size_t sam, size_t sak, int
             _mm256_storeu_ps(ap + (size_t)k * MR, _mm256_loadu_ps(a + (size_t)(k0 + k) * sak + i0));
         return;
     }
+    int k0v = 0;
+    if (sak == 1 && mr == MR) {          /* row-major A, 8 rows: 8 x 8 transposes */
+        const float *r[MR];
+        for (int i = 0; i < MR; i++) r[i] = a + (size_t)(i0 + i) * sam + k0;
+        for (; k0v + 8 <= kc; k0v += 8) {
+            __m256 x[8], t[8];
+            for (int i = 0; i < 8; i++) x[i] = _mm256_loadu_ps(r[i] + k0v);
+            for (int i = 0; i < 8; i += 2) {
+                t[i] = _mm256_unpacklo_ps(x[i], x[i + 1]);
+                t[i + 1] = _mm256_unpackhi_ps(x[i], x[i + 1]);
+            }
+            for (int i = 0; i < 8; i += 4) {
+                x[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+                x[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+                x[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+                x[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+            }
+            /* x[0..3]: columns 0,1,2,3 of rows 0-3 | 4-7 halves; x[4..7] the same for rows 4-7 */
+            for (int i = 0; i < 4; i++) {
+                _mm256_storeu_ps(ap + (size_t)(k0v + i) * MR, _mm256_permute2f128_ps(x[i], x[i + 4], 0x20));
+                _mm256_storeu_ps(ap + (size_t)(k0v + i + 4) * MR, _mm256_permute2f128_ps(x[i], x[i + 4], 0x31));
+            }
+        }
+    }
     for (int i = 0; i < MR; i++) {
         if (i >= mr) {
             for (int k = 0; k < kc; k++) ap[(size_t)k * MR + i] = 0.0f;
@@ -118,7 +142,7 @@ static void pack_a_sliver(float *ap, const float *a, size_t sam, size_t sak, int
         }
         const float *row = a + (size_t)(i0 + i) * sam + (size_t)k0 * sak;
         if (sak == 1)
-            for (int k = 0; k < kc; k++) ap[(size_t)k * MR + i] = row[k];
+            for (int k = k0v; k < kc; k++) ap[(size_t)k * MR + i] = row[k];
         else
             for (int k = 0; k < kc; k++) ap[(size_t)k * MR + i] = row[(size_t)k * sak];
     }
