@@ -147,6 +147,11 @@ nn_prec_t nn_matmul_get_precision(void)
     return (nn_prec_t)mm_prec;
 }
 
+int nn_matmul_bf16_available(void)
+{
+    return (nn_cpu()->avx512_bf16 || nn_cpu()->amx_bf16) && mm_onednn_available();
+}
+
 void nn_matmul_set_precision(nn_prec_t prec)
 {
     int p = prec == NN_PREC_BF16 ? NN_PREC_BF16 : NN_PREC_FP32;

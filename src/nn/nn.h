@@ -294,6 +294,8 @@ const char *nn_cpu_describe(void);
 typedef enum { NN_PREC_FP32 = 0, NN_PREC_BF16 = 1 } nn_prec_t;
 void nn_matmul_set_precision(nn_prec_t prec);
 nn_prec_t nn_matmul_get_precision(void);
+/* 1 when this CPU and build can run bf16 products (AVX512_BF16 or AMX, oneDNN). */
+int nn_matmul_bf16_available(void);
 
 /* Measured peaks of this machine (peak.c), each measured once per process
  * and cached, so bench output can say "achieved / peak". */

@@ -51,6 +51,7 @@ int ckpt_state_write(const char *path, const ckpt_state_t *s, char *err)
     char seed[32];
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)s->seed);
     json_object_set_new(o, "seed", json_string(seed));
+    json_object_set_new(o, "matmul_precision", json_string(s->bf16 ? "bf16" : "fp32"));
     int rc = fs_write_json(path, o, JSON_INDENT(2) | JSON_REAL_PRECISION(17), err);
     json_decref(o);
     return rc;
@@ -77,6 +78,8 @@ int ckpt_state_read(const char *path, ckpt_state_t *s, char *err)
         s->elapsed_tokens = et;
         s->elapsed_examples = ee;
         s->seed = strtoull(seed, NULL, 10);
+        json_t *mp = json_object_get(o, "matmul_precision");
+        s->bf16 = json_is_string(mp) && !strcmp(json_string_value(mp), "bf16");
     }
     json_decref(o);
     return rc ? core_errf(err, "checkpoint state %s is damaged: %s", path, je.text) : 0;

@@ -12,6 +12,7 @@ typedef struct {
     uint64_t seed;
     char train_sha256[65], valid_sha256[65];
     long long elapsed_tokens, elapsed_examples;
+    int bf16;   /* the matmul precision the run trained in (absent in older states: fp32) */
 } ckpt_state_t;
 
 int ckpt_state_write(const char *path, const ckpt_state_t *s, char *err);

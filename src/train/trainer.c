@@ -341,6 +341,7 @@ static void state_fill(const trainer_t *t, int step, ckpt_state_t *s)
     snprintf(s->valid_sha256, sizeof s->valid_sha256, "%s", t->has_valid ? t->va.sha256 : "");
     s->elapsed_tokens = t->elapsed_tokens;
     s->elapsed_examples = t->elapsed_examples;
+    s->bf16 = nn_matmul_get_precision() == NN_PREC_BF16;
 }
 
 static int checkpoint(trainer_t *t, int step, const train_metrics_t *mt, char *err)
@@ -466,6 +467,16 @@ static int trainer_open(trainer_t *t, int *start_step, char *err)
         char p[PATH_MAX];
         snprintf(p, sizeof p, "%s/state.json", ck);
         if (ckpt_state_read(p, &st, err)) return -1;
+        /* A run continues in the precision it trained in, whatever this
+         * process was started with (TUNERY_MATMUL), so that a resume computes
+         * the same steps; a bf16 run moved to a CPU without bf16 goes on in fp32. */
+        nn_prec_t want = st.bf16 && nn_matmul_bf16_available() ? NN_PREC_BF16 : NN_PREC_FP32;
+        if (want != nn_matmul_get_precision()) {
+            tlog(t, "resume: continuing in %s, the precision checkpoint %s was trained in%s",
+                 want == NN_PREC_BF16 ? "bf16" : "fp32", ck,
+                 st.bf16 && want == NN_PREC_FP32 ? " (bf16 is not available on this CPU: fp32)" : "");
+            nn_matmul_set_precision(want);
+        }
     }
     char e2[CORE_ERR_LEN];
     if (gpt2_load(&t->m, resumed ? ck : o->base_model_dir, e2))

@@ -307,6 +307,40 @@ static void test_bad_data_error(void)
     CHECKF(train_run(&o, NULL, NULL, err) == 0, "%s", err);
 }
 
+/* A run continues in the precision it trained in: killed in bf16, resumed by
+ * a process started in fp32 (a server restarted without TUNERY_MATMUL=bf16),
+ * it finishes with the clean bf16 run's exact results (and those differ from
+ * an fp32 run's, so the check can fail). */
+static void test_resume_keeps_precision(void)
+{
+    if (!nn_matmul_bf16_available()) { fprintf(stderr, "  (no bf16 on this CPU: skipped)\n"); return; }
+    char err[CORE_ERR_LEN] = "";
+    nn_prec_t p0 = nn_matmul_get_precision();
+    train_opts_t a, c, f;
+    base_opts(&a, "bf16-clean");
+    base_opts(&c, "bf16-killed");
+    base_opts(&f, "fp32-clean");
+    a.checkpoint_every = c.checkpoint_every = 2;
+    nn_matmul_set_precision(NN_PREC_FP32);
+    CHECKF(train_run(&f, NULL, NULL, err) == 0, "%s", err);
+    nn_matmul_set_precision(NN_PREC_BF16);
+    CHECKF(train_run(&a, NULL, NULL, err) == 0, "%s", err);
+    hookctx_t hc = {.stop_at = 5};
+    train_hooks_t h = {&hc, NULL, NULL, on_metrics, NULL, on_stop};
+    train_result_t res;
+    CHECKF(train_run(&c, &h, &res, err) == 0, "%s", err);
+    CHECK(res.stopped);
+    nn_matmul_set_precision(NN_PREC_FP32);
+    c.resume = 1;
+    CHECKF(train_run(&c, NULL, &res, err) == 0, "%s", err);
+    CHECK(nn_matmul_get_precision() == NN_PREC_BF16);
+    char *ca = read_csv(&a), *cc = read_csv(&c), *cf = read_csv(&f);
+    CHECKF(ca && cc && !strcmp(ca, cc), "bf16 run resumed from an fp32 process differs:\n%s\nvs\n%s", ca, cc);
+    CHECK(ca && cf && strcmp(ca, cf) != 0);
+    free(ca); free(cc); free(cf);
+    nn_matmul_set_precision(p0);
+}
+
 /* chat data trains through the same loop; a resume of a finished run only
  * rewrites the output */
 static void test_chat_and_finished_resume(void)
@@ -348,6 +382,7 @@ int main(void)
     make_data();
     RUN(test_run_and_outputs);
     RUN(test_deterministic_and_resume);
+    RUN(test_resume_keeps_precision);
     RUN(test_prompt_loss_weight_gradient);
     RUN(test_classification_columns);
     RUN(test_bad_data_error);
