@@ -315,6 +315,33 @@ static void kernel_edge(int kc, const float *ap, const float *bp, float *c, size
     for (int i = 0; i < mr; i++) memcpy(c + (size_t)i * ldc, tile + i * NR, (size_t)nr * sizeof(float));
 }
 
+/* Pack rows i0..i0+8*nsl of A (columns k0..k0+kc) as nsl slivers, sliver s at
+ * dst + s * stride; the slivers are shared out among the threads of the
+ * enclosing parallel region (an orphaned omp for: call it from every thread). */
+static void pack_a_block(float *dst, size_t stride, const float *a, size_t sam, size_t sak, int i0, int M, int nsl,
+                         int k0, int kc)
+{
+    #pragma omp for schedule(static)
+    for (int s = 0; s < nsl; s++) {
+        int r0 = i0 + s * MR, mr = M - r0 < MR ? M - r0 : MR;
+        pack_a_sliver(dst + (size_t)s * stride, a, sam, sak, r0, mr, k0, kc);
+    }
+}
+
+/* One B panel slice (nr columns from j0) times every sliver of a packed A
+ * block (sliver s at ap + s * stride, rows from i0), into c. */
+static void kernel_slivers(int kc, const float *ap, size_t stride, int i0, int M, int nsl, const float *bp, float *c,
+                           size_t ldc, int j0, int nr, int init, const float *bias, prefetch_t *pf)
+{
+    for (int s = 0; s < nsl; s++) {
+        int r0 = i0 + s * MR, mr = M - r0 < MR ? M - r0 : MR;
+        float *cp = c + (size_t)r0 * ldc + j0;
+        const float *as = ap + (size_t)s * stride;
+        if (mr == MR && nr == NR) kernel_8x48(kc, as, bp, cp, ldc, init, bias, pf);
+        else kernel_edge(kc, as, bp, cp, ldc, init, bias, mr, nr, pf);
+    }
+}
+
 /* ------------------------------------------------------------------------ */
 /* the blocked product                                                      */
 /* ------------------------------------------------------------------------ */
@@ -389,24 +416,14 @@ int mm_avx512_gemm(float *c, const float *a, const float *b, const float *bias, 
                 int mcur = M - i0 < MCb ? M - i0 : MCb;
                 int nsl = (mcur + MR - 1) / MR;
                 #pragma omp barrier
-                #pragma omp for schedule(static)
-                for (int s = 0; s < nsl; s++) {
-                    int r0 = i0 + s * MR, mr = M - r0 < MR ? M - r0 : MR;
-                    pack_a_sliver(ablock + (size_t)s * MR * kc, a, sam, sak, r0, mr, k0, kc);
-                }
+                pack_a_block(ablock, (size_t)MR * kc, a, sam, sak, i0, M, nsl, k0, kc);
                 for (int p = p0; p < p1; p++) {
                     int j0 = p * NR, nr = N - j0 < NR ? N - j0 : NR;
                     pack_b_panel(bp, b, sbk, sbn, k0, kc, j0, nr);
                     prefetch_t pf = {0};
                     if (p + 1 < p1) prefetch_panel(&pf, b, sbk, sbn, k0, kc, j0 + NR, N - j0 - NR < NR ? N - j0 - NR : NR);
-                    const float *bj = bias && init ? bias + j0 : NULL;
-                    for (int s = 0; s < nsl; s++) {
-                        int r0 = i0 + s * MR, mr = M - r0 < MR ? M - r0 : MR;
-                        float *cp = c + (size_t)r0 * ldc + j0;
-                        const float *as = ablock + (size_t)s * MR * kc;
-                        if (mr == MR && nr == NR) kernel_8x48(kc, as, bp, cp, ldc, init, bj, &pf);
-                        else kernel_edge(kc, as, bp, cp, ldc, init, bj, mr, nr, &pf);
-                    }
+                    kernel_slivers(kc, ablock, (size_t)MR * kc, i0, M, nsl, bp, c, ldc, j0, nr, init,
+                                   bias && init ? bias + j0 : NULL, &pf);
                 }
             }
         }
@@ -453,11 +470,7 @@ int mm_packed_forward(float *out, const float *inp, const float *wp, const float
         int nt = omp_get_num_threads(), t = omp_get_thread_num();
         int p0 = (int)((long)npanels * t / nt), p1 = (int)((long)npanels * (t + 1) / nt);
         /* A sliver s, slice k0: ablock + s * 8 * K + k0 * 8 (slices of one sliver back to back) */
-        #pragma omp for schedule(static)
-        for (int s = 0; s < nsl; s++) {
-            int r0 = s * MR, mr = M - r0 < MR ? M - r0 : MR;
-            pack_a_sliver(ablock + (size_t)s * MR * K, inp, (size_t)K, 1, r0, mr, 0, K);
-        }
+        pack_a_block(ablock, (size_t)MR * K, inp, (size_t)K, 1, 0, M, nsl, 0, K);
         for (int p = p0; p < p1; p++) {
             int j0 = p * NR, nr = N - j0 < NR ? N - j0 : NR;
             const float *panel = wp + (size_t)p * K * NR;
@@ -472,14 +485,8 @@ int mm_packed_forward(float *out, const float *inp, const float *wp, const float
             }
             for (int k0 = 0; k0 < K; k0 += KC) {
                 int kc = K - k0 < KC ? K - k0 : KC, init = k0 == 0;
-                const float *bp = panel + (size_t)k0 * NR, *bj = bias && init ? bias + j0 : NULL;
-                for (int s = 0; s < nsl; s++) {
-                    int r0 = s * MR, mr = M - r0 < MR ? M - r0 : MR;
-                    float *cp = out + (size_t)r0 * N + j0;
-                    const float *as = ablock + (size_t)s * MR * K + (size_t)k0 * MR;
-                    if (mr == MR && nr == NR) kernel_8x48(kc, as, bp, cp, (size_t)N, init, bj, &pf);
-                    else kernel_edge(kc, as, bp, cp, (size_t)N, init, bj, mr, nr, &pf);
-                }
+                kernel_slivers(kc, ablock + (size_t)k0 * MR, (size_t)MR * K, 0, M, nsl, panel + (size_t)k0 * NR, out,
+                               (size_t)N, j0, nr, init, bias && init ? bias + j0 : NULL, &pf);
             }
         }
     }
