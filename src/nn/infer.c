@@ -365,37 +365,43 @@ typedef struct {
 /* The packed matrices: which plain tensor (index in map_ptrs), rows, columns. */
 #define MAP_NPACKED 5
 #define MAP_PACKED_AT(nparams) (((nparams) + 15) / 16 * 16)   /* in floats from the data start */
-static void map_packed_shapes(const gpt2_config_t *c, int idx[MAP_NPACKED], int oc[MAP_NPACKED], int ic[MAP_NPACKED],
-                              int layers[MAP_NPACKED])
+typedef struct {
+    int tensor;     /* index in map_ptrs */
+    int oc, ic;     /* one layer's matrix: rows (outputs), columns (inputs) */
+    int layers;     /* matrices of that shape, one after the other */
+} map_packed_t;
+
+static void map_packed_shapes(const gpt2_config_t *c, map_packed_t pk[MAP_NPACKED])
 {
     int C = c->channels, L = c->num_layers;
-    int i0[MAP_NPACKED] = {0, 4, 6, 10, 12}, o[MAP_NPACKED] = {c->padded_vocab_size, 3 * C, C, 4 * C, C};
-    int k[MAP_NPACKED] = {C, C, C, C, 4 * C}, l[MAP_NPACKED] = {1, L, L, L, L};
-    memcpy(idx, i0, sizeof i0); memcpy(oc, o, sizeof o); memcpy(ic, k, sizeof k); memcpy(layers, l, sizeof l);
+    map_packed_t v[MAP_NPACKED] = {
+        {0, c->padded_vocab_size, C, 1}, {4, 3 * C, C, L}, {6, C, C, L}, {10, 4 * C, C, L}, {12, C, 4 * C, L}};
+    memcpy(pk, v, sizeof v);
 }
 
 static uint64_t map_packed_total(const gpt2_config_t *c)
 {
-    int idx[MAP_NPACKED], oc[MAP_NPACKED], ic[MAP_NPACKED], nl[MAP_NPACKED];
-    map_packed_shapes(c, idx, oc, ic, nl);
+    map_packed_t pk[MAP_NPACKED];
+    map_packed_shapes(c, pk);
     uint64_t n = 0;
-    for (int i = 0; i < MAP_NPACKED; i++) n += (uint64_t)nl[i] * mm_packed_floats(oc[i], ic[i]);
+    for (int i = 0; i < MAP_NPACKED; i++) n += (uint64_t)pk[i].layers * mm_packed_floats(pk[i].oc, pk[i].ic);
     return n;
 }
 
 /* Pack each layer's matrix and append it to f. */
 static int map_write_packed(const gpt2_t *m, FILE *f, float **ptr[GPT2_NUM_PARAM_TENSORS])
 {
-    int idx[MAP_NPACKED], oc[MAP_NPACKED], ic[MAP_NPACKED], nl[MAP_NPACKED];
-    map_packed_shapes(&m->config, idx, oc, ic, nl);
+    map_packed_t pk[MAP_NPACKED];
+    map_packed_shapes(&m->config, pk);
     size_t most = 0;
-    for (int i = 0; i < MAP_NPACKED; i++) if (mm_packed_floats(oc[i], ic[i]) > most) most = mm_packed_floats(oc[i], ic[i]);
+    for (int i = 0; i < MAP_NPACKED; i++)
+        if (mm_packed_floats(pk[i].oc, pk[i].ic) > most) most = mm_packed_floats(pk[i].oc, pk[i].ic);
     float *buf = aligned_alloc(64, (most * sizeof(float) + 63) / 64 * 64);
     int ok = buf != NULL;
     for (int i = 0; i < MAP_NPACKED && ok; i++)
-        for (int l = 0; l < nl[i] && ok; l++) {
-            size_t n = mm_packed_floats(oc[i], ic[i]);
-            mm_pack_weights(buf, *ptr[idx[i]] + (size_t)l * oc[i] * ic[i], oc[i], ic[i]);
+        for (int l = 0; l < pk[i].layers && ok; l++) {
+            size_t n = mm_packed_floats(pk[i].oc, pk[i].ic);
+            mm_pack_weights(buf, *ptr[pk[i].tensor] + (size_t)l * pk[i].oc * pk[i].ic, pk[i].oc, pk[i].ic);
             ok = fwrite(buf, sizeof(float), n, f) == n;
         }
     free(buf);
@@ -517,16 +523,17 @@ static int map_open(gpt2_t *m, const char *path, const struct stat *src, char *e
     float *p = (float *)((char *)base + MAP_HDR);
     m->params_memory = p;
     for (int i = 0; i < GPT2_NUM_PARAM_TENSORS; i++) { *ptr[i] = p; p += m->param_sizes[i]; m->num_parameters += m->param_sizes[i]; }
-    int idx[MAP_NPACKED], oc[MAP_NPACKED], ic[MAP_NPACKED], nl[MAP_NPACKED], packed_of[GPT2_NUM_PARAM_TENSORS] = {0};
-    map_packed_shapes(c, idx, oc, ic, nl);
+    map_packed_t pk[MAP_NPACKED];
+    int packed_of[GPT2_NUM_PARAM_TENSORS] = {0};
+    map_packed_shapes(c, pk);
     if (h.num_packed) {
         p = (float *)((char *)base + MAP_HDR) + MAP_PACKED_AT(h.num_parameters);
-        const float **pk[MAP_NPACKED] = {&m->packed.wte, &m->packed.qkvw, &m->packed.attprojw, &m->packed.fcw,
-                                         &m->packed.fcprojw};
+        const float **dst[MAP_NPACKED] = {&m->packed.wte, &m->packed.qkvw, &m->packed.attprojw, &m->packed.fcw,
+                                          &m->packed.fcprojw};
         for (int i = 0; i < MAP_NPACKED; i++) {
-            *pk[i] = p;
-            p += (size_t)nl[i] * mm_packed_floats(oc[i], ic[i]);
-            packed_of[idx[i]] = 1;
+            *dst[i] = p;
+            p += (size_t)pk[i].layers * mm_packed_floats(pk[i].oc, pk[i].ic);
+            packed_of[pk[i].tensor] = 1;
         }
     }
     pthread_mutex_lock(&map_mu);
