@@ -148,34 +148,6 @@ static void pack_a_sliver(float *ap, const float *a, size_t sam, size_t sak, int
     }
 }
 
-/* 16 x 16 transpose: in[r] holds row r; afterwards in[c] holds column c. */
-static inline void transpose16(__m512 r[16])
-{
-    __m512 t[16];
-    for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 16; i += 4) {
-        r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
-        r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
-        r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-        r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
-    }
-    for (int i = 0; i < 4; i++) {
-        t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
-        t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xDD);
-        t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
-        t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xDD);
-    }
-    for (int i = 0; i < 4; i++) {
-        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
-        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
-        r[i + 4] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0x88);
-        r[i + 12] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0xDD);
-    }
-}
-
 /* Rows k0..k0+kc of B, columns j0..j0+nr -> bp (zero columns up to 48). */
 static void pack_b_panel(float *bp, const float *b, size_t sbk, size_t sbn, int k0, int kc, int j0, int nr)
 {
@@ -464,7 +436,8 @@ int mm_packed_forward(float *out, const float *inp, const float *wp, const float
     int nsl = (M + MR - 1) / MR;
     float *ablock = gemm_buf(0, (size_t)nsl * MR * K);
     if (!ablock) return -1;
-    int npanels = (N + NR - 1) / NR;
+    int npanels = (N + NR - 1) / NR, KCp, MCp;
+    gemm_blocking(M, K, &KCp, &MCp);
     #pragma omp parallel
     {
         int nt = omp_get_num_threads(), t = omp_get_thread_num();
@@ -483,8 +456,8 @@ int mm_packed_forward(float *out, const float *inp, const float *wp, const float
                 int slots = nsl * ((K + 3) / 4);
                 pf.per = (pf.left + slots - 1) / slots;
             }
-            for (int k0 = 0; k0 < K; k0 += KC) {
-                int kc = K - k0 < KC ? K - k0 : KC, init = k0 == 0;
+            for (int k0 = 0; k0 < K; k0 += KCp) {
+                int kc = K - k0 < KCp ? K - k0 : KCp, init = k0 == 0;
                 kernel_slivers(kc, ablock + (size_t)k0 * MR, (size_t)MR * K, 0, M, nsl, panel + (size_t)k0 * NR, out,
                                (size_t)N, j0, nr, init, bias && init ? bias + j0 : NULL, &pf);
             }

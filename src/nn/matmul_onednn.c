@@ -220,6 +220,16 @@ static void onednn_release(onednn_entry_t *e)
     pthread_mutex_unlock(&onednn_mu);
 }
 
+/* fp32 -> bf16, round to nearest even (NaN stays NaN) */
+static inline uint16_t bf16_round(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffff) > 0x7f800000) return (uint16_t)((u >> 16) | 0x40);
+    u += 0x7fff + ((u >> 16) & 1);
+    return (uint16_t)(u >> 16);
+}
+
 /* fp32 -> bf16, round to nearest even, n contiguous elements (a strided
  * matrix is converted as the whole span it covers, keeping its strides). */
 static void bf16_convert(uint16_t *dst, const float *src, size_t n)
@@ -236,13 +246,7 @@ static void bf16_convert(uint16_t *dst, const float *src, size_t n)
         i = n / 32 * 32;
     }
 #endif
-    for (; i < n; i++) {
-        uint32_t u;
-        memcpy(&u, src + i, 4);
-        if ((u & 0x7fffffff) > 0x7f800000) { dst[i] = (uint16_t)((u >> 16) | 0x40); continue; } /* NaN */
-        u += 0x7fff + ((u >> 16) & 1);
-        dst[i] = (uint16_t)(u >> 16);
-    }
+    for (; i < n; i++) dst[i] = bf16_round(src[i]);
 }
 
 /* Scratch for bf16 operands, grown as needed, one pair per process, held
@@ -317,6 +321,109 @@ void mm_onednn_wcache_clear(void)
 /* TUNERY_MATMUL_RT=1: always leave the row count to run time (measurements). */
 static int rt_always = -1;
 
+/* Run e's primitive on operands already in its input type (s, w), with the
+ * actual dimensions (the primitive's may hold run-time placeholders). */
+static int onednn_exec(onednn_entry_t *e, float *dst, const void *s, const void *w, const float *bias, int64_t m,
+                       int64_t k, int64_t n, int64_t sm, int64_t sk, int64_t wk, int64_t wn, int64_t dm, int64_t dn)
+{
+    dnnl_data_type_t in_t = e->prec == NN_PREC_BF16 ? dnnl_bf16 : dnnl_f32;
+    dnnl_memory_desc_t src_md, wei_md, dst_md, bias_md;
+    dnnl_dims_t sd = {m, k}, ss = {sm, sk}, wd = {k, n}, ws = {wk, wn}, dd = {m, n}, ds = {dm, dn};
+    dnnl_dims_t bd = {1, n}, bs = {n, 1};
+    dnnl_memory_desc_init_by_strides(&src_md, 2, sd, in_t, ss);
+    dnnl_memory_desc_init_by_strides(&wei_md, 2, wd, in_t, ws);
+    dnnl_memory_desc_init_by_strides(&dst_md, 2, dd, dnnl_f32, ds);
+    dnnl_memory_desc_init_by_strides(&bias_md, 2, bd, dnnl_f32, bs);
+    dnnl_memory_t ms, mw, md, mb = NULL, mscr = NULL;
+    dnnl_memory_create(&ms, &src_md, onednn_engine, (void *)s);
+    dnnl_memory_create(&mw, &wei_md, onednn_engine, (void *)w);
+    dnnl_memory_create(&md, &dst_md, onednn_engine, dst);
+    dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_DST, md}};
+    int nargs = 3;
+    dnnl_status_t st = dnnl_success;
+    if (e->scratch_bytes) {
+        void *buf = scratch_get(e->scratch_bytes);
+        if (!buf || dnnl_memory_create(&mscr, &e->scratch_md, onednn_engine, buf) != dnnl_success) st = dnnl_out_of_memory;
+        else args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, mscr};
+    }
+    if (bias) {
+        dnnl_memory_create(&mb, &bias_md, onednn_engine, (void *)bias);
+        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, mb};
+    }
+    if (st == dnnl_success) st = dnnl_primitive_execute(e->prim, onednn_stream, nargs, args);
+    if (st == dnnl_success) st = dnnl_stream_wait(onednn_stream);
+    dnnl_memory_destroy(ms);
+    dnnl_memory_destroy(mw);
+    dnnl_memory_destroy(md);
+    if (mb) dnnl_memory_destroy(mb);
+    if (mscr) dnnl_memory_destroy(mscr);
+    return st == dnnl_success ? 0 : -1;
+}
+
+/* The calling thread's oneDNN stream, created on first use. */
+static int onednn_stream_ready(void)
+{
+    if (!onednn_stream && mm_onednn_available()) {
+        pthread_once(&stream_once, stream_key_init);
+        dnnl_stream_t st;
+        if (stream_key_ok && dnnl_stream_create(&st, onednn_engine, dnnl_stream_default_flags) == dnnl_success) {
+            if (pthread_setspecific(stream_key, st) == 0) onednn_stream = st;
+            else dnnl_stream_destroy(st);
+        }
+    }
+    return onednn_stream != NULL;
+}
+
+/* bf16 products with a very long reduction, the LM head's dinp (dout (N,
+ * 50304) @ wte), run in pieces of BF16_PIECE reduction steps that accumulate:
+ * oneDNN 2.6's AMX kernels re-read the whole right operand (77 MB here) for
+ * every block of output rows, and a piece's part stays in cache instead.
+ * Measured on one core (Sapphire Rapids, B8T128, docs/bench.md section 10):
+ * 202 ms whole, 124-131 ms in pieces of 1024-2048. (Cutting the LM head's
+ * forward into column pieces the same way made it slower, 180 -> 196-248 ms,
+ * so output columns are never cut.) Operands are converted once for all
+ * pieces; pieces depend on the shape only, so the bits do too.
+ * TUNERY_BF16_PIECE overrides the piece (measuring). */
+#define BF16_SPLIT_K 8192
+#define BF16_PIECE 2048
+
+static int64_t bf16_piece(int64_t total)
+{
+    static int64_t env = -1;
+    if (env < 0) {
+        const char *e = getenv("TUNERY_BF16_PIECE");
+        env = e && atoll(e) >= 16 ? atoll(e) : BF16_PIECE;
+    }
+    if (total <= BF16_SPLIT_K || total <= env) return total;
+    int64_t pieces = (total + env - 1) / env, chunk = (total + pieces - 1) / pieces;
+    return (chunk + 15) / 16 * 16;
+}
+
+/* src (m, k) read as column-major (element (i, j) at src[i + j * ld]) ->
+ * dst (m, k) row-major bf16. dweight's left operand is dout transposed:
+ * converting it straight into rows gives oneDNN a plain operand, which its
+ * AMX kernels take 1.3-1.8x faster than the transposed one (docs/bench.md). */
+static void bf16_convert_transposed(uint16_t *dst, const float *src, int64_t m, int64_t k, int64_t ld)
+{
+    #pragma omp parallel for schedule(static)
+    for (int64_t i0 = 0; i0 < m; i0 += 16) {
+        int64_t j0 = 0;
+#if defined(__AVX512BF16__)
+        if (nn_cpu()->avx512_bf16 && i0 + 16 <= m) {
+            for (; j0 + 16 <= k; j0 += 16) {
+                __m512 r[16];
+                for (int jj = 0; jj < 16; jj++) r[jj] = _mm512_loadu_ps(src + i0 + (j0 + jj) * ld);
+                transpose16(r);
+                for (int ii = 0; ii < 16; ii++)
+                    _mm256_storeu_si256((__m256i *)(dst + (i0 + ii) * k + j0), (__m256i)_mm512_cvtneps_pbh(r[ii]));
+            }
+        }
+#endif
+        for (int64_t i = i0; i < m && i < i0 + 16; i++)
+            for (int64_t j = j0; j < k; j++) dst[i * k + j] = bf16_round(src[i + j * ld]);
+    }
+}
+
 /* dst (m, n) [+]= src (m, k) @ wei (k, n) [+ bias (n)], with element strides
  * (sm, sk) for src, (wk, wn) for wei and (dm, dn) for dst. In bf16 mode the
  * spans src_len / wei_len (elements covered by the strided matrices) are
@@ -328,83 +435,61 @@ static int onednn_run(int prec, float *dst, const float *src, const float *wei, 
                       int64_t m, int64_t k, int64_t n, int64_t sm, int64_t sk, int64_t wk, int64_t wn,
                       int64_t dm, int64_t dn, int accumulate, int wcache, int rt)
 {
-    onednn_entry_t key = {.m = m, .k = k, .n = n, .sm = sm, .sk = sk, .wk = wk, .wn = wn, .dm = dm, .dn = dn,
-                          .bias = bias != NULL, .accumulate = accumulate, .prec = prec};
-    onednn_entry_t alt = key;
-    if (rt == MM_RT_M) alt.m = DNNL_RUNTIME_DIM_VAL;
-    if (rt == MM_RT_K) alt.k = DNNL_RUNTIME_DIM_VAL;
-    if (rt_always < 0) {
-        const char *ev = getenv("TUNERY_MATMUL_RT");
-        rt_always = ev && atoi(ev) == 1;
-    }
-    if (!onednn_stream && mm_onednn_available()) {
-        pthread_once(&stream_once, stream_key_init);
-        dnnl_stream_t st;
-        if (stream_key_ok && dnnl_stream_create(&st, onednn_engine, dnnl_stream_default_flags) == dnnl_success) {
-            if (pthread_setspecific(stream_key, st) == 0) onednn_stream = st;
-            else dnnl_stream_destroy(st);
+    if (!onednn_stream_ready()) return -1;
+    if (prec != NN_PREC_BF16) {
+        onednn_entry_t key = {.m = m, .k = k, .n = n, .sm = sm, .sk = sk, .wk = wk, .wn = wn, .dm = dm, .dn = dn,
+                              .bias = bias != NULL, .accumulate = accumulate, .prec = prec};
+        if (rt_always < 0) {
+            const char *ev = getenv("TUNERY_MATMUL_RT");
+            rt_always = ev && atoi(ev) == 1;
         }
+        if (rt_always && rt == MM_RT_M) key.m = DNNL_RUNTIME_DIM_VAL;
+        if (rt_always && rt == MM_RT_K) key.k = DNNL_RUNTIME_DIM_VAL;
+        onednn_entry_t *e = onednn_acquire(&key);
+        if (!e) return -1;
+        int r = onednn_exec(e, dst, src, wei, bias, m, k, n, sm, sk, wk, wn, dm, dn);
+        onednn_release(e);
+        return r;
     }
-    if (!onednn_stream) return -1;
-    onednn_entry_t *e = onednn_acquire(rt_always && rt ? &alt : &key);
-    if (!e) return -1;
-    dnnl_primitive_t prim = e->prim;
-    const void *s = src, *w = wei;
-    int locked = 0;
-    if (prec == NN_PREC_BF16) {
-        size_t src_len = (size_t)((m - 1) * sm + (k - 1) * sk + 1);
-        size_t wei_len = (size_t)((k - 1) * wk + (n - 1) * wn + 1);
-        pthread_mutex_lock(&bf16_mu);
-        locked = 1;
-        uint16_t *sb = bf16_scratch(0, src_len), *wb = NULL;
-        if (wcache) wb = wcache_get(wei, wei_len, wcache == MM_WCACHE_STORE);
-        if (!wb && (wb = bf16_scratch(1, wei_len)) != NULL) bf16_convert(wb, wei, wei_len);
-        if (!sb || !wb) { pthread_mutex_unlock(&bf16_mu); onednn_release(e); return -1; }
+    /* bf16: a long reduction without bias in pieces (pieces after the first
+     * accumulate); every piece's primitive exists before the first piece
+     * writes (all or nothing) */
+    int64_t kb = bias ? k : bf16_piece(k);
+    int src_t = sm == 1 && sk != 1 && m > 1;   /* column-major src: converted into rows */
+    for (int64_t k0 = 0; k0 < k; k0 += kb) {
+        onednn_entry_t key = {.m = m, .k = k - k0 < kb ? k - k0 : kb, .n = n, .sm = src_t ? k : sm,
+                              .sk = src_t ? 1 : sk, .wk = wk, .wn = wn, .dm = dm, .dn = dn, .bias = bias != NULL,
+                              .accumulate = accumulate || k0 > 0, .prec = prec};
+        onednn_entry_t *e = onednn_acquire(&key);
+        if (!e) return -1;
+        onednn_release(e);
+    }
+    size_t src_len = src_t ? (size_t)(m * k) : (size_t)((m - 1) * sm + (k - 1) * sk + 1);
+    size_t wei_len = (size_t)((k - 1) * wk + (n - 1) * wn + 1);
+    pthread_mutex_lock(&bf16_mu);
+    uint16_t *sb = bf16_scratch(0, src_len), *wb = NULL;
+    if (wcache) wb = wcache_get(wei, wei_len, wcache == MM_WCACHE_STORE);
+    if (!wb && (wb = bf16_scratch(1, wei_len)) != NULL) bf16_convert(wb, wei, wei_len);
+    if (!sb || !wb) { pthread_mutex_unlock(&bf16_mu); return -1; }
+    if (src_t) {
+        bf16_convert_transposed(sb, src, m, k, sk);
+        sm = k;
+        sk = 1;
+    } else {
         bf16_convert(sb, src, src_len);
-        s = sb;
-        w = wb;
     }
-    /* memory descriptors with the actual dimensions (the primitive's may
-     * hold run-time placeholders) */
-    dnnl_data_type_t in_t = prec == NN_PREC_BF16 ? dnnl_bf16 : dnnl_f32;
-    dnnl_memory_desc_t src_md, wei_md, dst_md, bias_md;
-    dnnl_dims_t sd = {m, k}, ss = {sm, sk}, wd = {k, n}, ws = {wk, wn}, dd = {m, n}, ds = {dm, dn};
-    dnnl_dims_t bd = {1, n}, bs = {n, 1};
-    dnnl_memory_desc_init_by_strides(&src_md, 2, sd, in_t, ss);
-    dnnl_memory_desc_init_by_strides(&wei_md, 2, wd, in_t, ws);
-    dnnl_memory_desc_init_by_strides(&dst_md, 2, dd, dnnl_f32, ds);
-    dnnl_memory_desc_init_by_strides(&bias_md, 2, bd, dnnl_f32, bs);
-    dnnl_memory_t ms, mw, md, mb = NULL;
-    dnnl_memory_create(&ms, &src_md, onednn_engine, (void *)s);
-    dnnl_memory_create(&mw, &wei_md, onednn_engine, (void *)w);
-    dnnl_memory_create(&md, &dst_md, onednn_engine, dst);
-    dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_DST, md}};
-    int nargs = 3;
-    dnnl_memory_t mscr = NULL;
-    if (e->scratch_bytes) {
-        void *buf = scratch_get(e->scratch_bytes);
-        if (!buf || dnnl_memory_create(&mscr, &e->scratch_md, onednn_engine, buf) != dnnl_success) {
-            dnnl_memory_destroy(ms); dnnl_memory_destroy(mw); dnnl_memory_destroy(md);
-            if (locked) pthread_mutex_unlock(&bf16_mu);
-            onednn_release(e);
-            return -1;
-        }
-        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, mscr};
+    int r = 0;
+    for (int64_t k0 = 0; k0 < k && !r; k0 += kb) {
+        int64_t kc = k - k0 < kb ? k - k0 : kb;
+        onednn_entry_t key = {.m = m, .k = kc, .n = n, .sm = sm, .sk = sk, .wk = wk, .wn = wn, .dm = dm, .dn = dn,
+                              .bias = bias != NULL, .accumulate = accumulate || k0 > 0, .prec = prec};
+        onednn_entry_t *e = onednn_acquire(&key);
+        if (!e) { r = -1; break; }   /* not reached: created above */
+        r = onednn_exec(e, dst, sb + k0 * sk, wb + k0 * wk, bias, m, kc, n, sm, sk, wk, wn, dm, dn);
+        onednn_release(e);
     }
-    if (bias) {
-        dnnl_memory_create(&mb, &bias_md, onednn_engine, (void *)bias);
-        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, mb};
-    }
-    dnnl_status_t st = dnnl_primitive_execute(prim, onednn_stream, nargs, args);
-    if (st == dnnl_success) st = dnnl_stream_wait(onednn_stream);
-    dnnl_memory_destroy(ms);
-    dnnl_memory_destroy(mw);
-    dnnl_memory_destroy(md);
-    if (mb) dnnl_memory_destroy(mb);
-    if (mscr) dnnl_memory_destroy(mscr);
-    if (locked) pthread_mutex_unlock(&bf16_mu);
-    onednn_release(e);
-    return st == dnnl_success ? 0 : -1;
+    pthread_mutex_unlock(&bf16_mu);
+    return r;
 }
 
 int mm_onednn_gemm_strided(int prec, float *dst, const float *src, const float *wei, const float *bias,

@@ -404,6 +404,11 @@ static void test_bf16(void)
     check_bf16(37, 96, 291);
     check_bf16(64, 768, 130);
     check_bf16(3, 3072, 65);
+    /* dweight's transposed left operand converted in whole 16 x 16 blocks
+     * only; then a reduction long enough for dinp to run in accumulating
+     * pieces (matmul_onednn.c), with edge blocks on both sides */
+    check_bf16(32, 48, 64);
+    check_bf16(33, 64, 9000);
     CHECK(nn_matmul_get_precision() == NN_PREC_FP32);
 }
 
