@@ -247,7 +247,12 @@ static void kernel_8x48(int kc, const float *ap, const float *bp, float *c, size
         bp += NR;                                                                              \
     }
     prefetch_t q = *pf;   /* in registers for the loop */
-    for (int k = 0; k < kc; k++) {
+    int k = 0;
+    for (; k + 4 <= kc; k += 4) {
+        prefetch_next(&q);
+        STEP STEP STEP STEP
+    }
+    for (; k < kc; k++) {
         if ((k & 3) == 0) prefetch_next(&q);
         STEP
     }
@@ -427,9 +432,13 @@ void mm_pack_weights(float *dst, const float *w, int N, int K)
 
 /* out (M, N) = inp (M, K) @ W^T [+ bias] with W packed by mm_pack_weights.
  * The whole A is packed first (one barrier: inference runs at most 128 rows
- * at a time, 1.5 MB at K = 3072); then each thread takes its panels, each
- * panel's reduction in KC slices (contiguous parts of the panel) with its
- * output columns kept hot between slices, while the next panel is prefetched. */
+ * at a time, 1.5 MB at K = 3072); then, slice by slice of the reduction,
+ * each thread runs its own panels' KC-long slices down every sliver of A,
+ * the next slice prefetched meanwhile. Slices outside panels keep one A slice
+ * (128 x KC) in L2 for all of a thread's panels: panels outside slices needed
+ * the whole packed A beside each panel, 2.1 MB at K = 3072, more than L2, and
+ * ran at 62% of the FMA peak instead of 77% (one core, docs/bench.md). Each
+ * thread owns its output columns, so no barrier between slices. */
 int mm_packed_forward(float *out, const float *inp, const float *wp, const float *bias, int M, int K, int N)
 {
     if (!nn_cpu()->avx512f || M <= 0 || N <= 0 || K <= 0) return -1;
@@ -444,22 +453,25 @@ int mm_packed_forward(float *out, const float *inp, const float *wp, const float
         int p0 = (int)((long)npanels * t / nt), p1 = (int)((long)npanels * (t + 1) / nt);
         /* A sliver s, slice k0: ablock + s * 8 * K + k0 * 8 (slices of one sliver back to back) */
         pack_a_block(ablock, (size_t)MR * K, inp, (size_t)K, 1, 0, M, nsl, 0, K);
-        for (int p = p0; p < p1; p++) {
-            int j0 = p * NR, nr = N - j0 < NR ? N - j0 : NR;
-            const float *panel = wp + (size_t)p * K * NR;
-            prefetch_t pf = {0};
-            if (p + 1 < p1) {   /* the next panel, spread over this one's kernel calls */
-                pf.row = (const char *)(panel + (size_t)K * NR);
-                pf.stride = 0;
-                pf.lpr = 1 << 30;
-                pf.left = K * NR * (int)sizeof(float) / 64;
-                int slots = nsl * ((K + 3) / 4);
-                pf.per = (pf.left + slots - 1) / slots;
-            }
-            for (int k0 = 0; k0 < K; k0 += KCp) {
-                int kc = K - k0 < KCp ? K - k0 : KCp, init = k0 == 0;
-                kernel_slivers(kc, ablock + (size_t)k0 * MR, (size_t)MR * K, 0, M, nsl, panel + (size_t)k0 * NR, out,
-                               (size_t)N, j0, nr, init, bias && init ? bias + j0 : NULL, &pf);
+        for (int k0 = 0; k0 < K; k0 += KCp) {
+            int kc = K - k0 < KCp ? K - k0 : KCp, init = k0 == 0;
+            for (int p = p0; p < p1; p++) {
+                int j0 = p * NR, nr = N - j0 < NR ? N - j0 : NR;
+                const float *slice = wp + (size_t)p * K * NR + (size_t)k0 * NR;
+                /* the next slice this thread reads: the next panel's, or the first panel's next one */
+                const float *next = p + 1 < p1 ? slice + (size_t)K * NR
+                                  : k0 + kc < K ? wp + (size_t)p0 * K * NR + (size_t)(k0 + kc) * NR : NULL;
+                int next_kc = p + 1 < p1 ? kc : K - k0 - kc < KCp ? K - k0 - kc : KCp;
+                prefetch_t pf = {0};
+                if (next) {   /* spread over this slice's kernel calls */
+                    pf.row = (const char *)next;
+                    pf.lpr = 1 << 30;
+                    pf.left = next_kc * NR * (int)sizeof(float) / 64;
+                    int slots = nsl * ((kc + 3) / 4);
+                    pf.per = (pf.left + slots - 1) / slots;
+                }
+                kernel_slivers(kc, ablock + (size_t)k0 * MR, (size_t)MR * K, 0, M, nsl, slice, out, (size_t)N, j0, nr,
+                               init, bias && init ? bias + j0 : NULL, &pf);
             }
         }
     }
