@@ -124,7 +124,7 @@ int tok_build(tok_t *t, const uint32_t *pairs, size_t n_pairs, char *err)
     if (fits) {
         t->pairs32 = malloc(cap * sizeof *t->pairs32);
         t->pair_q = malloc(1u << TOK_PQ_BITS);
-        t->pair_bits = calloc((1u << 21) / 64, sizeof *t->pair_bits);
+        t->pair_bits = calloc((1u << TOK_BLOOM_BITS) / 64, sizeof *t->pair_bits);
         if (!t->pairs32 || !t->pair_q || !t->pair_bits) return core_errf(err, "out of memory loading the tokenizer");
         for (uint32_t i = 0; i < cap; i++) t->pairs32[i].key = UINT32_MAX;
         memset(t->pair_q, 0xff, 1u << TOK_PQ_BITS);
@@ -142,9 +142,9 @@ int tok_build(tok_t *t, const uint32_t *pairs, size_t n_pairs, char *err)
             while (t->pairs32[h].key != UINT32_MAX) h = (h + 1) & t->pair_mask;
             t->pairs32[h].key = key;
             t->pairs32[h].rank = (int32_t)q[2];
-            uint8_t *pq = &t->pair_q[tok_pq_slot(key)];
+            uint8_t *pq = &t->pair_q[tok_pq_slot(key) >> (TOK_BLOOM_BITS - TOK_PQ_BITS)];
             if (*pq > q[2] >> 8) *pq = (uint8_t)(q[2] >> 8);
-            uint32_t f = tok_pq_slot(key) >> (TOK_PQ_BITS - 21);
+            uint32_t f = tok_pq_slot(key);
             t->pair_bits[f >> 6] |= 1ull << (f & 63);
         } else {
             uint64_t key = (uint64_t)q[0] << 32 | q[1];

@@ -52,9 +52,11 @@ struct tok {
     uint32_t pair_mask;
     /* in front of the 2 MB pairs32 table: a one-hash Bloom filter of the
      * keys, 2^21 bits (256 KB, stays in L2), since most pairs asked about
-     * are not mergeable; and one byte per hash of a key, the least rank >> 8
-     * of the keys there (0xff none), which answers "ranked below limit?"
-     * (tok_bt.c's question) for most pairs that are */
+     * are not mergeable; and one byte per 2^17 top bits of that hash, the
+     * least rank >> 8 of the keys there (0xff none), which answers "ranked
+     * below limit?" (tok_bt.c's question) for most pairs that pass. 128 KB:
+     * at 2 MB (one byte per Bloom bit) its reads missed L2 and were a third
+     * of a compatibility check's time; 64-256 KB measured alike */
     uint64_t *pair_bits;
     uint8_t *pair_q;
     /* the pair of two single bytes, directly: every piece starts with these */
@@ -79,11 +81,15 @@ struct tok {
 };
 
 #ifndef TOK_PQ_BITS
-#define TOK_PQ_BITS 21
+#define TOK_PQ_BITS 17
 #endif
+#ifndef TOK_BLOOM_BITS
+#define TOK_BLOOM_BITS 21
+#endif
+_Static_assert(TOK_PQ_BITS <= TOK_BLOOM_BITS, "pair_q is indexed by the top bits of the Bloom filter's hash");
 static inline uint32_t tok_pq_slot(uint32_t key)
 {
-    return (uint32_t)(((uint64_t)key * 0xC2B2AE3D27D4EB4Full) >> (64 - TOK_PQ_BITS));
+    return (uint32_t)(((uint64_t)key * 0xC2B2AE3D27D4EB4Full) >> (64 - TOK_BLOOM_BITS));
 }
 
 /* rank of merging adjacent tokens a, b or INT_MAX; *merged gets the result */
@@ -91,7 +97,7 @@ static inline int32_t tok_pair_rank(const tok_t *t, int32_t a, int32_t b, int32_
 {
     if (t->pairs32) {
         uint32_t key = (uint32_t)a << 16 | (uint32_t)b;
-        uint32_t f = tok_pq_slot(key) >> (TOK_PQ_BITS - 21);
+        uint32_t f = tok_pq_slot(key);
         if (!(t->pair_bits[f >> 6] >> (f & 63) & 1)) return INT32_MAX;
         uint32_t h = (uint32_t)(((uint64_t)key * 0x9E3779B97F4A7C15ull) >> 32) & t->pair_mask;
         for (;;) {
@@ -130,10 +136,9 @@ static inline int32_t tok_byte_pair(const tok_t *t, unsigned b0, unsigned b1, in
 static inline int tok_pair_below(const tok_t *t, int32_t a, int32_t b, int32_t limit)
 {
     if (t->pair_q) {
-        uint32_t f = tok_pq_slot((uint32_t)a << 16 | (uint32_t)b);
-        uint32_t g = f >> (TOK_PQ_BITS - 21);
+        uint32_t g = tok_pq_slot((uint32_t)a << 16 | (uint32_t)b);
         if (!(t->pair_bits[g >> 6] >> (g & 63) & 1)) return 0;
-        if ((int32_t)t->pair_q[f] << 8 >= limit) return 0;
+        if ((int32_t)t->pair_q[g >> (TOK_BLOOM_BITS - TOK_PQ_BITS)] << 8 >= limit) return 0;
     }
     int32_t m;
     return tok_pair_rank(t, a, b, &m) < limit;
