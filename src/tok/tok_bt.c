@@ -73,6 +73,10 @@ struct tok_bt {
     int32_t *l2;              /* 65536: node of each two-byte prefix, -1 if none */
     int32_t *node_tok;        /* token ending at node, -1 if none (building only) */
     bt_info_t *info;          /* per token id */
+    /* the rank of merging ids a, b < 256 (0xffff none): the bytes in r50k.
+     * Compatibility checks end among them, where most pairs merge, so the
+     * pair table's filters pass them on to its 2 MB tables; this is 128 KB */
+    uint16_t *low_pair;
     /* per token id: its longest proper prefix that is a token (0xffff
      * none) << 8 | its length (tokens of more than 255 bytes: long_tok).
      * After a backtrack, the candidates left at a position are the popped
@@ -132,10 +136,14 @@ static inline int bt_kid_find(const uint8_t *kb, uint32_t nk, unsigned char c)
 
 /* Does BPE of bytes(t1) + bytes(t2) give [t1, t2]? Only merges ranked below
  * limit count (INT_MAX when encoding; the token being split when building). */
-static int bt_compatible(const tok_t *t, const bt_info_t *info, int32_t t1, int32_t t2, int32_t limit)
+static int bt_compatible(const tok_t *t, const tok_bt_t *b, int32_t t1, int32_t t2, int32_t limit)
 {
+    const bt_info_t *info = b->info;
     for (;;) {
-        if (tok_pair_below(t, t1, t2, limit)) return 0;
+        if ((uint32_t)(t1 | t2) < 256 && b->low_pair) {
+            uint32_t r = b->low_pair[t1 << 8 | t2];
+            if (r != 0xffff && (int32_t)r < limit) return 0;
+        } else if (tok_pair_below(t, t1, t2, limit)) return 0;
         if (t1 > t2) {
             limit = t1;
             t1 = info[t1].right;
@@ -165,6 +173,7 @@ static void bt_free(tok_bt_t *b)
     free(b->l2);
     free(b->node_tok);
     free(b->info);
+    free(b->low_pair);
     free(b->chain);
     free(b->dense);
     free(b);
@@ -288,6 +297,12 @@ static tok_bt_t *bt_build(const tok_t *t)
         if (len > 255) b->long_tok = 1;
         b->chain[id] = (uint32_t)(prefix[id] >= 0 ? prefix[id] : 0xffff) << 8 | (uint32_t)(len & 255);
     }
+    b->low_pair = t->n_vocab < 0xffff ? malloc(65536 * sizeof *b->low_pair) : NULL;   /* else ranks may be 0xffff */
+    for (int i = 0; b->low_pair && i < 65536; i++) {
+        int32_t m, a = i >> 8, c = i & 255;
+        int32_t r = a < t->n_vocab && c < t->n_vocab ? tok_pair_rank(t, a, c, &m) : INT32_MAX;
+        b->low_pair[i] = (uint16_t)(r < t->n_vocab ? r : 0xffff);
+    }
     /* each token's last merge: the longest prefix split whose parts are
      * older tokens and compatible (ids are ranks) */
     for (int id = 0; id < t->n_vocab; id++) {
@@ -297,7 +312,7 @@ static tok_bt_t *bt_build(const tok_t *t)
         for (int32_t t1 = prefix[id]; t1 >= 0; t1 = prefix[t1]) {
             size_t l1 = t->off[t1 + 1] - t->off[t1];
             int32_t t2 = tok_lookup(t, s + l1, len - l1);
-            if (t1 < id && t2 >= 0 && t2 < id && bt_compatible(t, b->info, t1, t2, id)) {
+            if (t1 < id && t2 >= 0 && t2 < id && bt_compatible(t, b, t1, t2, id)) {
                 b->info[id].left = (uint16_t)t1;
                 b->info[id].right = (uint16_t)t2;
                 break;
@@ -346,7 +361,7 @@ static const tok_bt_t *bt_get(const tok_t *t)
 int tok_bt_compatible(const tok_t *t, int a, int c)
 {
     const tok_bt_t *b = bt_get(t);
-    return b ? bt_compatible(t, b->info, a, c, INT_MAX) : -1;
+    return b ? bt_compatible(t, b, a, c, INT_MAX) : -1;
 }
 
 
@@ -445,7 +460,7 @@ size_t tok_bt_piece(const tok_t *t, const unsigned char *p, size_t len, int *out
                 unsigned sh = (unsigned)(k & 31) * 2;
                 uint64_t e = dmat[wi] >> sh & 3;
                 if (!e) {
-                    e = 1 | (uint64_t)bt_compatible(t, b->info, last, ct[i], INT_MAX) << 1;
+                    e = 1 | (uint64_t)bt_compatible(t, b, last, ct[i], INT_MAX) << 1;
                     dmat[wi] |= e << sh;
                 }
                 if (e >> 1) break;
@@ -464,7 +479,7 @@ size_t tok_bt_piece(const tok_t *t, const unsigned char *p, size_t len, int *out
             int ok;
             if ((*slot & ~0x4000u) == tag) ok = *slot >> 14 & 1;
             else {
-                ok = bt_compatible(t, b->info, last, ct[i], INT_MAX);
+                ok = bt_compatible(t, b, last, ct[i], INT_MAX);
                 *slot = (uint16_t)(tag | ok << 14);
             }
             if (ok) break;
