@@ -50,6 +50,11 @@ int fs_write_full(int fd, const void *buf, size_t n);
 int fs_mkdir_p(const char *path, int mode, char *err);
 /* Remove a directory tree (used for checkpoints and deleted models). */
 int fs_rm_rf(const char *path, char *err);
+/* Remove the entries of dir named prefix<pid> or prefix<pid>-<anything>
+ * whose process <pid> no longer exists: the temporary files and directories
+ * of writers that were killed. Never this process's own; errors are ignored
+ * (another sweeper may win the race). */
+void fs_sweep_dead(const char *dir, const char *prefix);
 int fs_exists(const char *path);
 
 /* ---- ids and randomness for ids (id.c) ---- */

@@ -6,6 +6,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -117,6 +119,25 @@ int fs_mkdir_p(const char *path, int mode, char *err)
     }
     free(p);
     return 0;
+}
+
+void fs_sweep_dead(const char *dir, const char *prefix)
+{
+    size_t plen = strlen(prefix);
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, prefix, plen)) continue;
+        char *end;
+        long pid = strtol(e->d_name + plen, &end, 10);
+        if ((*end && *end != '-') || end == e->d_name + plen || pid <= 0 || pid > INT_MAX || pid == (long)getpid())
+            continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;   /* alive (EPERM: alive, not ours) */
+        char path[PATH_MAX], err[CORE_ERR_LEN];
+        if (snprintf(path, sizeof path, "%s/%s", dir, e->d_name) < (int)sizeof path) fs_rm_rf(path, err);
+    }
+    closedir(d);
 }
 
 int fs_rm_rf(const char *path, char *err)

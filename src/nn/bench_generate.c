@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 /* process CPU seconds (all threads): on a shared machine, the work done */
 static double cpu_seconds(void)
@@ -116,7 +117,12 @@ int cmd_bench_generate(int argc, char **argv)
     gpt2_init_random(&m, 1337);
 
     /* load times: convert once, then the memory-mapped load a server does */
-    char dir[] = "/tmp/tunery-bench-generate-XXXXXX";
+    /* the model's temporary directory (~1 GB with its mapped image) carries
+     * this process's id, so a run that was killed leaves nothing for long:
+     * the next run removes it */
+    char dir[64];
+    fs_sweep_dead("/tmp", "tunery-bench-generate-");
+    snprintf(dir, sizeof dir, "/tmp/tunery-bench-generate-%d-XXXXXX", (int)getpid());
     if (!mkdtemp(dir) || gpt2_save(&m, dir, err)) {
         fprintf(stderr, "tunery bench generate: cannot save the model to a temporary directory: %s\n", err);
         gpt2_free(&m);
@@ -141,6 +147,7 @@ int cmd_bench_generate(int argc, char **argv)
     for (size_t i = 0; i < m.num_parameters; i += 1024) sink += m.params_memory[i];
     (void)sink;
     double touch = time_mono() - t0;
+    fs_rm_rf(dir, err);   /* the mapping outlives its file: nothing left if this run is killed */
     snprintf(extra, sizeof extra, "\"first_load_ms\":%.1f,\"touch_all_pages_ms\":%.1f", first * 1e3, touch * 1e3);
     emit(cfgname, "model_load_ms", median(lt, nl) * 1e3, "ms", extra);
 

@@ -450,19 +450,8 @@ static void map_sweep_stale(const char *path)
     const char *slash = strrchr(path, '/');
     if (!slash) snprintf(dir, sizeof dir, ".");
     else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-    int plen = snprintf(prefix, sizeof prefix, "%s.tmp.", slash ? slash + 1 : path);
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (strncmp(e->d_name, prefix, (size_t)plen)) continue;
-        char *end;
-        long pid = strtol(e->d_name + plen, &end, 10);
-        if (*end || end == e->d_name + plen || pid <= 0 || pid > INT_MAX || pid == (long)getpid()) continue;
-        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;   /* alive (EPERM: alive, not ours) */
-        unlinkat(dirfd(d), e->d_name, 0);
-    }
-    closedir(d);
+    snprintf(prefix, sizeof prefix, "%s.tmp.", slash ? slash + 1 : path);
+    fs_sweep_dead(dir, prefix);
 }
 
 static int map_write(const gpt2_t *m, const char *path, const struct stat *src, char *err)

@@ -3,6 +3,9 @@
 #include "test.h"
 #include <stdlib.h>
 #include <unistd.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 
 static void test_buf(void)
 {
@@ -66,6 +69,35 @@ static void test_splitmix64(void)
     CHECK(s == 2 * 0x9E3779B97F4A7C15ull);
 }
 
+/* fs_sweep_dead removes the leftovers of dead processes only: a child that
+ * has exited stands for a killed writer. */
+static void test_sweep_dead(void)
+{
+    char dir[] = "/tmp/tunery-test-sweep-XXXXXX", p[256], err[CORE_ERR_LEN];
+    CHECK(mkdtemp(dir) != NULL);
+    pid_t dead = fork();
+    if (dead == 0) _exit(0);
+    waitpid(dead, NULL, 0);
+    const char *names[] = {"%s/w-%d-abc", "%s/w-%d", "%s/w-%dx", "%s/v-%d-abc"};
+    int pids[] = {(int)dead, (int)getpid(), 1};
+    for (int n = 0; n < 4; n++)
+        for (int i = 0; i < 3; i++) {
+            snprintf(p, sizeof p, names[n], dir, pids[i]);
+            CHECK(mkdir(p, 0700) == 0);
+            char f[300];
+            snprintf(f, sizeof f, "%s/file", p);
+            CHECK(fs_write_atomic(f, "x", 1, err) == 0);
+        }
+    fs_sweep_dead(dir, "w-");
+    for (int n = 0; n < 4; n++)
+        for (int i = 0; i < 3; i++) {
+            snprintf(p, sizeof p, names[n], dir, pids[i]);
+            int gone = i == 0 && n < 2;   /* dead writer, name prefix<pid> or prefix<pid>-... */
+            CHECKF(fs_exists(p) == !gone, "%s should %s", p, gone ? "be removed" : "stay");
+        }
+    CHECK(fs_rm_rf(dir, err) == 0);
+}
+
 static void test_time_formats(void)
 {
     char s[32];
@@ -83,5 +115,6 @@ int main(void)
     RUN(test_ids);
     RUN(test_splitmix64);
     RUN(test_time_formats);
+    RUN(test_sweep_dead);
     return test_summary();
 }
