@@ -326,9 +326,23 @@ static void mm_dbias(float *dbias, const float *dout, int N, int OC)
     }
 }
 
+/* One product goes to our packed GEMM even beside oneDNN: fp32 dinp of a
+ * layer with a narrow input (C <= 1024, OC <= 4096: GPT-2's qkv, attproj and
+ * fc). Measured on one core (Sapphire Rapids, B8T128, docs/bench.md section
+ * 10), ours vs oneDNN: 23.9 vs 30.8 ms (qkv), 7.7 vs 8.7 (attproj), 32.8 vs
+ * 39.6 (fc). fcproj's (C = 3072) and the LM head's dinp, and every forward
+ * and dweight product, were as fast or faster on oneDNN and stay there. */
+static int mm_dinp_own(nn_prec_t prec, int C, int OC)
+{
+    return prec == NN_PREC_FP32 && C <= 1024 && OC <= 4096 && nn_cpu()->avx512f;
+}
+
 int mm_backward_path(mm_path_t path, nn_prec_t prec, float *dinp, float *dweight, float *dbias,
                      const float *dout, const float *inp, const float *weight, int N, int C, int OC)
 {
+    if (path == MM_AUTO && !mm_force_portable() && !(prec == NN_PREC_FP32 && mm_own_gemm()) && dinp &&
+        mm_dinp_own(prec, C, OC) && mm_backward_path(MM_AVX512, prec, dinp, NULL, NULL, dout, inp, weight, N, C, OC) == 0)
+        dinp = NULL;   /* done; the rest below, on oneDNN */
     if (path == MM_AUTO)
         path = mm_force_portable() ? MM_PORTABLE : prec == NN_PREC_FP32 && mm_own_gemm() ? MM_AVX512 : MM_ONEDNN;
     if (path == MM_PORTABLE) {
