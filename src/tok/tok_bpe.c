@@ -268,10 +268,7 @@ void tok_scratch_free(tok_scratch_t *sc)
 {
     free(sc->a);
     free(sc->memo);
-    free(sc->dmat);
-    sc->dmat = NULL;
     memset(sc->memo_ready, 0, sizeof sc->memo_ready);
-    memset(sc->dmat_ready, 0, sizeof sc->dmat_ready);
     sc->a = NULL;
     sc->memo = NULL;
     sc->cap = 0;

@@ -84,14 +84,17 @@ struct tok_bt {
     uint32_t *chain;
     int long_tok;
     /* A piece of ASCII digits (\p{N}+) is encoded with digit-only tokens,
-     * 994 of them in r50k; their pairwise compatibility, 2 bits a pair
-     * (known, compatible), fits 247 KB (tok_scratch_t.dmat) where the pair
-     * memo, shared with all other pairs, keeps losing them (3 MB of digits:
-     * 1.65M checks computed for 591k distinct pairs) */
+     * 994 of them in r50k. The pair memo, shared with all other pairs, kept
+     * losing their pairs (3 MB of digits: 1.65M checks computed for 591k
+     * distinct pairs), and a per-call table of them still computed each
+     * pair once per call: so all 994^2 are computed once per process, on
+     * the first long digit piece (about 50 ms), into 1 bit a pair (121 KB) */
     uint16_t *dense;          /* per token id: index among digit tokens, 0xffff if not one */
     uint32_t n_dense;         /* 0: more than BT_DENSE_MAX, no table */
+    uint16_t *dense_id;       /* the token id of each index */
+    uint64_t *dcompat;        /* bit a * n_dense + c: digit tokens a, c compatible; NULL until built */
 };
-#define BT_DENSE_MAX 1024     /* 2 bits * 1024^2 = 256 KB = 256 blocks of 1 KB */
+#define BT_DENSE_MAX 1024     /* 1024^2 bits = 128 KB */
 
 static inline uint32_t child_hash(uint32_t k)
 {
@@ -176,6 +179,8 @@ static void bt_free(tok_bt_t *b)
     free(b->low_pair);
     free(b->chain);
     free(b->dense);
+    free(b->dense_id);
+    free(b->dcompat);
     free(b);
 }
 
@@ -330,6 +335,9 @@ static tok_bt_t *bt_build(const tok_t *t)
         b->dense[id] = len > 0 && i == len && tok_lookup(t, s, len) == id && b->n_dense < BT_DENSE_MAX ? (uint16_t)b->n_dense++ : 0xffff;
     }
     if (b->n_dense >= BT_DENSE_MAX) b->n_dense = 0;
+    if (b->n_dense && !(b->dense_id = malloc(b->n_dense * sizeof *b->dense_id))) { bt_free(b); return NULL; }
+    for (int id = 0; id < t->n_vocab; id++)
+        if (b->n_dense && b->dense[id] != 0xffff) b->dense_id[b->dense[id]] = (uint16_t)id;
     /* the building tables are not needed for walks: give back their ~20 MB */
     free(b->ch);
     free(b->node_tok);
@@ -353,6 +361,27 @@ static const tok_bt_t *bt_get(const tok_t *t)
     if (!m->bt) __atomic_store_n(&m->bt, bt_build(t), __ATOMIC_RELEASE);
     pthread_mutex_unlock(&m->bt_lock);
     return m->bt;
+}
+
+/* the digit tokens' compatibility table (struct tok_bt), built on first use;
+ * NULL on out-of-memory */
+static const uint64_t *bt_digits(const tok_t *t, const tok_bt_t *b)
+{
+    tok_bt_t *mb = (tok_bt_t *)b;   /* dcompat is built once, like the tables themselves */
+    const uint64_t *d = __atomic_load_n(&mb->dcompat, __ATOMIC_ACQUIRE);
+    if (d) return d;
+    tok_t *mt = (tok_t *)t;
+    pthread_mutex_lock(&mt->bt_lock);
+    if (!mb->dcompat) {
+        size_t n = b->n_dense;
+        uint64_t *m = calloc((n * n + 63) / 64, sizeof *m);
+        for (size_t a = 0; m && a < n; a++)
+            for (size_t c = 0; c < n; c++)
+                if (bt_compatible(t, b, b->dense_id[a], b->dense_id[c], INT_MAX)) m[(a * n + c) >> 6] |= 1ull << ((a * n + c) & 63);
+        __atomic_store_n(&mb->dcompat, m, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&mt->bt_lock);
+    return mb->dcompat;
 }
 
 #define BT_MEMO_BITS TOK_MEMO_BITS
@@ -433,16 +462,10 @@ size_t tok_bt_piece(const tok_t *t, const unsigned char *p, size_t len, int *out
     uint8_t cl[256];
     size_t pos = 0, m = 0;
     int have = -1;          /* after a backtrack: ct/cl hold the have candidates at pos */
-    /* a digits piece (an optional space, then \p{N}): its pairs in dmat */
-    uint64_t *dmat = NULL;
-    if (b->n_dense && len > 1 && ((p[0] >= '0' && p[0] <= '9') || (p[0] == ' ' && p[1] >= '0' && p[1] <= '9'))) {
-        if (!sc->dmat) {
-            sc->dmat = malloc((size_t)BT_DENSE_MAX * BT_DENSE_MAX / 32 * sizeof *sc->dmat);
-            if (!sc->dmat) return (size_t)-1;
-            memset(sc->dmat_ready, 0, sizeof sc->dmat_ready);
-        }
-        dmat = sc->dmat;
-    }
+    /* a digits piece (an optional space, then \p{N}): its pairs in dtab */
+    const uint64_t *dtab = NULL;
+    if (b->n_dense && len > 1 && ((p[0] >= '0' && p[0] <= '9') || (p[0] == ' ' && p[1] >= '0' && p[1] <= '9')))
+        if (!(dtab = bt_digits(t, b))) return (size_t)-1;
     while (pos < len) {
         int i = (have >= 0 ? have : bt_prefixes(b, p, pos, len, ct, cl)) - 1;
         have = -1;
@@ -451,19 +474,9 @@ size_t tok_bt_piece(const tok_t *t, const unsigned char *p, size_t len, int *out
             size_t end = pos + cl[i];
             if (!(live[end >> 5] >> (end & 31) & 1)) continue;
             if (last < 0) break;
-            if (dmat && b->dense[last] != 0xffff && b->dense[ct[i]] != 0xffff) {
-                size_t k = (size_t)b->dense[last] * b->n_dense + b->dense[ct[i]], wi = k >> 5, blk = wi >> 7;
-                if (!(sc->dmat_ready[blk >> 6] >> (blk & 63) & 1)) {
-                    memset(dmat + (blk << 7), 0, 128 * sizeof *dmat);
-                    sc->dmat_ready[blk >> 6] |= 1ull << (blk & 63);
-                }
-                unsigned sh = (unsigned)(k & 31) * 2;
-                uint64_t e = dmat[wi] >> sh & 3;
-                if (!e) {
-                    e = 1 | (uint64_t)bt_compatible(t, b, last, ct[i], INT_MAX) << 1;
-                    dmat[wi] |= e << sh;
-                }
-                if (e >> 1) break;
+            if (dtab && b->dense[last] != 0xffff && b->dense[ct[i]] != 0xffff) {
+                size_t k = (size_t)b->dense[last] * b->n_dense + b->dense[ct[i]];
+                if (dtab[k >> 6] >> (k & 63) & 1) break;
                 continue;
             }
             /* key * odd is a bijection of 32-bit keys: its top bits pick the

@@ -166,8 +166,6 @@ typedef struct {
     size_t cap;
     uint16_t *memo;          /* tok_bt.c's pair-compatibility memo */
     uint64_t memo_ready[(1u << (TOK_MEMO_BITS - TOK_MEMO_BLOCK_BITS)) / 64];   /* blocks cleared */
-    uint64_t *dmat;          /* tok_bt.c's digit-token pair table, 2 bits a pair, 256 KB */
-    uint64_t dmat_ready[4];  /* its 1 KB blocks cleared */
 } tok_scratch_t;
 size_t tok_bpe_piece(const tok_t *t, const unsigned char *p, size_t len,
                      int *out, tok_scratch_t *sc);
