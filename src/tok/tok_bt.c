@@ -13,12 +13,13 @@
  * positions in a bitfield) when nothing fits; the position backed up to
  * then tries the popped token's prefixes, read from a table instead of
  * walking the trie again (a fifth of the steps in text without whitespace
- * are such retries). Amortised linear time: 0.31
- * CPU-s for those 10 MB (3.6x text's cost per byte: 0.6 tokens a byte
+ * are such retries). Amortised linear time: 0.30
+ * CPU-s for those 10 MB (3.2x text's cost per byte: 0.6 tokens a byte
  * against text's 0.27, 1.3 candidates tried per step, and the tables do not
- * all fit the 2 MB L2; docs/bench.md), 0.03 CPU-s for 10 MB of one letter.
- * Checks are memoised per call (16-bit exact tags), digit pieces in a table
- * of their own; the pair table's filters (tok_int.h) answer most of the rest.
+ * all fit the 2 MB L2; docs/bench.md), 0.04 CPU-s for 10 MB of one letter.
+ * Checks are memoised per call (16-bit exact tags), pairs of digit tokens
+ * in a table of them all built once, pairs of bytes in a table of their
+ * own; the pair table's filters (tok_int.h) answer most of the rest.
  *
  * Compatibility is decided by undoing both tokens' merges from the top and
  * asking, at each step, whether the two tokens facing each other across the
@@ -26,9 +27,10 @@
  * every split of every token, rank = id, as tiktoken merges). Each token's
  * own last merge (its "split") is found once, in id order, as in the crate.
  *
- * The tables (a byte trie of the vocabulary, each token's split, the digit
- * tokens' numbering) are built on first use, ~40 ms for r50k, so processes
- * that never meet a giant piece never pay for them.
+ * The tables (a byte trie of the vocabulary, each token's split and
+ * longest prefix, the digit tokens' numbering) are built on first use, ~45
+ * ms for r50k (the digit pairs' table on the first long digit piece, ~20
+ * ms), so processes that never meet a giant piece never pay for them.
  */
 #include "tok/tok_int.h"
 #include <limits.h>
