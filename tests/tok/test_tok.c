@@ -365,7 +365,8 @@ static void *enc_thread(void *arg)
 static void test_threads_share(void)
 {
     /* one tokenizer, four threads at once, each meeting a giant piece first
-     * (the lazily built backtracking tables): all get the same ids */
+     * (the lazily built backtracking tables), then a giant digit piece (the
+     * digit pairs' table, built on first use too): all get the same ids */
     char err[CORE_ERR_LEN], path[512];
     snprintf(path, sizeof path, "%s/tok/r50k.tok", getenv("TUNERY_SHARE"));
     tok_t *t = NULL;
@@ -374,7 +375,10 @@ static void test_threads_share(void)
     size_t n = 60000;
     char *s = malloc(n);
     uint32_t seed = 9;
-    for (size_t i = 0; i < n; i++) { seed = seed * 1664525u + 1013904223u; s[i] = "abcdefghij"[(seed >> 24) % 10]; }
+    for (size_t i = 0; i < n; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        s[i] = (i < 40000 ? "abcdefghij" : "0123456789")[(seed >> 24) % 10];
+    }
     enc_job_t jobs[4];
     pthread_t th[4];
     for (int i = 0; i < 4; i++) {
