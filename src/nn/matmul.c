@@ -199,6 +199,22 @@ static int mm_own_gemm(void)
     return v;
 }
 
+/* One product goes to our packed GEMM even beside oneDNN: fp32 dinp of a
+ * layer with a narrow input (C <= 1024, OC <= 4096: GPT-2's qkv, attproj and
+ * fc). Measured on one core (Sapphire Rapids, B8T128, docs/bench.md section
+ * 10), ours vs oneDNN: 23.9 vs 30.8 ms (qkv), 7.7 vs 8.7 (attproj), 32.8 vs
+ * 39.6 (fc). fcproj's (C = 3072) and the LM head's dinp, and the forward and
+ * dweight products, stay on oneDNN: sending all C <= 1024 products to ours
+ * was 5% faster at B8T128 and 0-5% slower at B4T64 (one core). By shape
+ * only, so a resumed run computes the same bits. TUNERY_MATMUL=onednn sends
+ * every product with more than 8 rows to oneDNN (for comparisons). */
+static int mm_own_dinp(int C, int OC)
+{
+    static int off = -1;
+    if (off < 0) off = mm_env_is("onednn") || !nn_cpu()->avx512f;
+    return !off && C <= 1024 && OC <= 4096;
+}
+
 const char *nn_matmul_describe(void)
 {
     static char d[96];
@@ -208,6 +224,8 @@ const char *nn_matmul_describe(void)
     if (!mm_onednn_available()) return "portable";
     if (nn_matmul_get_precision() == NN_PREC_BF16)
         snprintf(d, sizeof d, "onednn-bf16%s", nn_cpu()->avx512f ? " (avx512 gemv for N<=8)" : "");
+    else if (mm_own_dinp(0, 0))
+        snprintf(d, sizeof d, "onednn-fp32 (avx512 gemv for N<=8, own gemm for narrow dinp)");
     else
         snprintf(d, sizeof d, "onednn-fp32%s", nn_cpu()->avx512f ? " (avx512 gemv for N<=8)" : "");
     return d;
@@ -326,23 +344,12 @@ static void mm_dbias(float *dbias, const float *dout, int N, int OC)
     }
 }
 
-/* One product goes to our packed GEMM even beside oneDNN: fp32 dinp of a
- * layer with a narrow input (C <= 1024, OC <= 4096: GPT-2's qkv, attproj and
- * fc). Measured on one core (Sapphire Rapids, B8T128, docs/bench.md section
- * 10), ours vs oneDNN: 23.9 vs 30.8 ms (qkv), 7.7 vs 8.7 (attproj), 32.8 vs
- * 39.6 (fc). fcproj's (C = 3072) and the LM head's dinp, and every forward
- * and dweight product, were as fast or faster on oneDNN and stay there. */
-static int mm_dinp_own(nn_prec_t prec, int C, int OC)
-{
-    return prec == NN_PREC_FP32 && C <= 1024 && OC <= 4096 && nn_cpu()->avx512f;
-}
-
 int mm_backward_path(mm_path_t path, nn_prec_t prec, float *dinp, float *dweight, float *dbias,
                      const float *dout, const float *inp, const float *weight, int N, int C, int OC)
 {
-    if (path == MM_AUTO && !mm_force_portable() && !(prec == NN_PREC_FP32 && mm_own_gemm()) && dinp &&
-        mm_dinp_own(prec, C, OC) && mm_backward_path(MM_AVX512, prec, dinp, NULL, NULL, dout, inp, weight, N, C, OC) == 0)
-        dinp = NULL;   /* done; the rest below, on oneDNN */
+    if (path == MM_AUTO && prec == NN_PREC_FP32 && !mm_force_portable() && !mm_own_gemm() && dinp &&
+        mm_own_dinp(C, OC) && mm_backward_path(MM_AVX512, prec, dinp, NULL, NULL, dout, inp, weight, N, C, OC) == 0)
+        dinp = NULL;   /* done; the rest on oneDNN */
     if (path == MM_AUTO)
         path = mm_force_portable() ? MM_PORTABLE : prec == NN_PREC_FP32 && mm_own_gemm() ? MM_AVX512 : MM_ONEDNN;
     if (path == MM_PORTABLE) {

@@ -45,10 +45,13 @@
 #define MR 8
 #define NR 48
 #ifndef KC
-#define KC 384
+#define KC 768          /* training products (mm_avx512_gemm) */
 #endif
 #ifndef MC
-#define MC 1024
+#define MC 256
+#endif
+#ifndef KC_PACKED
+#define KC_PACKED 384   /* inference (mm_packed_forward): 768 and 192 measured slower */
 #endif
 
 /* Packed A: per 8-row sliver, kc steps of 8 values (a[k * 8 + i]).
@@ -324,10 +327,13 @@ static void kernel_slivers(int kc, const float *ap, size_t stride, int i0, int M
 /* ------------------------------------------------------------------------ */
 
 /* Blocking, by shape only: the packed A block (mc x kc) and one B panel
- * (kc x 48) should sit in L2 together (2 MB per core here). TUNERY_GEMM_KC
- * and TUNERY_GEMM_MC override the slice and block sizes, for measuring
- * (KC 384-1024 measured within noise of each other; 192 was slower). */
-static void gemm_blocking(int M, int K, int *kc, int *mc)
+ * (kc x 48) should sit in L2 together (2 MB per core here). KC 768 with MC
+ * 256 was measured best for the training products (one core, B8T128, every
+ * product of a step: 5-6% less time than KC 384 / MC 1024, mostly the LM
+ * head's, whose 50304-wide output was summed twice; KC 512-1024 and MC
+ * 256-512 within 3% of each other, MC 128 worse). TUNERY_GEMM_KC and
+ * TUNERY_GEMM_MC override both, for measuring. */
+static void gemm_blocking(int M, int K, int kc_default, int *kc, int *mc)
 {
     static int env_kc = -1, env_mc = -1;
     if (env_kc < 0) {
@@ -335,7 +341,7 @@ static void gemm_blocking(int M, int K, int *kc, int *mc)
         env_kc = e ? atoi(e) : 0;
         env_mc = f ? atoi(f) : 0;
     }
-    *kc = env_kc > 0 ? env_kc : KC;
+    *kc = env_kc > 0 ? env_kc : kc_default;
     *mc = env_mc > 0 ? env_mc : MC;
     if (*kc > K) *kc = K;
     if (*mc > M) *mc = M;
@@ -370,7 +376,7 @@ int mm_avx512_gemm(float *c, const float *a, const float *b, const float *bias, 
 {
     if (!nn_cpu()->avx512f || M <= 0 || N <= 0 || K <= 0 || (accumulate && bias)) return -1;
     int KCb, MCb;
-    gemm_blocking(M, K, &KCb, &MCb);
+    gemm_blocking(M, K, KC, &KCb, &MCb);
     float *ablock = gemm_buf(0, (size_t)((MCb + MR - 1) / MR) * MR * KCb);
     if (!ablock) return -1;
     int npanels = (N + NR - 1) / NR;
@@ -446,7 +452,7 @@ int mm_packed_forward(float *out, const float *inp, const float *wp, const float
     float *ablock = gemm_buf(0, (size_t)nsl * MR * K);
     if (!ablock) return -1;
     int npanels = (N + NR - 1) / NR, KCp, MCp;
-    gemm_blocking(M, K, &KCp, &MCp);
+    gemm_blocking(M, K, KC_PACKED, &KCp, &MCp);
     #pragma omp parallel
     {
         int nt = omp_get_num_threads(), t = omp_get_thread_num();
