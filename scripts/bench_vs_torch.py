@@ -19,7 +19,11 @@ scripts/bench_torch.py alone to search that configuration again.
 
     /usr/bin/python3 scripts/bench_vs_torch.py [--rounds 3] [--shapes 4x64,8x128]
         [--steps 5] [--wait passive|active] [--tunery-wait passive|active]
-        [--no-prefill] [--precision fp32|bf16]
+        [--no-prefill] [--no-train] [--precision fp32|bf16] [--tunery PATH]
+
+--no-train runs only the prefill/decode comparison; --tunery names the
+binary to measure (default: ./tunery of this checkout), e.g. an older build
+for a before/after in the same run.
 
 Prints one JSON line per run, then one summary line per shape.
 """
@@ -52,8 +56,13 @@ def median(v):
 
 
 def main():
+    if "--help" in sys.argv or "-h" in sys.argv:
+        print(__doc__.strip())
+        return
     rounds, steps = int(opt("--rounds", "3")), int(opt("--steps", "5"))
     shapes = [tuple(int(x) for x in s.split("x")) for s in opt("--shapes", "4x64").split(",")]
+    if "--no-train" in sys.argv:
+        shapes = []
     wait, prec, threads = opt("--wait", "passive"), opt("--precision", "fp32"), int(opt("--threads", "2"))
     base = dict(os.environ, OMP_NUM_THREADS=str(threads))
     base.pop("OMP_WAIT_POLICY", None)
@@ -69,7 +78,7 @@ def main():
         base.pop("OMP_WAIT_POLICY", None)
         if twait == "passive":
             base["OMP_WAIT_POLICY"] = "PASSIVE"
-    tunery = os.path.join(ROOT, "tunery")
+    tunery = os.path.abspath(opt("--tunery", os.path.join(ROOT, "tunery")))
     torch_py = os.path.join(HERE, "bench_torch.py")
     res = {}
 
