@@ -249,6 +249,7 @@ static void infer_forward_rows(infer_t *s, const int *tokens, int R, int first_o
         ln_rows(s->ln, s->x, w->ln1w + (size_t)l * C, w->ln1b + (size_t)l * C, R, C, s);
         infer_matmul(s->qkv, s->ln, w->qkvw + (size_t)l * C3 * C, packed_layer(pk->qkvw, l, C3, C),
                      w->qkvb + (size_t)l * C3, R, C, C3);
+        #pragma omp parallel for schedule(static) if (R > INFER_SERIAL_ROWS)
         for (int r = 0; r < R; r++) {
             size_t at = kv_index(s, l, s->row_seq[r], s->row_pos[r]);
             memcpy(s->kc + at, s->qkv + (size_t)r * C3 + C, (size_t)C * sizeof(float));
