@@ -210,10 +210,12 @@ static int packed_min_rows(void)
 static void infer_matmul(float *out, const float *inp, const float *w, const float *wp, const float *bias,
                          int R, int C, int OC)
 {
-    if (wp && R > packed_min_rows() && nn_matmul_get_precision() == NN_PREC_FP32 &&
-        mm_packed_forward(out, inp, wp, bias, R, C, OC) == 0)
-        return;
-    matmul_forward(out, inp, w, bias, R, C, OC);
+    /* decode-sized products stay fp32 in bf16 mode too (weight-read bound:
+     * converting the weights every call made bf16 decode 2.5x slower) */
+    int fp32 = nn_matmul_get_precision() == NN_PREC_FP32 || R <= INFER_SERIAL_ROWS;
+    if (wp && R > packed_min_rows() && fp32 && mm_packed_forward(out, inp, wp, bias, R, C, OC) == 0) return;
+    if (fp32) matmul_forward_fp32(out, inp, w, bias, R, C, OC);
+    else matmul_forward(out, inp, w, bias, R, C, OC);
 }
 
 /* Layer l's packed matrix (rows OC, columns C), or NULL. */

@@ -381,11 +381,22 @@ int mm_backward_path(mm_path_t path, nn_prec_t prec, float *dinp, float *dweight
     return 0;
 }
 
-void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC)
+static void mm_forward_prec(nn_prec_t prec, float *out, const float *inp, const float *weight, const float *bias,
+                            int N, int C, int OC)
 {
     if (N <= 0 || OC <= 0) return;
-    if (mm_forward_path(MM_AUTO, nn_matmul_get_precision(), out, inp, weight, bias, N, C, OC) != 0)
+    if (mm_forward_path(MM_AUTO, prec, out, inp, weight, bias, N, C, OC) != 0)
         matmul_forward_portable(out, inp, weight, bias, N, C, OC);
+}
+
+void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC)
+{
+    mm_forward_prec(nn_matmul_get_precision(), out, inp, weight, bias, N, C, OC);
+}
+
+void matmul_forward_fp32(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC)
+{
+    mm_forward_prec(NN_PREC_FP32, out, inp, weight, bias, N, C, OC);
 }
 
 void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,

@@ -244,6 +244,46 @@ static void test_kv_cache_equals_full(void)
 /* ---------------------------------------------------------------------------
  * parameters */
 
+/* In bf16 mode, decode-sized products (<= 8 rows) stay fp32: they are bound
+ * by reading the weights, and converting the weights to bf16 on every call
+ * made batch-1 decode 2.5x slower. So bf16 decode gives fp32's bits, and a
+ * long prefill (bf16 products) stays within bf16's error of fp32. */
+static void test_bf16_decode_is_fp32(void)
+{
+    if (!nn_matmul_bf16_available()) { fprintf(stderr, "  (no bf16 on this CPU: skipped)\n"); return; }
+    char err[CORE_ERR_LEN];
+    float *l32 = malloc((size_t)2 * V * 4), *l16 = malloc((size_t)2 * V * 4);
+    float *f32 = malloc((size_t)64 * V * 4), *f16 = malloc((size_t)64 * V * 4);
+    int toks[64];
+    for (int i = 0; i < 64; i++) toks[i] = (int)((i * 7919u + 13) % (unsigned)V);
+    nn_prec_t prec0 = nn_matmul_get_precision();
+    for (int pass = 0; pass < 2; pass++) {
+        nn_matmul_set_precision(pass ? NN_PREC_BF16 : NN_PREC_FP32);
+        infer_t *s = NULL;
+        CHECK(infer_create(&s, &model, 2, 0, err) == 0);
+        if (!s) break;
+        /* two sequences of 5 prompt tokens, then one decode step of both */
+        int seqs[2] = {0, 1}, next[2] = {toks[5], toks[6]};
+        CHECK(infer_prefill(s, 0, toks, 5, NULL, 0, err) == 0);
+        CHECK(infer_prefill(s, 1, toks + 1, 5, NULL, 0, err) == 0);
+        CHECK(infer_decode(s, seqs, next, 2, pass ? l16 : l32, err) == 0);
+        infer_reset(s, 0);
+        CHECK(infer_prefill(s, 0, toks, 64, pass ? f16 : f32, 1, err) == 0);
+        infer_free(s);
+    }
+    nn_matmul_set_precision(prec0);
+    CHECK(memcmp(l32, l16, (size_t)2 * V * 4) == 0);
+    double worst = 0, mag = 0;
+    for (size_t i = 0; i < (size_t)64 * V; i++) {
+        if (fabs(f16[i] - f32[i]) > worst) worst = fabs(f16[i] - f32[i]);
+        if (fabs(f32[i]) > mag) mag = fabs(f32[i]);
+    }
+    /* the 64-row prefill really ran bf16 products (fp32 would match to ~1e-6)
+     * and stayed within a few percent of the logits' scale */
+    CHECKF(worst > 1e-5 && worst < 0.05 * mag, "bf16 prefill vs fp32: max logit diff %g (scale %g)", worst, mag);
+    free(l32); free(l16); free(f32); free(f16);
+}
+
 static void test_echo_logprobs_layout(void)
 {
     gen_request_t r; gen_result_t res; char err[CORE_ERR_LEN];
@@ -800,6 +840,7 @@ int main(void)
     if (fixture_load()) { fprintf(stderr, "cannot load %s (run from the repository root)\n", FIX); return 1; }
     RUN(test_greedy_parity);
     RUN(test_kv_cache_equals_full);
+    RUN(test_bf16_decode_is_fp32);
     /* The parity tests above ran with every thread. The parameter tests below
      * exercise generate.c's bookkeeping over ~1000 tiny forward steps, where
      * thread fork/join on a shared, loaded machine costs far more than the
