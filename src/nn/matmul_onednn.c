@@ -379,7 +379,7 @@ static int onednn_stream_ready(void)
  * oneDNN 2.6's AMX kernels re-read the whole right operand (77 MB here) for
  * every block of output rows, and a piece's part stays in cache instead.
  * Measured on one core (Sapphire Rapids, B8T128, docs/bench.md section 10):
- * 202 ms whole, 124-131 ms in pieces of 1024-2048. (Cutting the LM head's
+ * 217 ms whole, 124-143 ms in pieces of 1024-2048 (conversion included). (Cutting the LM head's
  * forward into column pieces the same way made it slower, 180 -> 196-248 ms,
  * so output columns are never cut.) Operands are converted once for all
  * pieces; pieces depend on the shape only, so the bits do too.
