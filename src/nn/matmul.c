@@ -246,8 +246,10 @@ static int mm_avx512_forward(float *out, const float *inp, const float *weight, 
  * shapes, two weak backward products split, see below); our packed GEMM
  * (matmul_gemm.c) is within +-15% of it product by product but measured
  * 4-14% slower inside a whole step (docs/bench.md section 9), so it runs
- * only under TUNERY_MATMUL=avx512 or without oneDNN. bf16 goes to oneDNN
- * (AMX or AVX512_BF16) at every N. */
+ * the forward only under TUNERY_MATMUL=avx512 or without oneDNN (and the
+ * layers' dinp, see mm_own_dinp). bf16 goes to oneDNN (AMX or
+ * AVX512_BF16) above 8 rows; matmul_forward_fp32 keeps a product fp32
+ * whatever the precision (inference's decode). */
 int mm_forward_path(mm_path_t path, nn_prec_t prec, float *out, const float *inp, const float *weight,
                     const float *bias, int N, int C, int OC)
 {

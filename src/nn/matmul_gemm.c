@@ -28,9 +28,10 @@
  * Measured (docs/bench.md section 9): product by product within +-15% of
  * oneDNN, ahead at 128-256 rows with cold weights, behind on the LM head;
  * inside a whole training step 4-14% slower, so the dispatcher keeps oneDNN
- * and uses this only under TUNERY_MATMUL=avx512 or without oneDNN. With
+ * and uses this for the layers' dinp (where it measured 10-22% faster,
+ * section 10), under TUNERY_MATMUL=avx512, or without oneDNN. With
  * weights packed once (inference, the second half of this file) it makes
- * batch-8 decode 17% faster.
+ * batch-8 decode 17% faster and runs every prefill product.
  */
 #include "nn/matmul_impl.h"
 

@@ -426,10 +426,12 @@ static void bf16_convert_transposed(uint16_t *dst, const float *src, int64_t m, 
 
 /* dst (m, n) [+]= src (m, k) @ wei (k, n) [+ bias (n)], with element strides
  * (sm, sk) for src, (wk, wn) for wei and (dm, dn) for dst. In bf16 mode the
- * spans src_len / wei_len (elements covered by the strided matrices) are
- * converted whole. rt (MM_RT_M / MM_RT_K) names the row-count dimension, which
- * may be left to run time (see onednn_acquire). Returns 0, or -1 if oneDNN
- * cannot do it (the caller falls back). */
+ * operands are converted once per call: wei as the whole span its strides
+ * cover (or its stored copy, wcache), src likewise, or into rows when it is
+ * column-major (bf16_convert_transposed); long reductions then run in pieces
+ * (bf16_piece). rt (MM_RT_M / MM_RT_K, fp32 only) names the row-count
+ * dimension, which may be left to run time (see onednn_acquire). Returns 0,
+ * or -1 if oneDNN cannot do it (the caller falls back; nothing was written). */
 
 static int onednn_run(int prec, float *dst, const float *src, const float *wei, const float *bias,
                       int64_t m, int64_t k, int64_t n, int64_t sm, int64_t sk, int64_t wk, int64_t wn,
