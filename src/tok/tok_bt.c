@@ -128,7 +128,7 @@ static inline int bt_kid_find(const uint8_t *kb, uint32_t nk, unsigned char c)
         uint32_t m = (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(kb + i)), cc));
         if (m) {
             uint32_t j = i + (uint32_t)__builtin_ctz(m);
-            return j < nk ? (int)j : -1;   /* a node's bytes are unique: a later match is another node's */
+            return j < nk ? (int)j : -1;   /* bytes are unique and sorted: a later match is another node's */
         }
     }
     return -1;
@@ -228,8 +228,8 @@ static tok_bt_t *bt_build(const tok_t *t)
     for (uint32_t h = 0; h <= b->cmask; h++)
         if (b->ch[h].key != UINT32_MAX) b->ch[h].tok = b->node_tok[b->ch[h].child];
     /* the walk layout: nodes renumbered breadth first, so that each node's
-     * children are consecutive ids (likeliest first, below): a node holds
-     * its first child and their number, and kbyte[id] is the byte leading to id. A
+     * children are consecutive ids, in byte order: a node holds its first
+     * child and their number, and kbyte[id] is the byte leading to id. A
      * step of a walk is one vector compare in kbyte (98 KB for r50k, stays in
      * L2) and one 8-byte read of the child */
     uint32_t ne = (uint32_t)nn - 1, *start = calloc((size_t)nn + 1, sizeof *start);
@@ -252,28 +252,11 @@ static tok_bt_t *bt_build(const tok_t *t)
     }
     for (int32_t v = nn; v > 0; v--) start[v] = start[v - 1];   /* back to group starts */
     start[0] = 0;
-    /* each group in order of the least token id below each child (ids are
-     * ranks: the most frequent first), so that the 8 bytes a node holds
-     * are its likeliest children's even when it has more */
-    uint32_t *least = malloc((size_t)nn * sizeof *least);
-    if (!least) {
-        free(start); free(eb); free(newid); free(order); free(prefix);
-        bt_free(b);
-        return NULL;
-    }
-    for (int32_t v = 0; v < nn; v++) least[v] = UINT32_MAX;
-    for (int id = 0; id < t->n_vocab; id++) {
-        const unsigned char *s = (const unsigned char *)t->blob + t->off[id];
-        size_t len = t->off[id + 1] - t->off[id];
-        for (int32_t node = 0, i = 0; (size_t)i < len && (node = trie_child(b, node, s[i])) >= 0; i++)
-            if (least[node] == UINT32_MAX) least[node] = (uint32_t)id;
-    }
-    for (int32_t v = 0; v < nn; v++)
+    for (int32_t v = 0; v < nn; v++)                              /* sort each group by byte */
         for (uint32_t i = start[v] + 1; i < start[v + 1]; i++)
-            for (uint32_t j = i; j > start[v] && least[eb[j] >> 8] < least[eb[j - 1] >> 8]; j--) {
+            for (uint32_t j = i; j > start[v] && (eb[j] & 255) < (eb[j - 1] & 255); j--) {
                 uint32_t x = eb[j]; eb[j] = eb[j - 1]; eb[j - 1] = x;
             }
-    free(least);
     uint32_t head = 0, cnt = 0;
     order[cnt++] = 0;
     while (head < cnt) {
@@ -418,18 +401,15 @@ int tok_bt_compatible(const tok_t *t, int a, int c)
 static inline int bt_node_find(const tok_bt_t *b, const bt_node_t *nd, unsigned char c)
 {
     uint32_t nk = nd->kid & 511;
+    if (nk > sizeof nd->kb) return bt_kid_find(b->kbyte + (nd->kid >> 9), nk, c);
     uint64_t w;
     memcpy(&w, nd->kb, 8);
     w ^= 0x0101010101010101ull * c;
     /* the lowest zero byte of w is exact (borrows only reach higher bytes) */
     uint64_t z = (w - 0x0101010101010101ull) & ~w & 0x8080808080808080ull;
-    if (z) {
-        uint32_t j = (uint32_t)__builtin_ctzll(z) >> 3;
-        if (j < nk) return (int)j;
-    }
-    if (nk <= sizeof nd->kb) return -1;
-    int j = bt_kid_find(b->kbyte + (nd->kid >> 9) + sizeof nd->kb, nk - (uint32_t)sizeof nd->kb, c);
-    return j < 0 ? -1 : j + (int)sizeof nd->kb;
+    if (!z) return -1;
+    uint32_t j = (uint32_t)__builtin_ctzll(z) >> 3;
+    return j < nk ? (int)j : -1;
 }
 
 /* the tokens that are prefixes of p[at..len), shortest first, with their
