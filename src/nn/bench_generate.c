@@ -256,6 +256,5 @@ int cmd_bench_generate(int argc, char **argv)
     infer_free(st);
     free(prompt); free(logits); free(tv);
     gpt2_unload_mapped(&m);
-    fs_rm_rf(dir, err);
     return 0;
 }

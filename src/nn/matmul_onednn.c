@@ -454,14 +454,16 @@ static int onednn_run(int prec, float *dst, const float *src, const float *wei, 
         return r;
     }
     /* bf16: a long reduction without bias in pieces (pieces after the first
-     * accumulate); every piece's primitive exists before the first piece
-     * writes (all or nothing) */
+     * accumulate), on src as converted: rows when it came column-major */
     int64_t kb = bias ? k : bf16_piece(k);
-    int src_t = sm == 1 && sk != 1 && m > 1;   /* column-major src: converted into rows */
+    int src_t = sm == 1 && sk != 1 && m > 1;
+    int64_t csm = src_t ? k : sm, csk = src_t ? 1 : sk;
+    onednn_entry_t key = {.m = m, .n = n, .sm = csm, .sk = csk, .wk = wk, .wn = wn, .dm = dm, .dn = dn,
+                          .bias = bias != NULL, .prec = prec};
+    /* every piece's primitive exists before the first piece writes (all or nothing) */
     for (int64_t k0 = 0; k0 < k; k0 += kb) {
-        onednn_entry_t key = {.m = m, .k = k - k0 < kb ? k - k0 : kb, .n = n, .sm = src_t ? k : sm,
-                              .sk = src_t ? 1 : sk, .wk = wk, .wn = wn, .dm = dm, .dn = dn, .bias = bias != NULL,
-                              .accumulate = accumulate || k0 > 0, .prec = prec};
+        key.k = k - k0 < kb ? k - k0 : kb;
+        key.accumulate = accumulate || k0 > 0;
         onednn_entry_t *e = onednn_acquire(&key);
         if (!e) return -1;
         onednn_release(e);
@@ -473,21 +475,15 @@ static int onednn_run(int prec, float *dst, const float *src, const float *wei, 
     if (wcache) wb = wcache_get(wei, wei_len, wcache == MM_WCACHE_STORE);
     if (!wb && (wb = bf16_scratch(1, wei_len)) != NULL) bf16_convert(wb, wei, wei_len);
     if (!sb || !wb) { pthread_mutex_unlock(&bf16_mu); return -1; }
-    if (src_t) {
-        bf16_convert_transposed(sb, src, m, k, sk);
-        sm = k;
-        sk = 1;
-    } else {
-        bf16_convert(sb, src, src_len);
-    }
+    if (src_t) bf16_convert_transposed(sb, src, m, k, sk);
+    else bf16_convert(sb, src, src_len);
     int r = 0;
     for (int64_t k0 = 0; k0 < k && !r; k0 += kb) {
-        int64_t kc = k - k0 < kb ? k - k0 : kb;
-        onednn_entry_t key = {.m = m, .k = kc, .n = n, .sm = sm, .sk = sk, .wk = wk, .wn = wn, .dm = dm, .dn = dn,
-                              .bias = bias != NULL, .accumulate = accumulate || k0 > 0, .prec = prec};
+        key.k = k - k0 < kb ? k - k0 : kb;
+        key.accumulate = accumulate || k0 > 0;
         onednn_entry_t *e = onednn_acquire(&key);
         if (!e) { r = -1; break; }   /* not reached: created above */
-        r = onednn_exec(e, dst, sb + k0 * sk, wb + k0 * wk, bias, m, kc, n, sm, sk, wk, wn, dm, dn);
+        r = onednn_exec(e, dst, sb + k0 * csk, wb + k0 * wk, bias, m, key.k, n, csm, csk, wk, wn, dm, dn);
         onednn_release(e);
     }
     pthread_mutex_unlock(&bf16_mu);
