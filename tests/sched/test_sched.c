@@ -138,14 +138,21 @@ static void test_worker_argv(void)
 
 /* A stand-in worker that logs its start and end and exits without
  * finishing the job, so the reaper must mark the job failed. */
+/* A stand-in worker: the shell script text, written executable to
+ * dir/name; its path in path. */
+static void write_worker(char *path, size_t len, const char *name, const char *text)
+{
+    snprintf(path, len, "%s/%s", dir, name);
+    CHECK(fs_write_atomic(path, text, strlen(text), err) == 0);
+    chmod(path, 0755);
+}
+
 static void fake_worker(char *path, size_t len, const char *log, double secs)
 {
-    snprintf(path, len, "%s/fake-worker.sh", dir);
     char text[1024];
     snprintf(text, sizeof text, "#!/bin/sh\necho \"start $2\" >> %s\necho \"$OMP_NUM_THREADS\" > %s.omp\n"
              "sleep %.2f\necho \"end $2\" >> %s\nexit 0\n", log, log, secs, log);
-    CHECK(fs_write_atomic(path, text, strlen(text), err) == 0);
-    chmod(path, 0755);
+    write_worker(path, len, "fake-worker.sh", text);
 }
 
 static int wait_terminal(store_t *s, store_job_t *js, int n, double secs)
@@ -305,11 +312,8 @@ static void test_cancel_signals_worker(void)
 {
     store_org_t org;
     store_t *s = fresh(&org);
-    char exe[512], text[512];
-    snprintf(exe, sizeof exe, "%s/term-worker.sh", dir);
-    snprintf(text, sizeof text, "#!/bin/sh\ntrap 'exit 0' TERM\nsleep 20 &\nwait\n");
-    CHECK(fs_write_atomic(exe, text, strlen(text), err) == 0);
-    chmod(exe, 0755);
+    char exe[512];
+    write_worker(exe, sizeof exe, "term-worker.sh", "#!/bin/sh\ntrap 'exit 0' TERM\nsleep 20 &\nwait\n");
     store_job_t a;
     job(s, &org, STORE_API_LEGACY, &a);
     CHECK(sched_enqueue(NULL, s, a.id, err) == 0);
@@ -341,11 +345,9 @@ static void test_quick_resume_waits_for_the_old_worker(void)
     store_t *s = fresh(&org);
     char exe[512], log[512], text[1024];
     snprintf(log, sizeof log, "%s/life.log", dir);
-    snprintf(exe, sizeof exe, "%s/slow-stop-worker.sh", dir);
     snprintf(text, sizeof text, "#!/bin/sh\necho start >> %s\ntrap 'sleep 0.5; echo end >> %s; exit 0' TERM\n"
              "sleep 20 &\nwait\n", log, log);
-    CHECK(fs_write_atomic(exe, text, strlen(text), err) == 0);
-    chmod(exe, 0755);
+    write_worker(exe, sizeof exe, "slow-stop-worker.sh", text);
     store_job_t a;
     job(s, &org, STORE_API_JOBS, &a);
     CHECK(sched_enqueue(NULL, s, a.id, err) == 0);
@@ -414,10 +416,8 @@ static void worker_policy_seen(const char *user_policy, const char *want)
     store_t *s = fresh(&org);
     char exe[512], out[512], text[1024];
     snprintf(out, sizeof out, "%s/env.txt", dir);
-    snprintf(exe, sizeof exe, "%s/env-worker.sh", dir);
     snprintf(text, sizeof text, "#!/bin/sh\nenv > %s.tmp && mv %s.tmp %s\nexit 1\n", out, out, out);
-    CHECK(fs_write_atomic(exe, text, strlen(text), err) == 0);
-    chmod(exe, 0755);
+    write_worker(exe, sizeof exe, "env-worker.sh", text);
     char *saved = getenv("OMP_WAIT_POLICY") ? strdup(getenv("OMP_WAIT_POLICY")) : NULL;
     if (user_policy) setenv("OMP_WAIT_POLICY", user_policy, 1);
     else unsetenv("OMP_WAIT_POLICY");

@@ -9,6 +9,7 @@
 #define TUNERY_SERVER_INTERNAL
 #include "server/server.h"
 #include "test.h"
+#include "server_fixture.h"
 #include <dirent.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -252,11 +253,7 @@ static void test_missing_weights(void)
 
 int main(void)
 {
-    snprintf(tmp, sizeof tmp, "/tmp/tunery-test-model-cache-XXXXXX");
-    if (!mkdtemp(tmp)) { perror("mkdtemp"); return 1; }
-    setenv("TUNERY_DATA", tmp, 1);
-    memset(&srv, 0, sizeof srv);
-    snprintf(srv.data_dir, sizeof srv.data_dir, "%s", tmp);
+    fixture_data_dir(tmp, sizeof tmp, "model-cache", &srv);
     srv.opts.model_cache_bytes = (size_t)1 << 30;
     snprintf(dir, sizeof dir, "%s/models/swap", tmp);
     import("ada", 0);

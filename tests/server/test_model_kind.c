@@ -7,6 +7,7 @@
 #include "server/server.h"
 #include "store/store.h"
 #include "test.h"
+#include "server_fixture.h"
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -41,11 +42,7 @@ static void make_model_dir(const char *dir, const char *format)
 static void setup(void)
 {
     char err[CORE_ERR_LEN];
-    snprintf(tmp, sizeof tmp, "/tmp/tunery-test-model-kind-XXXXXX");
-    if (!mkdtemp(tmp)) { perror("mkdtemp"); exit(1); }
-    setenv("TUNERY_DATA", tmp, 1);
-    memset(&srv, 0, sizeof srv);
-    snprintf(srv.data_dir, sizeof srv.data_dir, "%s", tmp);
+    fixture_data_dir(tmp, sizeof tmp, "model-kind", &srv);
     store_t *st;
     CHECKF(store_open(tmp, &st, err) == 0, "%s", err);
     store_org_t a, b;

@@ -8,6 +8,7 @@
 #include "server/server.h"
 #include "store/store.h"
 #include "test.h"
+#include "server_fixture.h"
 #include <ctype.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -19,11 +20,7 @@ static char org_a[STORE_ID_LEN], org_b[STORE_ID_LEN], ckpt_model[STORE_NAME_LEN]
 static void setup(void)
 {
     char err[CORE_ERR_LEN];
-    snprintf(tmp, sizeof tmp, "/tmp/tunery-test-models-XXXXXX");
-    if (!mkdtemp(tmp)) { perror("mkdtemp"); exit(1); }
-    setenv("TUNERY_DATA", tmp, 1);
-    memset(&srv, 0, sizeof srv);
-    snprintf(srv.data_dir, sizeof srv.data_dir, "%s", tmp);
+    fixture_data_dir(tmp, sizeof tmp, "models", &srv);
     store_t *st;
     CHECKF(store_open(tmp, &st, err) == 0, "%s", err);
     store_org_t a, b;

@@ -9,6 +9,7 @@
 #include "server/params.h"
 #include "store/store.h"
 #include "test.h"
+#include "server_fixture.h"
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -19,11 +20,7 @@ static char org[STORE_ID_LEN];
 static void setup(void)
 {
     char err[CORE_ERR_LEN], path[4200];
-    snprintf(tmp, sizeof tmp, "/tmp/tunery-test-params-XXXXXX");
-    if (!mkdtemp(tmp)) { perror("mkdtemp"); exit(1); }
-    setenv("TUNERY_DATA", tmp, 1);
-    memset(&srv, 0, sizeof srv);
-    snprintf(srv.data_dir, sizeof srv.data_dir, "%s", tmp);
+    fixture_data_dir(tmp, sizeof tmp, "params", &srv);
     store_t *st;
     CHECKF(store_open(tmp, &st, err) == 0, "%s", err);
     store_org_t o;
