@@ -162,7 +162,7 @@ void nn_matmul_set_precision(nn_prec_t prec)
 /* Path names, for bench output and test messages. */
 const char *mm_path_name(mm_path_t path)
 {
-    static const char *names[MM_NPATHS] = {"auto", "portable", "onednn", "avx512"};
+    static const char *names[MM_NPATHS] = {"auto", "portable", "onednn", "avx512", "amx"};
     return path >= 0 && path < MM_NPATHS ? names[path] : "?";
 }
 
@@ -215,6 +215,18 @@ static int mm_own_dinp(int C, int OC)
     return !off && C <= 1024 && OC <= 4096;
 }
 
+/* bf16 products with more than 8 rows run on our AMX GEMM (matmul_amx.c)
+ * where the CPU has AMX: measured on one core (Sapphire Rapids, B8T128,
+ * docs/bench.md section 11), conversion included, 483 ms for the step's
+ * products against oneDNN's 585, every layer product faster, the LM head's
+ * dinp 12% slower. TUNERY_MATMUL=onednn keeps them on oneDNN (comparisons). */
+static int mm_own_amx(void)
+{
+    static int v = -1;
+    if (v < 0) v = !mm_env_is("onednn") && mm_amx_available();
+    return v;
+}
+
 const char *nn_matmul_describe(void)
 {
     static char d[96];
@@ -222,7 +234,9 @@ const char *nn_matmul_describe(void)
     if (mm_own_gemm() && nn_matmul_get_precision() == NN_PREC_FP32)
         return "avx512-fp32 (own packed gemm; gemv for N<=8)";
     if (!mm_onednn_available()) return "portable";
-    if (nn_matmul_get_precision() == NN_PREC_BF16)
+    if (nn_matmul_get_precision() == NN_PREC_BF16 && mm_own_amx())
+        snprintf(d, sizeof d, "amx-bf16 (own tile gemm; fp32 avx512 gemv for N<=8)");
+    else if (nn_matmul_get_precision() == NN_PREC_BF16)
         snprintf(d, sizeof d, "onednn-bf16%s", nn_cpu()->avx512f ? " (avx512 gemv for N<=8)" : "");
     else if (mm_own_dinp(0, 0))
         snprintf(d, sizeof d, "onednn-fp32 (avx512 gemv for N<=8, own gemm for narrow dinp)");
@@ -258,6 +272,9 @@ int mm_forward_path(mm_path_t path, nn_prec_t prec, float *out, const float *inp
         else if (prec == NN_PREC_FP32 && (N <= MM_GEMV_MAX_N || mm_own_gemm()) &&
                  mm_avx512_forward(out, inp, weight, bias, N, C, OC) == 0)
             return 0;
+        else if (prec == NN_PREC_BF16 && N > MM_GEMV_MAX_N && mm_own_amx() &&
+                 mm_amx_gemm(out, inp, weight, bias, N, C, OC, C, 1, 1, C, OC, 0) == 0)
+            return 0;
         else if (mm_onednn_gemm(prec, out, inp, weight, bias, N, C, OC, C, 1, 1, C, 0, MM_WCACHE_STORE,
                                 mm_rt(prec, MM_RT_M)) == 0)
             return 0;
@@ -273,6 +290,8 @@ int mm_forward_path(mm_path_t path, nn_prec_t prec, float *out, const float *inp
                               mm_rt(prec, MM_RT_M));
     case MM_AVX512:
         return prec == NN_PREC_FP32 ? mm_avx512_forward(out, inp, weight, bias, N, C, OC) : -1;
+    case MM_AMX:
+        return prec == NN_PREC_BF16 ? mm_amx_gemm(out, inp, weight, bias, N, C, OC, C, 1, 1, C, OC, 0) : -1;
     default:
         return -1;
     }
@@ -353,7 +372,22 @@ int mm_backward_path(mm_path_t path, nn_prec_t prec, float *dinp, float *dweight
         mm_own_dinp(C, OC) && mm_backward_path(MM_AVX512, prec, dinp, NULL, NULL, dout, inp, weight, N, C, OC) == 0)
         dinp = NULL;   /* done; the rest on oneDNN */
     if (path == MM_AUTO)
-        path = mm_force_portable() ? MM_PORTABLE : prec == NN_PREC_FP32 && mm_own_gemm() ? MM_AVX512 : MM_ONEDNN;
+        path = mm_force_portable() ? MM_PORTABLE
+               : prec == NN_PREC_FP32 && mm_own_gemm() ? MM_AVX512
+               : prec == NN_PREC_BF16 && mm_own_amx() && N > MM_GEMV_MAX_N ? MM_AMX : MM_ONEDNN;
+    if (path == MM_AMX) {
+        /* as MM_AVX512 below, in bf16; the GEMM fails only before it writes
+         * (no AMX), so a refused product goes to oneDNN untouched */
+        if (prec != NN_PREC_BF16 || !mm_amx_available()) return -1;
+        if (dinp && mm_amx_gemm(dinp, dout, weight, NULL, N, OC, C, OC, 1, C, 1, C, 1) != 0 &&
+            mm_onednn_dinp(prec, dinp, dout, weight, N, C, OC) != 0)
+            matmul_backward_portable(dinp, NULL, NULL, dout, inp, weight, N, C, OC);
+        if (dweight && mm_amx_gemm(dweight, dout, inp, NULL, OC, N, C, 1, OC, C, 1, C, 1) != 0 &&
+            mm_onednn_dweight(prec, dweight, dout, inp, N, C, OC) != 0)
+            matmul_backward_portable(NULL, dweight, NULL, dout, inp, weight, N, C, OC);
+        if (dbias) mm_dbias(dbias, dout, N, OC);
+        return 0;
+    }
     if (path == MM_PORTABLE) {
         if (prec != NN_PREC_FP32) return -1;
         matmul_backward_portable(dinp, dweight, dbias, dout, inp, weight, N, C, OC);

@@ -102,7 +102,8 @@ int cmd_bench_matmul(int argc, char **argv)
                     for (int p = MM_AUTO; p < MM_NPATHS; p++)
                         for (int prec = NN_PREC_FP32; prec <= NN_PREC_BF16; prec++) {
                             if (p == MM_PORTABLE && !portable) continue;
-                            if (prec == NN_PREC_BF16 && p != MM_AUTO) continue;
+                            if (prec == NN_PREC_BF16 && (p == MM_PORTABLE || p == MM_AVX512)) continue;
+                            if (prec == NN_PREC_FP32 && p == MM_AMX) continue;
                             if (prec == NN_PREC_BF16 && !(nn_cpu()->avx512_bf16 || nn_cpu()->amx_bf16)) continue;
                             if (bench_one((mm_path_t)p, (nn_prec_t)prec, dir, N, C, OC, inp, w, b, out, dout, dinp,
                                           dw, reps, t) != 0)

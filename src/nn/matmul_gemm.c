@@ -40,6 +40,48 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Per-thread scratch buffers by slot, grown, never shrunk, freed when the
+ * thread exits (the server's pool threads come and go). Slots: 0 the packed
+ * A block of this GEMM, shared by the threads of one product, belongs to
+ * the calling thread (the server runs products on several threads at once);
+ * 1 each thread's own packed B panel; 2 and 3 the AMX GEMM's packed A and B
+ * (matmul_amx.c), both the calling thread's. */
+#define MM_SLOTS 4
+typedef struct {
+    void *p[MM_SLOTS];
+    size_t len[MM_SLOTS];
+} mm_scratch_t;
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_free(void *p)
+{
+    mm_scratch_t *g = p;
+    for (int i = 0; i < MM_SLOTS; i++) free(g->p[i]);
+    free(g);
+}
+
+static void scratch_key_init(void) { pthread_key_create(&scratch_key, scratch_free); }
+
+void *mm_scratch(int slot, size_t bytes)
+{
+    if (slot < 0 || slot >= MM_SLOTS) return NULL;
+    pthread_once(&scratch_once, scratch_key_init);
+    mm_scratch_t *g = pthread_getspecific(scratch_key);
+    if (!g) {
+        if (!(g = calloc(1, sizeof *g))) return NULL;
+        if (pthread_setspecific(scratch_key, g)) { free(g); return NULL; }
+    }
+    if (bytes <= g->len[slot]) return g->p[slot];
+    void *p = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (!p) return NULL;
+    free(g->p[slot]);
+    g->p[slot] = p;
+    g->len[slot] = bytes;
+    return p;
+}
+
 #if defined(__AVX512F__)
 #include <immintrin.h>
 
@@ -57,51 +99,6 @@
 
 /* Packed A: per 8-row sliver, kc steps of 8 values (a[k * 8 + i]).
  * Packed B: kc steps of 48 values (b[k * 48 + j]). Both zero-padded. */
-
-/* Per-thread buffers, grown, never shrunk, freed when the thread exits (the
- * server's pool threads come and go): the A block, shared by the threads of
- * one product, belongs to the calling thread (the server runs products on
- * several threads at once); each thread packs its B panels into its own. */
-typedef struct {
-    float *a, *b;
-    size_t alen, blen;
-} gemm_bufs_t;
-
-static pthread_key_t gemm_key;
-static pthread_once_t gemm_once = PTHREAD_ONCE_INIT;
-
-static void gemm_bufs_free(void *p)
-{
-    gemm_bufs_t *g = p;
-    free(g->a);
-    free(g->b);
-    free(g);
-}
-
-static void gemm_key_init(void) { pthread_key_create(&gemm_key, gemm_bufs_free); }
-
-static float *grow(float **buf, size_t *len, size_t need)
-{
-    if (need <= *len) return *buf;
-    float *p = aligned_alloc(64, (need * sizeof(float) + 63) / 64 * 64);
-    if (!p) return NULL;
-    free(*buf);
-    *buf = p;
-    *len = need;
-    return p;
-}
-
-/* This thread's A block (which = 0) or B panel (1) of at least n floats. */
-static float *gemm_buf(int which, size_t n)
-{
-    pthread_once(&gemm_once, gemm_key_init);
-    gemm_bufs_t *g = pthread_getspecific(gemm_key);
-    if (!g) {
-        if (!(g = calloc(1, sizeof *g))) return NULL;
-        if (pthread_setspecific(gemm_key, g)) { free(g); return NULL; }
-    }
-    return which ? grow(&g->b, &g->blen, n) : grow(&g->a, &g->alen, n);
-}
 
 /* ------------------------------------------------------------------------ */
 /* packing                                                                  */
@@ -378,14 +375,14 @@ int mm_avx512_gemm(float *c, const float *a, const float *b, const float *bias, 
     if (!nn_cpu()->avx512f || M <= 0 || N <= 0 || K <= 0 || (accumulate && bias)) return -1;
     int KCb, MCb;
     gemm_blocking(M, K, KC, &KCb, &MCb);
-    float *ablock = gemm_buf(0, (size_t)((MCb + MR - 1) / MR) * MR * KCb);
+    float *ablock = (float *)mm_scratch(0, sizeof(float) * (size_t)((MCb + MR - 1) / MR) * MR * KCb);
     if (!ablock) return -1;
     int npanels = (N + NR - 1) / NR;
     int fail = 0;
     #pragma omp parallel
     {
         int nt = omp_get_num_threads(), t = omp_get_thread_num();
-        float *bp = gemm_buf(1, (size_t)KCb * NR);
+        float *bp = (float *)mm_scratch(1, sizeof(float) * (size_t)KCb * NR);
         if (!bp) {
             #pragma omp atomic write
             fail = 1;
@@ -450,7 +447,7 @@ int mm_packed_forward(float *out, const float *inp, const float *wp, const float
 {
     if (!nn_cpu()->avx512f || M <= 0 || N <= 0 || K <= 0) return -1;
     int nsl = (M + MR - 1) / MR;
-    float *ablock = gemm_buf(0, (size_t)nsl * MR * K);
+    float *ablock = (float *)mm_scratch(0, sizeof(float) * (size_t)nsl * MR * K);
     if (!ablock) return -1;
     int npanels = (N + NR - 1) / NR, KCp, MCp;
     gemm_blocking(M, K, KC_PACKED, &KCp, &MCp);

@@ -53,10 +53,20 @@ int mm_avx512_gemv(float *out, const float *inp, const float *weight, const floa
 int mm_avx512_gemm(float *c, const float *a, const float *b, const float *bias, int M, int K, int N,
                    size_t sam, size_t sak, size_t sbk, size_t sbn, size_t ldc, int accumulate);
 
+/* Own AMX bf16 GEMM (matmul_amx.c), the same contract as mm_avx512_gemm with
+ * the operands rounded to bf16 and fp32 accumulation; -1 when this CPU or its
+ * kernel has no AMX (nothing written). */
+int mm_amx_available(void);
+int mm_amx_gemm(float *c, const float *a, const float *b, const float *bias, int M, int K, int N,
+                size_t sam, size_t sak, size_t sbk, size_t sbn, size_t ldc, int accumulate);
+/* This thread's scratch buffer number slot (0-3, see matmul_gemm.c), at least
+ * bytes long, 64-byte aligned; NULL when out of memory. */
+void *mm_scratch(int slot, size_t bytes);
+
 /* The paths the dispatcher chooses between. MM_AUTO is the measured rule in
  * matmul.c; the others force one path (tests, benchmarks, peak.c) and return
  * -1 when that path cannot run here (no oneDNN, no AVX-512, shape not handled). */
-typedef enum { MM_AUTO = 0, MM_PORTABLE, MM_ONEDNN, MM_AVX512, MM_NPATHS } mm_path_t;
+typedef enum { MM_AUTO = 0, MM_PORTABLE, MM_ONEDNN, MM_AVX512, MM_AMX, MM_NPATHS } mm_path_t;
 const char *mm_path_name(mm_path_t path);
 int mm_forward_path(mm_path_t path, nn_prec_t prec, float *out, const float *inp, const float *weight,
                     const float *bias, int N, int C, int OC);

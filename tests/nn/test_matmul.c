@@ -412,6 +412,73 @@ static void test_bf16(void)
     CHECK(nn_matmul_get_precision() == NN_PREC_FP32);
 }
 
+/* Our AMX bf16 GEMM (matmul_amx.c) against an fp64 product of the same
+ * operands rounded to bf16, so only the fp32 accumulation differs: each
+ * element within 1e-5 of sum |a||b| (K <= 5000 fp32 additions). Every
+ * packing case: A row-major, column-major (dweight's dout^T) and strided; B
+ * row-major, column-major (the forward's W^T) and strided; edges in M, N
+ * and K; a reduction longer than one slice (K > 4096); C four times taller
+ * than wide (split by rows); accumulate; bias; and the same bits on one
+ * thread as on two. */
+static float bf16_rounded(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    u += 0x7fff + ((u >> 16) & 1);
+    u &= 0xffff0000u;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static void check_amx(int M, int K, int N, int a_layout, int b_layout, int accumulate, int with_bias)
+{
+    /* layouts: 0 row-major, 1 column-major, 2 strided (every other element) */
+    size_t sam = a_layout == 0 ? (size_t)K : a_layout == 1 ? 1 : (size_t)2 * K, sak = a_layout == 0 ? 1 : a_layout == 1 ? (size_t)M : 2;
+    size_t sbk = b_layout == 0 ? (size_t)N : b_layout == 1 ? 1 : (size_t)2 * N, sbn = b_layout == 0 ? 1 : b_layout == 1 ? (size_t)K : 2;
+    size_t alen = (size_t)(M - 1) * sam + (size_t)(K - 1) * sak + 1, blen = (size_t)(K - 1) * sbk + (size_t)(N - 1) * sbn + 1;
+    float *a = rand_buf(alen), *b = rand_buf(blen), *bias = with_bias ? rand_buf(N) : NULL;
+    float *c = rand_buf((size_t)M * N), *c0 = copy_buf(c, (size_t)M * N), *c1 = copy_buf(c, (size_t)M * N);
+    CHECK(mm_amx_gemm(c, a, b, bias, M, K, N, sam, sak, sbk, sbn, N, accumulate) == 0);
+    omp_set_num_threads(1);
+    CHECK(mm_amx_gemm(c1, a, b, bias, M, K, N, sam, sak, sbk, sbn, N, accumulate) == 0);
+    omp_set_num_threads(2);
+    CHECKF(memcmp(c, c1, (size_t)M * N * sizeof(float)) == 0, "amx M=%d K=%d N=%d: other bits on one thread", M, K, N);
+    double worst = 0;
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            double ref = accumulate ? c0[(size_t)i * N + j] : with_bias ? bias[j] : 0.0, mag = fabs(ref);
+            for (int k = 0; k < K; k++) {
+                double p = (double)bf16_rounded(a[i * sam + k * sak]) * bf16_rounded(b[k * sbk + j * sbn]);
+                ref += p;
+                mag += fabs(p);
+            }
+            double e = fabs(c[(size_t)i * N + j] - ref) / mag;
+            if (e > worst) worst = e;
+        }
+    CHECKF(worst <= 1e-5, "amx M=%d K=%d N=%d layouts %d/%d acc %d bias %d: rel err %.3g", M, K, N, a_layout,
+           b_layout, accumulate, with_bias, worst);
+    free(a); free(b); free(bias); free(c); free(c0); free(c1);
+}
+
+static void test_amx_gemm(void)
+{
+    if (!mm_amx_available()) {
+        fprintf(stderr, "  (no AMX on this CPU or kernel: skipped)\n");
+        CHECK(mm_amx_gemm(NULL, NULL, NULL, NULL, 16, 16, 16, 16, 1, 16, 1, 16, 0) == -1);
+        return;
+    }
+    for (int al = 0; al < 3; al++)
+        for (int bl = 0; bl < 3; bl++) check_amx(37, 45, 50, al, bl, 0, 0);
+    check_amx(64, 96, 64, 1, 1, 0, 0);        /* whole tiles everywhere */
+    check_amx(64, 96, 64, 0, 0, 0, 1);        /* bias, whole tiles: loaded with stride 0 */
+    check_amx(33, 70, 40, 0, 1, 0, 1);        /* bias at the edges */
+    check_amx(48, 64, 96, 0, 0, 1, 0);        /* accumulate */
+    check_amx(40, 4200, 48, 0, 0, 0, 0);      /* two slices of the reduction */
+    check_amx(40, 4200, 48, 1, 0, 1, 0);
+    check_amx(300, 40, 33, 1, 0, 0, 0);       /* taller than 4x wide: threads split rows */
+    check_amx(1100, 64, 96, 0, 1, 1, 1);      /* more rows than one block */
+}
+
 /* The peaks are measurements, so only their sanity is testable, and on a
  * shared machine two measurements taken a moment apart can differ 10x. So
  * each is checked against a hard physical ceiling (every thread retiring two
@@ -452,6 +519,7 @@ int main(void)
     RUN(test_avx512_gemm_thread_exit);
     RUN(test_packed_forward);
     RUN(test_bf16);
+    RUN(test_amx_gemm);
     RUN(test_peaks);
     RUN(test_describe);
     return test_summary();
