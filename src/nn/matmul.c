@@ -355,13 +355,29 @@ static int mm_onednn_dweight(nn_prec_t prec, float *dweight, const float *dout, 
     return 0;
 }
 
+/* dbias (OC) += column sums of dout (N, OC). Each thread takes blocks of 64
+ * columns and walks the rows in order, adding whole row pieces (contiguous,
+ * vectorised) into 64 running sums: every sum still adds n = 0 .. N-1 in
+ * order, the bits of the plain loop. Summing one column at a time read dout
+ * with a stride of OC floats and cost a third as much as the products
+ * themselves in a bf16 step (perf, docs/bench.md section 11). */
+#define DBIAS_BLOCK 64
+
 static void mm_dbias(float *dbias, const float *dout, int N, int OC)
 {
+    int nblk = (OC + DBIAS_BLOCK - 1) / DBIAS_BLOCK;
     #pragma omp parallel for schedule(static)
-    for (int o = 0; o < OC; o++) {
-        float s = 0.0f;
-        for (int n = 0; n < N; n++) s += dout[(size_t)n * OC + o];
-        dbias[o] += s;
+    for (int bo = 0; bo < nblk; bo++) {
+        int o0 = bo * DBIAS_BLOCK, ob = OC - o0 < DBIAS_BLOCK ? OC - o0 : DBIAS_BLOCK;
+        float s[DBIAS_BLOCK] = {0};
+        for (int n = 0; n < N; n++) {
+            const float *d = dout + (size_t)n * OC + o0;
+            if (ob == DBIAS_BLOCK)
+                for (int j = 0; j < DBIAS_BLOCK; j++) s[j] += d[j];
+            else
+                for (int j = 0; j < ob; j++) s[j] += d[j];
+        }
+        for (int j = 0; j < ob; j++) dbias[o0 + j] += s[j];
     }
 }
 
