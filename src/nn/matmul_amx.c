@@ -113,27 +113,41 @@ static void pack_a_tilerow(uint16_t *ap, const float *a, int M, int K, size_t sa
         }
         return;
     }
-    if (sam == 1 && i0 + 16 <= M) {             /* columns contiguous: 16 x 16 transposes */
-        for (int tk = 0; tk < KT; tk++)
-            for (int h = 0; h < 2; h++) {
-                __m512 r[16];
-                for (int kk = 0; kk < 16; kk++) {
-                    int k = tk * 32 + h * 16 + kk;
-                    r[kk] = k < K ? _mm512_loadu_ps(a + i0 + (size_t)k * sak) : _mm512_setzero_ps();
-                }
-                transpose16(r);
-                for (int i = 0; i < 16; i++)
-                    _mm256_store_si256((__m256i *)(dst + ((size_t)tk * 16 + i) * 32 + h * 16),
-                                       (__m256i)_mm512_cvtneps_pbh(r[i]));
-            }
-        return;
-    }
     for (int tk = 0; tk < KT; tk++)              /* any strides, and the edge */
         for (int r = 0; r < 16; r++)
             for (int c = 0; c < 32; c++) {
                 int i = i0 + r, k = tk * 32 + c;
                 dst[((size_t)tk * 16 + r) * 32 + c] = i < M && k < K ? bf16_of(a[(size_t)i * sam + (size_t)k * sak]) : 0;
             }
+}
+
+/* Tile rows ti0 .. ti1 of A. Column-major A (dweight's dout^T) is read 32
+ * of its columns at a time across all the tile rows, so that every column
+ * is read in order (64 bytes per tile): a tile row at a time read 64 bytes
+ * from each of K columns a whole column apart, a new page per read at the
+ * LM head. */
+static void pack_a(uint16_t *ap, const float *a, int M, int K, size_t sam, size_t sak, int KT, int ti0, int ti1)
+{
+    int full = ti1 < M / 16 ? ti1 : M / 16;      /* tile rows inside M */
+    if (sam != 1 || sak == 1 || full <= ti0) {
+        for (int ti = ti0; ti < ti1; ti++) pack_a_tilerow(ap, a, M, K, sam, sak, KT, ti);
+        return;
+    }
+    for (int tk = 0; tk < KT; tk++)
+        for (int ti = ti0; ti < full; ti++) {
+            uint16_t *dst = ap + ((size_t)ti * KT + tk) * 512;
+            for (int h = 0; h < 2; h++) {
+                __m512 r[16];
+                for (int kk = 0; kk < 16; kk++) {
+                    int k = tk * 32 + h * 16 + kk;
+                    r[kk] = k < K ? _mm512_loadu_ps(a + ti * 16 + (size_t)k * sak) : _mm512_setzero_ps();
+                }
+                transpose16(r);
+                for (int i = 0; i < 16; i++)
+                    _mm256_store_si256((__m256i *)(dst + i * 32 + h * 16), (__m256i)_mm512_cvtneps_pbh(r[i]));
+            }
+        }
+    for (int ti = full; ti < ti1; ti++) pack_a_tilerow(ap, a, M, K, sam, sak, KT, ti);
 }
 
 /* Panel j of B (columns j*16 .. +16, all of K) -> bp: KP = Kp/2 rows of 16
@@ -143,19 +157,6 @@ static void pack_b_panel(uint16_t *bp, const float *b, int K, int N, size_t sbk,
 {
     uint16_t *dst = bp + (size_t)j * KP * 32;
     int j0 = j * 16;
-    if (sbn == 1) {                              /* rows of B contiguous: interleave row pairs */
-        const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8,
-                                             23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
-        __mmask16 m = mask_n(N - j0);
-        for (int p = 0; p < KP; p++) {
-            int k = 2 * p;
-            __m512 r0 = k < K ? _mm512_maskz_loadu_ps(m, b + (size_t)k * sbk + j0) : _mm512_setzero_ps();
-            __m512 r1 = k + 1 < K ? _mm512_maskz_loadu_ps(m, b + (size_t)(k + 1) * sbk + j0) : _mm512_setzero_ps();
-            __m512i v = _mm512_permutexvar_epi16(idx, (__m512i)_mm512_cvtne2ps_pbh(r1, r0));
-            _mm512_store_si512((void *)(dst + (size_t)p * 32), v);
-        }
-        return;
-    }
     if (sbk == 1 && j0 + 16 <= N) {              /* columns contiguous (W^T): 16 x 16 transposes of pairs */
         for (int p0 = 0; p0 < KP; p0 += 16) {
             __m512 r[16];
@@ -177,6 +178,30 @@ static void pack_b_panel(uint16_t *bp, const float *b, int K, int N, size_t sbk,
                 int k = 2 * p + h, n = j0 + c;
                 dst[((size_t)p * 16 + c) * 2 + h] = k < K && n < N ? bf16_of(b[(size_t)k * sbk + (size_t)n * sbn]) : 0;
             }
+}
+
+/* Panels j0 .. j1 of B. Row-major B is read row pair by row pair across all
+ * the panels (each row in order), not panel by panel (64 bytes from each of
+ * K rows a row apart). */
+static void pack_b(uint16_t *bp, const float *b, int K, int N, size_t sbk, size_t sbn, int KP, int j0, int j1)
+{
+    if (sbn != 1) {
+        for (int j = j0; j < j1; j++) pack_b_panel(bp, b, K, N, sbk, sbn, KP, j);
+        return;
+    }
+    const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8,
+                                         23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    for (int p = 0; p < KP; p++) {
+        int k = 2 * p;
+        const float *row0 = k < K ? b + (size_t)k * sbk : NULL, *row1 = k + 1 < K ? b + (size_t)(k + 1) * sbk : NULL;
+        for (int j = j0; j < j1; j++) {
+            __mmask16 m = mask_n(N - j * 16);
+            __m512 r0 = row0 ? _mm512_maskz_loadu_ps(m, row0 + j * 16) : _mm512_setzero_ps();
+            __m512 r1 = row1 ? _mm512_maskz_loadu_ps(m, row1 + j * 16) : _mm512_setzero_ps();
+            __m512i v = _mm512_permutexvar_epi16(idx, (__m512i)_mm512_cvtne2ps_pbh(r1, r0));
+            _mm512_store_si512((void *)(bp + ((size_t)j * KP + p) * 32), v);
+        }
+    }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -257,15 +282,16 @@ int mm_amx_gemm(float *c, const float *a, const float *b, const float *bias, int
         int u0 = (int)((long)units * t / nt), u1 = (int)((long)units * (t + 1) / nt);
         int ilo = by_rows ? 32 * u0 : 0, ihi = by_rows ? 32 * u1 : Mp;
         int jp0 = by_rows ? 0 : u0, jp1 = by_rows ? NPAIRS : u1;
+        int mt0 = (int)((long)MT * t / nt), mt1 = (int)((long)MT * (t + 1) / nt);
+        int np0 = (int)((long)2 * NPAIRS * t / nt), np1 = (int)((long)2 * NPAIRS * (t + 1) / nt);
         if (by_rows) {
-            #pragma omp for schedule(static)
-            for (int j = 0; j < 2 * NPAIRS; j++) pack_b_panel(bp, b, K, N, sbk, sbn, KP, j);
-            for (int ti = ilo / 16; ti < ihi / 16; ti++) pack_a_tilerow(ap, a, M, K, sam, sak, KT, ti);
+            pack_b(bp, b, K, N, sbk, sbn, KP, np0, np1);
+            pack_a(ap, a, M, K, sam, sak, KT, ilo / 16, ihi / 16);
         } else {
-            for (int j = 2 * jp0; j < 2 * jp1; j++) pack_b_panel(bp, b, K, N, sbk, sbn, KP, j);
-            #pragma omp for schedule(static)
-            for (int ti = 0; ti < MT; ti++) pack_a_tilerow(ap, a, M, K, sam, sak, KT, ti);
+            pack_b(bp, b, K, N, sbk, sbn, KP, 2 * jp0, 2 * jp1);
+            pack_a(ap, a, M, K, sam, sak, KT, mt0, mt1);
         }
+        #pragma omp barrier
         _tile_loadconfig(&amx_cfg);
         for (int k0 = 0; k0 < Kp; k0 += kb) {
             int k1 = k0 + kb < Kp ? k0 + kb : Kp;
