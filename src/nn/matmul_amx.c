@@ -212,7 +212,7 @@ static void pack_b(uint16_t *bp, const float *b, int K, int N, size_t sbk, size_
  * reduction steps k0 .. k1 (multiples of 32). init: 0 zero, 1 load C, 2 the
  * bias. A block that crosses M or N goes through a 32 x 32 buffer. */
 static void amx_block(float *c, size_t ldc, const float *bias, const uint16_t *ap, const uint16_t *bp,
-                      int M, int N, int KT, int KP, int i, int j, int k0, int k1, int init)
+                      int M, int N, int KT, int KP, int i, int j, int k0, int k1, int init, const float *next)
 {
     int rows = M - i < 32 ? M - i : 32, cols = N - j * 16 < 32 ? N - j * 16 : 32;
     int edge = rows < 32 || cols < 32;
@@ -238,7 +238,14 @@ static void amx_block(float *c, size_t ldc, const float *bias, const uint16_t *a
     }
     const uint16_t *a0 = ap + (size_t)(i / 16) * KT * 512, *a1 = a0 + (size_t)KT * 512;
     const uint16_t *b0 = bp + (size_t)j * KP * 32, *b1 = b0 + (size_t)KP * 32;
+    /* the next block's 32 rows of C, for writing, spread over this block's
+     * steps: its stores would otherwise each wait for a line from memory */
+    int nk = (k1 - k0) / 32, pr = 0;
     for (int k = k0; k < k1; k += 32) {
+        for (int it = (k - k0) / 32; next && pr < 32 && pr * nk <= it * 32; pr++) {
+            _mm_prefetch((const char *)(next + (size_t)pr * ldc), _MM_HINT_ET0);
+            _mm_prefetch((const char *)(next + (size_t)pr * ldc + 16), _MM_HINT_ET0);
+        }
         _tile_loadd(4, a0 + (size_t)(k / 32) * 512, 64);
         _tile_loadd(5, a1 + (size_t)(k / 32) * 512, 64);
         _tile_loadd(6, b0 + (size_t)(k / 2) * 32, 64);
@@ -299,8 +306,12 @@ int mm_amx_gemm(float *c, const float *a, const float *b, const float *bias, int
             for (int i0 = ilo; i0 < ihi; i0 += mb) {
                 int i1 = i0 + mb < ihi ? i0 + mb : ihi;
                 for (int jp = jp0; jp < jp1; jp++)
-                    for (int i = i0; i < i1; i += 32)
-                        if (i < M) amx_block(c, ldc, bias, ap, bp, M, N, KT, KP, i, 2 * jp, k0, k1, init);
+                    for (int i = i0; i < i1 && i < M; i += 32) {
+                        /* the block after this one: the next sliver, or the next pair's first */
+                        int ni = i + 32 < i1 && i + 32 < M ? i + 32 : i0, nj = ni == i0 ? 2 * jp + 2 : 2 * jp;
+                        const float *next = ni + 32 <= M && nj * 16 + 32 <= N ? c + (size_t)ni * ldc + (size_t)nj * 16 : NULL;
+                        amx_block(c, ldc, bias, ap, bp, M, N, KT, KP, i, 2 * jp, k0, k1, init, next);
+                    }
             }
         }
         _tile_release();
