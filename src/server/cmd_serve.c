@@ -32,7 +32,7 @@ static void usage(FILE *f)
             "                            event streams and waiting requests hold no thread\n"
             "  --compute-threads N       completions generated at once, each using every core (default 1)\n"
             "Environment: TUNERY_MATMUL=bf16 trains with bf16 matrix products on CPUs with AVX512_BF16\n"
-            "  or AMX, 3-4x faster than the fp32 default, and runs completions' prompts in bf16 (decoding\n"
+            "  or AMX, 2-3x faster than the fp32 default, and runs completions' prompts in bf16 (decoding\n"
             "  stays fp32: it is bound by reading the weights) (docs/finetune.md, \"Precision\").\n"
             "Clients: OPENAI_API_BASE=http://HOST:PORT/v1 and OPENAI_API_KEY=<a key from `tunery keys create`>.\n");
 }

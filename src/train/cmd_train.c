@@ -44,7 +44,7 @@ static const char usage_text[] =
     "  --log-every N        without a terminal, print one line every N steps (default 10)\n"
     "  -q, --quiet          print only errors and the final line\n"
     "Environment: TUNERY_MATMUL=bf16 runs the matrix products in bf16 with fp32 master weights\n"
-    "  on CPUs with AVX512_BF16 or AMX (3-4x faster, its own parity bound; docs/finetune.md).\n";
+    "  on CPUs with AVX512_BF16 or AMX (2-3x faster, its own parity bound; docs/finetune.md).\n";
 
 typedef struct {
     int tty, quiet, log_every, total, n_epochs;
