@@ -14,6 +14,7 @@
  * Shapes: B batch, T time, C channels, NH heads, hs = C / NH.
  */
 #include "nn/nn.h"
+#include "nn/matmul_impl.h"   /* transpose16 */
 
 /* -std=c11 (ISO mode) turns GCC's floating-point contraction off, so
  * a += x * k would be a multiply and an add: allow fused multiply-add here
@@ -484,6 +485,32 @@ static inline void attn_rank4(float *D, const float *W, int Tp, const float *con
     }
 }
 
+/* KT[i][t2] = scale * K[t2][i] for t2 < T, i < hs (K's rows ld floats
+ * apart), zero for T <= t2 < Tp: 16 x 16 blocks transposed in registers.
+ * Read a float per row, these transposes were a fifth of attention's
+ * backward (perf, docs/bench.md section 11). Each element is the same one
+ * multiplication either way. */
+static void attn_transpose(float *KT, int Tp, const float *K, size_t ld, int T, int hs, float scale)
+{
+    int t0 = 0;
+#if defined(__AVX512F__)
+    if (hs % 16 == 0) {
+        __m512 sc = _mm512_set1_ps(scale);
+        for (; t0 + 16 <= T; t0 += 16)
+            for (int i0 = 0; i0 < hs; i0 += 16) {
+                __m512 r[16];
+                for (int j = 0; j < 16; j++) r[j] = _mm512_loadu_ps(K + (size_t)(t0 + j) * ld + i0);
+                transpose16(r);
+                for (int j = 0; j < 16; j++) _mm512_storeu_ps(KT + (size_t)(i0 + j) * Tp + t0, _mm512_mul_ps(r[j], sc));
+            }
+    }
+#endif
+    for (int i = 0; i < hs; i++) {
+        for (int t2 = t0; t2 < T; t2++) KT[(size_t)i * Tp + t2] = K[(size_t)t2 * ld + i] * scale;
+        for (int t2 = T; t2 < Tp; t2++) KT[(size_t)i * Tp + t2] = 0.0f;
+    }
+}
+
 static void attention_forward_blocked(float *out, float *lse, const float *qkv, int B, int T, int C, int NH)
 {
     int hs = C / NH, Tp = (T + 15) / 16 * 16;
@@ -498,12 +525,7 @@ static void attention_forward_blocked(float *out, float *lse, const float *qkv, 
         for (int b = 0; b < B; b++)
             for (int h = 0; h < NH; h++) {
                 const float *base = qkv + (size_t)b * T * C3;
-                for (int i = 0; i < hs; i++)
-                    for (int t2 = T; t2 < Tp; t2++) KT[(size_t)i * Tp + t2] = 0.0f;
-                for (int i = 0; i < hs; i++) {   /* i outer: contiguous writes, reads stay in L1 */
-                    const float *k = base + C + h * hs + i;
-                    for (int t2 = 0; t2 < T; t2++) KT[(size_t)i * Tp + t2] = k[t2 * C3] * scale;
-                }
+                attn_transpose(KT, Tp, base + C + h * hs, C3, T, hs, scale);
                 for (int t0 = 0; t0 < T; t0 += QB) {
                     int nr = T - t0 < QB ? T - t0 : QB, nk = t0 + nr;
                     const float *X[QB];
@@ -553,15 +575,8 @@ static void attention_backward_blocked(float *dqkv, const float *dout, const flo
             for (int h = 0; h < NH; h++) {
                 const float *base = qkv + (size_t)b * T * C3;
                 float *dbase = dqkv + (size_t)b * T * C3;
-                for (int i = 0; i < hs; i++)
-                    for (int t2 = T; t2 < Tp; t2++) KT[(size_t)i * Tp + t2] = VT[(size_t)i * Tp + t2] = 0.0f;
-                for (int i = 0; i < hs; i++) {
-                    const float *k = base + C + h * hs + i, *v = k + C;
-                    for (int t2 = 0; t2 < T; t2++) {
-                        KT[(size_t)i * Tp + t2] = k[t2 * C3] * scale;
-                        VT[(size_t)i * Tp + t2] = v[t2 * C3];
-                    }
-                }
+                attn_transpose(KT, Tp, base + C + h * hs, C3, T, hs, scale);
+                attn_transpose(VT, Tp, base + 2 * C + h * hs, C3, T, hs, 1.0f);
                 memset(dK, 0, (size_t)T * hs * sizeof(float));
                 memset(dV, 0, (size_t)T * hs * sizeof(float));
                 for (int t0 = 0; t0 < T; t0 += QB) {

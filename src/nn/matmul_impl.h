@@ -1,4 +1,5 @@
-/* matmul_impl.h: private to the matmul files (matmul*.c, cpu.c, peak.c).
+/* matmul_impl.h: private to the matmul files (matmul*.c, cpu.c, peak.c;
+ * layers.c borrows transpose16).
  * The kernel table the dispatcher chooses from, and the CPU flags it reads.
  * Everything here is an implementation detail behind nn.h's matmul_forward /
  * matmul_backward; tests include it to check every path against the portable one. */
