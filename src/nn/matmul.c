@@ -216,10 +216,11 @@ static int mm_own_dinp(int C, int OC)
 }
 
 /* bf16 products with more than 8 rows run on our AMX GEMM (matmul_amx.c)
- * where the CPU has AMX: measured on one core (Sapphire Rapids, B8T128,
- * docs/bench.md section 11), conversion included, 483 ms for the step's
- * products against oneDNN's 585, every layer product faster, the LM head's
- * dinp 12% slower. TUNERY_MATMUL=onednn keeps them on oneDNN (comparisons). */
+ * where the CPU has AMX: measured (Sapphire Rapids, B8T128 shapes,
+ * docs/bench.md section 11), conversion included, one layer's 12 products
+ * and the LM head's 3 take 211 ms against oneDNN's 292 on two threads (416
+ * against 582 on one), every product faster. TUNERY_MATMUL=onednn keeps
+ * them on oneDNN (comparisons). */
 static int mm_own_amx(void)
 {
     static int v = -1;
@@ -261,8 +262,9 @@ static int mm_avx512_forward(float *out, const float *inp, const float *weight, 
  * (matmul_gemm.c) is within +-15% of it product by product but measured
  * 4-14% slower inside a whole step (docs/bench.md section 9), so it runs
  * the forward only under TUNERY_MATMUL=avx512 or without oneDNN (and the
- * layers' dinp, see mm_own_dinp). bf16 goes to oneDNN (AMX or
- * AVX512_BF16) above 8 rows; matmul_forward_fp32 keeps a product fp32
+ * layers' dinp, see mm_own_dinp). bf16 above 8 rows goes to our AMX GEMM
+ * where there is AMX (mm_own_amx), else (and at 8 rows or fewer) to oneDNN
+ * (AVX512_BF16). matmul_forward_fp32 keeps a product fp32
  * whatever the precision (inference's decode). */
 int mm_forward_path(mm_path_t path, nn_prec_t prec, float *out, const float *inp, const float *weight,
                     const float *bias, int N, int C, int OC)

@@ -312,9 +312,11 @@ int mm_amx_gemm(float *c, const float *a, const float *b, const float *bias, int
                 int i1 = i0 + mb < ihi ? i0 + mb : ihi;
                 for (int jp = jp0; jp < jp1; jp++)
                     for (int i = i0; i < i1 && i < M; i += 32) {
-                        /* the block after this one: the next sliver, or the next pair's first */
+                        /* the block after this one: the next sliver, or the next pair's
+                         * first (never another thread's: no line is fetched from under it) */
                         int ni = i + 32 < i1 && i + 32 < M ? i + 32 : i0, nj = ni == i0 ? 2 * jp + 2 : 2 * jp;
-                        const float *next = ni + 32 <= M && nj * 16 + 32 <= N ? c + (size_t)ni * ldc + (size_t)nj * 16 : NULL;
+                        const float *next = ni + 32 <= M && nj * 16 + 32 <= N && nj / 2 < jp1
+                                                ? c + (size_t)ni * ldc + (size_t)nj * 16 : NULL;
                         amx_block(c, ldc, bias, ap, bp, M, N, KT, KP, i, 2 * jp, k0, k1, init, next);
                     }
             }
