@@ -479,6 +479,46 @@ static void test_amx_gemm(void)
     check_amx(1100, 64, 96, 0, 1, 1, 1);      /* more rows than one block */
 }
 
+/* Two threads running AMX products at once (the server computes completions
+ * on several threads): each has its own packed operands and tile state, so
+ * each result equals the same product computed alone. */
+typedef struct { int M, K, N; float *a, *b, *c; const float *solo; int rc, differ; } amx_job_t;
+
+static void *amx_on_thread(void *arg)
+{
+    amx_job_t *j = arg;
+    for (int rep = 0; rep < 200 && !j->rc; rep++) {
+        j->rc = mm_amx_gemm(j->c, j->a, j->b, NULL, j->M, j->K, j->N, j->K, 1, j->N, 1, j->N, 0);
+        j->differ += memcmp(j->c, j->solo, (size_t)j->M * j->N * sizeof(float)) != 0;
+    }
+    return NULL;
+}
+
+static void test_amx_gemm_concurrent(void)
+{
+    if (!mm_amx_available()) return;
+    amx_job_t jobs[2] = {{.M = 200, .K = 300, .N = 96}, {.M = 64, .K = 1000, .N = 160}};
+    float *solo[2];
+    for (int i = 0; i < 2; i++) {
+        amx_job_t *j = &jobs[i];
+        j->a = rand_buf((size_t)j->M * j->K);
+        j->b = rand_buf((size_t)j->K * j->N);
+        j->c = rand_buf((size_t)j->M * j->N);
+        solo[i] = rand_buf((size_t)j->M * j->N);
+        CHECK(mm_amx_gemm(solo[i], j->a, j->b, NULL, j->M, j->K, j->N, j->K, 1, j->N, 1, j->N, 0) == 0);
+        j->solo = solo[i];
+    }
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++) CHECK(pthread_create(&th[i], NULL, amx_on_thread, &jobs[i]) == 0);
+    for (int i = 0; i < 2; i++) CHECK(pthread_join(th[i], NULL) == 0);
+    for (int i = 0; i < 2; i++) {
+        amx_job_t *j = &jobs[i];
+        CHECK(j->rc == 0);
+        CHECKF(j->differ == 0, "amx product %d: other bits in %d of 200 runs beside another thread's", i, j->differ);
+        free(j->a); free(j->b); free(j->c); free(solo[i]);
+    }
+}
+
 /* The peaks are measurements, so only their sanity is testable, and on a
  * shared machine two measurements taken a moment apart can differ 10x. So
  * each is checked against a hard physical ceiling (every thread retiring two
@@ -520,6 +560,7 @@ int main(void)
     RUN(test_packed_forward);
     RUN(test_bf16);
     RUN(test_amx_gemm);
+    RUN(test_amx_gemm_concurrent);
     RUN(test_peaks);
     RUN(test_describe);
     return test_summary();
