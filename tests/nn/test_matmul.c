@@ -438,10 +438,12 @@ static void check_amx(int M, int K, int N, int a_layout, int b_layout, int accum
     size_t alen = (size_t)(M - 1) * sam + (size_t)(K - 1) * sak + 1, blen = (size_t)(K - 1) * sbk + (size_t)(N - 1) * sbn + 1;
     float *a = rand_buf(alen), *b = rand_buf(blen), *bias = with_bias ? rand_buf(N) : NULL;
     float *c = rand_buf((size_t)M * N), *c0 = copy_buf(c, (size_t)M * N), *c1 = copy_buf(c, (size_t)M * N);
+    int threads = omp_get_max_threads();
+    omp_set_num_threads(threads > 1 ? threads : 2);
     CHECK(mm_amx_gemm(c, a, b, bias, M, K, N, sam, sak, sbk, sbn, N, accumulate) == 0);
     omp_set_num_threads(1);
     CHECK(mm_amx_gemm(c1, a, b, bias, M, K, N, sam, sak, sbk, sbn, N, accumulate) == 0);
-    omp_set_num_threads(2);
+    omp_set_num_threads(threads);
     CHECKF(memcmp(c, c1, (size_t)M * N * sizeof(float)) == 0, "amx M=%d K=%d N=%d: other bits on one thread", M, K, N);
     double worst = 0;
     for (int i = 0; i < M; i++)
