@@ -82,11 +82,12 @@ check "exact legacy event sequence" '[ "$(msgs "$D1" "$J1")" = "$expected" ]'
 D2=$(newdata b)
 J2=$(TUNERY_DATA=$D2 DRIVER_EPOCHS=3 "$DRV" create "$D2" "$tmp/train.jsonl" tiny legacy)
 TUNERY_DATA=$D2 "$DRV" run "$D2" "$TUNERY" 90 & host=$!; pids+=($host)
-for _ in $(seq 1 600); do   # wait for a checkpoint after epoch 1 (up to 60 s)
-  msgs "$D2" "$J2" | grep -q "Completed epoch 1/3" && ls -d "$D2/jobs/$J2"/ckpt-step-* >/dev/null 2>&1 && break
-  sleep 0.1
+for _ in $(seq 1 600); do   # wait for a complete checkpoint after epoch 1 (up to 60 s; not ckpt-step-N.tmp)
+  msgs "$D2" "$J2" | grep -q "Completed epoch 1/3" && ls -d "$D2/jobs/$J2"/ckpt-step-*[0-9] >/dev/null 2>&1 && break
+  sleep 0.05
 done
-sleep 0.3
+# killed at once: an epoch of this job takes ~0.2 s, and after a 0.3 s sleep
+# the job had been seen two epochs in, one short of finishing before the kill
 kill -9 $host; wait $host 2>/dev/null
 sleep 0.5
 check "worker dies with the scheduler's process" '[ -z "$(worker_pids "$J2")" ]'
