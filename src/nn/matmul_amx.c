@@ -76,15 +76,6 @@ static const amx_tilecfg_t amx_cfg __attribute__((aligned(64))) = {
     .rows = {16, 16, 16, 16, 16, 16, 16, 16},
 };
 
-static inline uint16_t bf16_of(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    if ((u & 0x7fffffff) > 0x7f800000) return (uint16_t)((u >> 16) | 0x40);   /* NaN stays NaN */
-    u += 0x7fff + ((u >> 16) & 1);
-    return (uint16_t)(u >> 16);
-}
-
 static inline __mmask16 mask_n(int n) { return n >= 16 ? (__mmask16)0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
 
 /* ------------------------------------------------------------------------ */
@@ -117,7 +108,7 @@ static void pack_a_tilerow(uint16_t *ap, const float *a, int M, int K, size_t sa
         for (int r = 0; r < 16; r++)
             for (int c = 0; c < 32; c++) {
                 int i = i0 + r, k = tk * 32 + c;
-                dst[((size_t)tk * 16 + r) * 32 + c] = i < M && k < K ? bf16_of(a[(size_t)i * sam + (size_t)k * sak]) : 0;
+                dst[((size_t)tk * 16 + r) * 32 + c] = i < M && k < K ? mm_bf16_round(a[(size_t)i * sam + (size_t)k * sak]) : 0;
             }
 }
 
@@ -136,15 +127,9 @@ static void pack_a(uint16_t *ap, const float *a, int M, int K, size_t sam, size_
     for (int tk = 0; tk < KT; tk++)
         for (int ti = ti0; ti < full; ti++) {
             uint16_t *dst = ap + ((size_t)ti * KT + tk) * 512;
-            for (int h = 0; h < 2; h++) {
-                __m512 r[16];
-                for (int kk = 0; kk < 16; kk++) {
-                    int k = tk * 32 + h * 16 + kk;
-                    r[kk] = k < K ? _mm512_loadu_ps(a + ti * 16 + (size_t)k * sak) : _mm512_setzero_ps();
-                }
-                transpose16(r);
-                for (int i = 0; i < 16; i++)
-                    _mm256_store_si256((__m256i *)(dst + i * 32 + h * 16), (__m256i)_mm512_cvtneps_pbh(r[i]));
+            for (int h = 0; h < 2; h++) {   /* columns past K (none left: src unread) are zeros */
+                int k = tk * 32 + h * 16;
+                mm_bf16_transposed16(dst + h * 16, 32, k < K ? a + ti * 16 + (size_t)k * sak : a, sak, K - k);
             }
         }
     for (int ti = full; ti < ti1; ti++) pack_a_tilerow(ap, a, M, K, sam, sak, KT, ti);
@@ -176,7 +161,7 @@ static void pack_b_panel(uint16_t *bp, const float *b, int K, int N, size_t sbk,
         for (int c = 0; c < 16; c++)
             for (int h = 0; h < 2; h++) {
                 int k = 2 * p + h, n = j0 + c;
-                dst[((size_t)p * 16 + c) * 2 + h] = k < K && n < N ? bf16_of(b[(size_t)k * sbk + (size_t)n * sbn]) : 0;
+                dst[((size_t)p * 16 + c) * 2 + h] = k < K && n < N ? mm_bf16_round(b[(size_t)k * sbk + (size_t)n * sbn]) : 0;
             }
 }
 

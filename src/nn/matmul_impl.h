@@ -8,6 +8,8 @@
 
 #include "nn/nn.h"
 
+#include <string.h>
+
 typedef struct {
     char vendor[13];
     char brand[49];
@@ -64,6 +66,17 @@ int mm_amx_gemm(float *c, const float *a, const float *b, const float *bias, int
  * bytes long, 64-byte aligned; NULL when out of memory. */
 void *mm_scratch(int slot, size_t bytes);
 
+/* fp32 -> bf16, round to nearest even (NaN stays NaN): the scalar edges of
+ * the bf16 conversions (matmul_onednn.c, matmul_amx.c). */
+static inline uint16_t mm_bf16_round(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffff) > 0x7f800000) return (uint16_t)((u >> 16) | 0x40);
+    u += 0x7fff + ((u >> 16) & 1);
+    return (uint16_t)(u >> 16);
+}
+
 /* The paths the dispatcher chooses between. MM_AUTO is the measured rule in
  * matmul.c; the others force one path (tests, benchmarks, peak.c) and return
  * -1 when that path cannot run here (no oneDNN, no AVX-512, shape not handled). */
@@ -104,6 +117,21 @@ static inline void transpose16(__m512 r[16])
         r[i + 12] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0xDD);
     }
 }
+
+#if defined(__AVX512BF16__)
+/* Columns 0 .. cols-1 of src (16 consecutive floats each, ld apart; zeros
+ * for the rest of 16) become rows 0 .. 15 of dst (16 bf16 each, dst_ld
+ * apart), transposed and rounded to nearest even: a transposed operand
+ * converted 16 x 16 at a time (oneDNN's dweight rows, AMX's A tiles). */
+static inline void mm_bf16_transposed16(uint16_t *dst, size_t dst_ld, const float *src, size_t ld, int cols)
+{
+    __m512 r[16];
+    for (int j = 0; j < 16; j++) r[j] = j < cols ? _mm512_loadu_ps(src + (size_t)j * ld) : _mm512_setzero_ps();
+    transpose16(r);
+    for (int i = 0; i < 16; i++)
+        _mm256_storeu_si256((__m256i *)(dst + (size_t)i * dst_ld), (__m256i)_mm512_cvtneps_pbh(r[i]));
+}
+#endif
 #endif
 
 #endif

@@ -220,16 +220,6 @@ static void onednn_release(onednn_entry_t *e)
     pthread_mutex_unlock(&onednn_mu);
 }
 
-/* fp32 -> bf16, round to nearest even (NaN stays NaN) */
-static inline uint16_t bf16_round(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    if ((u & 0x7fffffff) > 0x7f800000) return (uint16_t)((u >> 16) | 0x40);
-    u += 0x7fff + ((u >> 16) & 1);
-    return (uint16_t)(u >> 16);
-}
-
 /* fp32 -> bf16, round to nearest even, n contiguous elements (a strided
  * matrix is converted as the whole span it covers, keeping its strides). */
 static void bf16_convert(uint16_t *dst, const float *src, size_t n)
@@ -246,7 +236,7 @@ static void bf16_convert(uint16_t *dst, const float *src, size_t n)
         i = n / 32 * 32;
     }
 #endif
-    for (; i < n; i++) dst[i] = bf16_round(src[i]);
+    for (; i < n; i++) dst[i] = mm_bf16_round(src[i]);
 }
 
 /* Scratch for bf16 operands, grown as needed, one pair per process, held
@@ -410,17 +400,12 @@ static void bf16_convert_transposed(uint16_t *dst, const float *src, int64_t m, 
         int64_t j0 = 0;
 #if defined(__AVX512BF16__)
         if (nn_cpu()->avx512_bf16 && i0 + 16 <= m) {
-            for (; j0 + 16 <= k; j0 += 16) {
-                __m512 r[16];
-                for (int jj = 0; jj < 16; jj++) r[jj] = _mm512_loadu_ps(src + i0 + (j0 + jj) * ld);
-                transpose16(r);
-                for (int ii = 0; ii < 16; ii++)
-                    _mm256_storeu_si256((__m256i *)(dst + (i0 + ii) * k + j0), (__m256i)_mm512_cvtneps_pbh(r[ii]));
-            }
+            for (; j0 + 16 <= k; j0 += 16)
+                mm_bf16_transposed16(dst + i0 * k + j0, (size_t)k, src + i0 + j0 * ld, (size_t)ld, 16);
         }
 #endif
         for (int64_t i = i0; i < m && i < i0 + 16; i++)
-            for (int64_t j = j0; j < k; j++) dst[i * k + j] = bf16_round(src[i + j * ld]);
+            for (int64_t j = j0; j < k; j++) dst[i * k + j] = mm_bf16_round(src[i + j * ld]);
     }
 }
 
