@@ -78,7 +78,7 @@ fuzz:
 	@mkdir -p build-fuzz
 	@for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
 	  echo "clang $$n"; \
-	  clang -std=c11 -D_GNU_SOURCE -O1 -g -fsanitize=fuzzer,address,undefined -fopenmp -Isrc \
+	  clang -std=c11 -D_GNU_SOURCE -O1 -g -march=native -fsanitize=fuzzer,address,undefined -fopenmp -Isrc \
 	    -o build-fuzz/$$n $$f $(FUZZ_LIB_SRCS) $(LDLIBS) || exit 1; done
 
 demo: deps tunery

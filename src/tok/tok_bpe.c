@@ -245,10 +245,17 @@ size_t tok_bpe_piece(const tok_t *t, const unsigned char *p, size_t len, int *ou
         if (id >= 0) { out[0] = id; return 1; }
     }
     if (t->bt_ok && len > BPE_BT_MIN) {
-        /* backtracking measured faster than the windowed heap (1.0 vs 1.3-1.9
-         * CPU-s on 10 MB without spaces); the windowed heap is its safety net */
-        size_t m = tok_bt_piece(t, p, len, out, sc);
+        /* parts between cuts first (tok_cut.c); then backtracking, measured
+         * faster than the windowed heap (1.0 vs 1.3-1.9 CPU-s on 10 MB
+         * without spaces), which is its safety net */
+        size_t m = tok_cut_piece(t, p, len, out, sc);
+        if (m != (size_t)-2) return m;
+        m = tok_bt_piece(t, p, len, out, sc);
         if (m == (size_t)-2) m = bpe_windowed(t, p, len, out, sc);
+        if (m != (size_t)-2) return m;
+    }
+    if (t->bt_ok && t->byte_pair16 && len <= 32) {
+        size_t m = tok_merge_small(t, p, len, out);   /* the scan's merges in registers */
         if (m != (size_t)-2) return m;
     }
     if (len <= BPE_SHORT) return bpe_short(t, p, len, out);
@@ -261,6 +268,8 @@ size_t tok_bpe_piece_alg(const tok_t *t, const unsigned char *p, size_t len, int
     if (alg == 0) return len <= BPE_SHORT ? bpe_short(t, p, len, out) : (size_t)-2;
     if (alg == 1) return len >= 2 ? bpe_long(t, p, len, out, sc) : (size_t)-2;
     if (alg == 3) return t->bt_ok ? bpe_windowed(t, p, len, out, sc) : (size_t)-2;
+    if (alg == 4) return tok_cut_piece(t, p, len, out, sc);
+    if (alg == 5) return len >= 2 && len <= 32 && t->bt_ok && t->byte_pair16 ? tok_merge_small(t, p, len, out) : (size_t)-2;
     return t->bt_ok ? tok_bt_piece(t, p, len, out, sc) : (size_t)-2;
 }
 

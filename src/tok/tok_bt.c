@@ -95,6 +95,7 @@ struct tok_bt {
     uint32_t n_dense;         /* 0: more than BT_DENSE_MAX, no table */
     uint16_t *dense_id;       /* the token id of each index */
     uint64_t *dcompat;        /* bit a * n_dense + c: digit tokens a, c compatible; NULL until built */
+    tok_cut_t cut;            /* tok_cut.c's tables */
 };
 #define BT_DENSE_MAX 1024     /* 1024^2 bits = 128 KB */
 
@@ -327,6 +328,13 @@ static tok_bt_t *bt_build(const tok_t *t)
         }
     }
     free(prefix);
+    /* a token of two or more bytes with no such merge would not come out
+     * of merging its bytes; tok_cut.c merges parts from their bytes */
+    tok_cut_build(t, &b->cut);
+    b->cut.ok = 1;
+    for (int id = 0; id < t->n_vocab; id++)
+        if (b->info[id].left == id && t->off[id + 1] - t->off[id] >= 2 && tok_lookup(t, t->blob + t->off[id], t->off[id + 1] - t->off[id]) == id)
+            b->cut.ok = 0;
     /* the digit tokens' dense numbering (see struct tok_bt) */
     b->dense = malloc((size_t)t->n_vocab * sizeof *b->dense);
     if (!b->dense) { bt_free(b); return NULL; }
@@ -388,6 +396,12 @@ static const uint64_t *bt_digits(const tok_t *t, const tok_bt_t *b)
 
 #define BT_MEMO_BITS TOK_MEMO_BITS
 #define BT_MEMO (1u << BT_MEMO_BITS)
+
+const tok_cut_t *tok_bt_cut(const tok_t *t)
+{
+    const tok_bt_t *b = bt_get(t);
+    return b ? &b->cut : NULL;
+}
 
 int tok_bt_compatible(const tok_t *t, int a, int c)
 {

@@ -171,7 +171,10 @@ size_t tok_bpe_piece(const tok_t *t, const unsigned char *p, size_t len,
                      int *out, tok_scratch_t *sc);
 void tok_scratch_free(tok_scratch_t *sc);
 /* The same by algorithm, for tests: 0 short scan (len <= 64), 1 heap,
- * 2 backtracking, 3 windowed heap (the last two need tiktoken ranks). */
+ * 2 backtracking, 3 windowed heap, 4 parts between cuts, 5 merging in
+ * registers (len <= 32) (the last four need tiktoken ranks; 4 and 5 give
+ * (size_t)-2 where they do not apply). 1 and 5 merge without the
+ * whole-piece lookup. */
 size_t tok_bpe_piece_alg(const tok_t *t, const unsigned char *p, size_t len, int *out,
                          tok_scratch_t *sc, int alg);
 
@@ -182,6 +185,23 @@ size_t tok_bt_piece(const tok_t *t, const unsigned char *p, size_t len, int *out
 void tok_bt_free(tok_t *t);
 /* 1 if BPE of bytes(a) + bytes(b) gives [a, b], 0 if not, -1 without tables (OOM). */
 int tok_bt_compatible(const tok_t *t, int a, int b);
+
+/* Cutting long pieces where no token can span (tok_cut.c): its tables,
+ * built with the backtracking encoder's. */
+#define TOK_CUT_TRI_BITS 18
+typedef struct {
+    int ok;                           /* every token merges from its bytes: parts may be merged alone */
+    uint64_t pair_tok[1024];          /* bit x << 8 | y: "xy" is a token */
+    uint64_t tri[(1u << TOK_CUT_TRI_BITS) / 64];   /* Bloom filter of byte triples inside tokens */
+} tok_cut_t;
+void tok_cut_build(const tok_t *t, tok_cut_t *c);
+const tok_cut_t *tok_bt_cut(const tok_t *t);   /* NULL on out-of-memory */
+/* BPE of a piece by its parts between cuts; (size_t)-2 where it does not
+ * apply (no AVX-512BW, not tiktoken ranks, no cut near the start), -1 OOM */
+size_t tok_cut_piece(const tok_t *t, const unsigned char *p, size_t len, int *out, tok_scratch_t *sc);
+/* Merging alone (no whole-piece lookup) of 2..32 bytes, tiktoken ranks with
+ * byte_pair16; (size_t)-2 without AVX-512BW */
+size_t tok_merge_small(const tok_t *t, const unsigned char *p, size_t len, int *out);
 
 /* Regex pre-tokenizer (PCRE2), tok_re.c */
 int tok_re_compile(tok_t *t, const char *pattern, char *err);

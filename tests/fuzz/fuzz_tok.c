@@ -2,8 +2,8 @@
  * without a crash, decode back to themselves, and count to as many tokens as
  * encode gives; the first byte chooses allow_special. The bytes as one piece
  * must also merge to the same ids by the default path (whole lookup, scan,
- * backtracking with its pair-table filters) as by the heap merge, which
- * follows tiktoken's rule literally.
+ * backtracking with its pair-table filters, parts between cuts, merging in
+ * registers) as by the heap merge, which follows tiktoken's rule literally.
  *   make fuzz && TUNERY_SHARE=data build-fuzz/fuzz_tok -max_total_time=60 */
 #include "tok/tok_int.h"
 
@@ -42,6 +42,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t nx = tok_bpe_piece(R, (const unsigned char *)s, n, x, &sc);
         size_t ny = tok_bpe_piece_alg(R, (const unsigned char *)s, n, y, &sc, 1);
         if (nx != ny || memcmp(x, y, nx * sizeof *x)) __builtin_trap();
+        /* parts between cuts, and merging in registers, where they apply */
+        nx = tok_bpe_piece_alg(R, (const unsigned char *)s, n, x, &sc, 4);
+        if (nx != (size_t)-2 && (nx != ny || memcmp(x, y, nx * sizeof *x))) __builtin_trap();
+        nx = tok_bpe_piece_alg(R, (const unsigned char *)s, n, x, &sc, 5);
+        if (nx != (size_t)-2 && (nx != ny || memcmp(x, y, nx * sizeof *x))) __builtin_trap();
         tok_scratch_free(&sc);
         free(x);
         free(y);

@@ -230,6 +230,90 @@ static void test_bt_matches_heap(void)
     free(b);
 }
 
+/* fills s[0..n) from one of several alphabets (mode), seeded */
+static void fill_mode(unsigned char *s, size_t n, int mode, int k, uint32_t *seed)
+{
+    static const char *const alpha[] = {
+        "abcdefghijklmnopqrstuvwxyz",
+        "etaoinshrdlucmfwypvbgkqjxzETAOIN0123456789.,;-_/()",
+        "qxzjkvbpwyfgmucldrhsnioate",
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghij",
+    };
+    for (size_t i = 0; i < n; i++) {
+        *seed = *seed * 1664525u + 1013904223u;
+        unsigned r = *seed >> 24;
+        if (mode == 4) s[i] = (unsigned char)r;
+        else {
+            const char *a = alpha[mode];
+            unsigned m = (unsigned)strlen(a), kk = (unsigned)k < m ? (unsigned)k : m;
+            s[i] = (unsigned char)a[r % kk];
+        }
+    }
+}
+
+static void test_merge_small(void)
+{
+    /* tok_cut.c's merging in registers against the heap merge, every
+     * length it takes, several alphabets (ties, ranks in every lane) */
+    unsigned char s[32];
+    int a[32], b[32], bad = 0, ran = 0;
+    tok_scratch_t sc = {0};
+    uint32_t seed = 7;
+    for (int it = 0; it < 20000; it++) {
+        size_t n = 2 + (size_t)it % 31;
+        fill_mode(s, n, it % 5, 2 + it % 40, &seed);
+        size_t nb = tok_bpe_piece_alg(R, s, n, b, &sc, 5);
+        if (nb == (size_t)-2) continue;   /* no AVX-512 here: the scan is used instead */
+        ran++;
+        size_t na = tok_bpe_piece_alg(R, s, n, a, &sc, 1);
+        if (na != nb || memcmp(a, b, na * sizeof *a)) bad++;
+    }
+    CHECKF(bad == 0, "merging in registers: %d of %d strings differ from the heap merge", bad, ran);
+    if (!ran) fprintf(stderr, "  (skipped: no AVX-512BW/VL in this build)\n");
+    tok_scratch_free(&sc);
+}
+
+static void test_cut_matches_heap(void)
+{
+    /* pieces cut where no token can span (tok_cut.c) against the heap
+     * merge; and every r50k token is what merging its bytes gives, which
+     * the cut path relies on (merged parts skip the whole-piece lookup) */
+    size_t n = 1200;
+    unsigned char *s = malloc(n);
+    int *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
+    tok_scratch_t sc = {0};
+    uint32_t seed = 1234;
+    int bad = 0, ran = 0;
+    for (int it = 0; it < 300; it++) {
+        size_t len = 17 + (size_t)(it * 37) % (n - 17);
+        fill_mode(s, len, it % 5, 3 + it % 40, &seed);
+        size_t nb = tok_bpe_piece_alg(R, s, len, b, &sc, 4);
+        if (nb == (size_t)-2) continue;
+        ran++;
+        size_t na = tok_bpe_piece_alg(R, s, len, a, &sc, 1);
+        if (na != nb || memcmp(a, b, na * sizeof *a)) bad++;
+    }
+    CHECKF(bad == 0, "cut pieces: %d of %d differ from the heap merge", bad, ran);
+#if defined(__AVX512BW__) && defined(__AVX512VL__)
+    CHECKF(ran > 100, "the cut path took only %d of 300 pieces", ran);
+#endif
+    int unmerged = 0;
+    for (int id = 0; id < tok_vocab_size(R); id++) {
+        size_t len;
+        const char *p = tok_piece(R, id, &len);
+        if (len < 2 || id == tok_eot(R)) continue;
+        size_t k = tok_bpe_piece_alg(R, (const unsigned char *)p, len, a, &sc, 1);
+        if (k != 1 || a[0] != id) unmerged++;
+    }
+    CHECKF(unmerged == 0, "%d r50k tokens do not come out of merging their bytes", unmerged);
+    const tok_cut_t *c = tok_bt_cut(R);
+    CHECK(c && c->ok);
+    tok_scratch_free(&sc);
+    free(s);
+    free(a);
+    free(b);
+}
+
 static void test_decode_errors(void)
 {
     buf_t b = {0};
@@ -492,6 +576,8 @@ int main(void)
     RUN(test_two_byte_pieces);
     RUN(test_three_byte_pieces);
     RUN(test_bt_matches_heap);
+    RUN(test_merge_small);
+    RUN(test_cut_matches_heap);
     RUN(test_decode_errors);
     RUN(test_hf_gpt2_fixture);
     RUN(test_hf_llama3_fixture);
