@@ -172,6 +172,21 @@ static inline uint64_t cut_mask(const tok_cut_t *c, const unsigned char *p, size
     return cuts;
 }
 
+/* BPE by merging alone of a part of 1..32 bytes: the shortest straight
+ * from the byte-pair table, as most parts of random letters are */
+static inline size_t merge_part(const tok_t *t, const unsigned char *p, size_t n, int *out)
+{
+    if (n == 1) { out[0] = t->byte_id[p[0]]; return 1; }
+    uint32_t r1 = t->byte_pair16[p[0] << 8 | p[1]];
+    if (n == 2) {
+        if (r1 != 0xffff) { out[0] = (int)r1; return 1; }
+        out[0] = t->byte_id[p[0]];
+        out[1] = t->byte_id[p[1]];
+        return 2;
+    }
+    return tok_merge_small(t, p, n, out);
+}
+
 /* the stretch p[from..to) to the backtracking encoder, if any */
 static size_t flush(const tok_t *t, const unsigned char *p, size_t from, size_t to, int *out, tok_scratch_t *sc)
 {
@@ -207,8 +222,7 @@ size_t tok_cut_piece(const tok_t *t, const unsigned char *p, size_t len, int *ou
                 size_t k = flush(t, p, pend, start, out + m, sc);
                 if (k >= (size_t)-2) return k;
                 m += k;
-                if (i - start == 1) out[m++] = t->byte_id[p[start]];
-                else m += tok_merge_small(t, p + start, i - start, out + m);
+                m += merge_part(t, p + start, i - start, out + m);
                 pend = i;
             }
             start = i;
