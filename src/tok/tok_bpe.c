@@ -5,7 +5,9 @@
  * a tie, until no adjacent pair is mergeable.
  *
  * Most pieces are a few bytes long, so a flat array scanned for the minimum
- * is fastest there (what tiktoken does). A scan per merge is quadratic,
+ * is fastest there (what tiktoken does); for tiktoken ranks that array is
+ * two 32-lane registers (tok_cut.c's tok_merge_small), which also merges
+ * the parts that long pieces are cut into. A scan per merge is quadratic,
  * though, and a pre-tokenizer happily produces a 10 MB piece from 10 MB
  * without spaces; long pieces therefore use a doubly linked list of parts and
  * an indexed binary min-heap of the pair that starts at each part, ordered by

@@ -14,9 +14,12 @@
  * then tries the popped token's prefixes, read from a table instead of
  * walking the trie again (a fifth of the steps in text without whitespace
  * are such retries). Amortised linear time: 0.30
- * CPU-s for those 10 MB (3.2x text's cost per byte: 0.6 tokens a byte
- * against text's 0.27, 1.3 candidates tried per step, and the tables do not
- * all fit the 2 MB L2; docs/bench.md), 0.04 CPU-s for 10 MB of one letter.
+ * CPU-s for those 10 MB of random letters (3.2x text's cost per byte: 0.6
+ * tokens a byte against text's 0.27, 1.3 candidates tried per step, and the
+ * tables do not all fit the 2 MB L2; docs/bench.md), 0.04 CPU-s for 10 MB
+ * of one letter. Pieces with many places no token spans (random letters,
+ * mixed classes) are now cut there first (tok_cut.c) and only their long
+ * stretches come here; text without whitespace still does, whole.
  * Checks are memoised per call (16-bit exact tags), pairs of digit tokens
  * in a table of them all built once, pairs of bytes in a table of their
  * own; the pair table's filters (tok_int.h) answer most of the rest.
