@@ -61,6 +61,11 @@ typedef struct {
     uint16_t left, right;
 } bt_info_t;
 
+/* three digits' tokens of one, two and three digits and the node after them */
+typedef struct {
+    int32_t tok[3], node;
+} bt_d3_t;
+
 typedef struct {
     uint32_t kid;             /* first child << 9 | number of children */
     int32_t tok;              /* token ending here, -1 if none */
@@ -104,7 +109,7 @@ struct tok_bt {
      * token goes on from there), so that a walk in a digits piece starts
      * with one 16-byte read instead of three dependent ones; built with
      * dcompat */
-    struct { int32_t tok[3], node; } *d3;
+    bt_d3_t *d3;
     tok_cut_t cut;            /* tok_cut.c's tables */
 };
 #define BT_DENSE_MAX 1024     /* 1024^2 bits = 128 KB */
@@ -452,6 +457,21 @@ static inline int bt_node_find(const tok_bt_t *b, const bt_node_t *nd, unsigned 
     return j < nk ? (int)j : -1;
 }
 
+/* the walk from node, p[at..from) read already, on through p[from..len):
+ * appends the tokens it passes to tk/ln (n so far), returns their number */
+static inline int bt_walk_on(const tok_bt_t *b, uint32_t node, const unsigned char *p, size_t at, size_t from,
+                             size_t len, int32_t *tk, uint8_t *ln, int n)
+{
+    for (size_t i = from; i < len; i++) {
+        const bt_node_t *nd = &b->nd[node];
+        int j = bt_node_find(b, nd, p[i]);
+        if (j < 0) break;
+        node = (nd->kid >> 9) + (uint32_t)j;
+        if (b->nd[node].tok >= 0) { tk[n] = b->nd[node].tok; ln[n++] = (uint8_t)(i - at + 1); }
+    }
+    return n;
+}
+
 /* the tokens that are prefixes of p[at..len), shortest first, with their
  * lengths; there is at least one (every byte is a token) */
 static inline int bt_prefixes(const tok_bt_t *b, const unsigned char *p, size_t at, size_t len,
@@ -465,34 +485,18 @@ static inline int bt_prefixes(const tok_bt_t *b, const unsigned char *p, size_t 
     if (n2 < 0) return n;
     uint32_t node = (uint32_t)n2;
     if (b->nd[node].tok >= 0) { tk[n] = b->nd[node].tok; ln[n++] = 2; }
-    for (size_t i = at + 2; i < len; i++) {
-        const bt_node_t *nd = &b->nd[node];
-        int j = bt_node_find(b, nd, p[i]);
-        if (j < 0) break;
-        node = (nd->kid >> 9) + (uint32_t)j;
-        if (b->nd[node].tok >= 0) { tk[n] = b->nd[node].tok; ln[n++] = (uint8_t)(i - at + 1); }
-    }
-    return n;
+    return bt_walk_on(b, node, p, at, at + 2, len, tk, ln, n);
 }
 
 /* bt_prefixes at three digits p[at..at+3) of a digits piece */
 static inline int bt_prefixes_digits(const tok_bt_t *b, const unsigned char *p, size_t at, size_t len,
                                      int32_t *tk, uint8_t *ln)
 {
-    const int32_t *e = b->d3[(p[at] - '0') * 100 + (p[at + 1] - '0') * 10 + (p[at + 2] - '0')].tok;
+    const bt_d3_t *e = &b->d3[(p[at] - '0') * 100 + (p[at + 1] - '0') * 10 + (p[at + 2] - '0')];
     int n = 0;
     for (int k = 0; k < 3; k++)
-        if (e[k] >= 0) { tk[n] = e[k]; ln[n++] = (uint8_t)(k + 1); }
-    if (e[3] < 0) return n;
-    uint32_t node = (uint32_t)e[3];
-    for (size_t i = at + 3; i < len; i++) {
-        const bt_node_t *nd = &b->nd[node];
-        int j = bt_node_find(b, nd, p[i]);
-        if (j < 0) break;
-        node = (nd->kid >> 9) + (uint32_t)j;
-        if (b->nd[node].tok >= 0) { tk[n] = b->nd[node].tok; ln[n++] = (uint8_t)(i - at + 1); }
-    }
-    return n;
+        if (e->tok[k] >= 0) { tk[n] = e->tok[k]; ln[n++] = (uint8_t)(k + 1); }
+    return e->node < 0 ? n : bt_walk_on(b, (uint32_t)e->node, p, at, at + 3, len, tk, ln, n);
 }
 
 size_t tok_bt_piece(const tok_t *t, const unsigned char *p, size_t len, int *out, tok_scratch_t *sc)

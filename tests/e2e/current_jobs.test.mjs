@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import OpenAI from 'openai7';
-import { startServer, TRAIN } from './helpers.mjs';
+import { startServer, TRAIN, workerLogs } from './helpers.mjs';
 
 const TERMINAL = new Set(['succeeded', 'failed', 'cancelled']);
 const REQUIRED = ['id', 'object', 'created_at', 'error', 'fine_tuned_model', 'finished_at', 'hyperparameters', 'model',
@@ -22,15 +22,19 @@ async function waitFor(what, fn, ms = 90000) {
   for (;;) {
     const v = await fn();
     if (v) return v;
-    if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${typeof what === 'function' ? what() : what}`);
     await new Promise((r) => setTimeout(r, 40));
   }
 }
 
-const waitStatus = (client, id, ok) => waitFor(`${id} to be ${[...ok].join('|')}`, async () => {
-  const j = await client.fineTuning.jobs.retrieve(id);
-  return ok.has(j.status) ? j : null;
-});
+const waitStatus = (client, id, ok) => {
+  let seen = '(none yet)';
+  return waitFor(() => `${id} to be ${[...ok].join('|')}; it was ${seen}`, async () => {
+    const j = await client.fineTuning.jobs.retrieve(id);
+    seen = `${j.status} with ${j.trained_tokens} tokens trained`;
+    return ok.has(j.status) ? j : null;
+  });
+};
 
 async function collect(iterable) {
   const out = [];
@@ -259,7 +263,9 @@ test('openai@7.x fine_tuning.jobs: lifecycle, pages, pause/resume, cancel, check
   }
 });
 
-test('openai@7.x fine_tuning.jobs: a paused job stays paused across a server restart, then resumes', { timeout: 90000 }, async () => {
+// The test's own timeout is above its waits' (90 s), so that a wait that
+// runs out says which it was (a CI run once timed out here, unreproduced).
+test('openai@7.x fine_tuning.jobs: a paused job stays paused across a server restart, then resumes', { timeout: 170000 }, async () => {
   let srv = await startServer();
   try {
     let client = new OpenAI({ apiKey: srv.key, baseURL: srv.base, maxRetries: 0 });
@@ -278,6 +284,10 @@ test('openai@7.x fine_tuning.jobs: a paused job stays paused across a server res
     assert.equal(done.status, 'succeeded', JSON.stringify(done.error));
     const losses = lossCurve(await collect(client.fineTuning.jobs.listEvents(job.id, { limit: 100 })));
     assert.equal(losses.size, 36, 'every step has its metrics once, across pause, restart and resume');
+  } catch (e) {
+    const logs = workerLogs(srv.data);
+    if (logs) e.message += `\n${logs}`;
+    throw e;
   } finally {
     await srv.stop();
   }

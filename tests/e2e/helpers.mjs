@@ -70,6 +70,18 @@ export async function startServer({ args = [], dataDir = null, model = true } = 
   };
 }
 
+// What the workers of a data dir wrote to stderr (jobs/*/worker.log), for
+// failure messages: a worker that died says why there.
+export function workerLogs(data) {
+  const dir = path.join(data, 'jobs');
+  if (!fs.existsSync(dir)) return '';
+  return fs.readdirSync(dir).map((id) => {
+    const f = path.join(dir, id, 'worker.log');
+    const txt = fs.existsSync(f) ? fs.readFileSync(f, 'utf8').trim() : '';
+    return txt ? `${id}/worker.log: ${txt}` : '';
+  }).filter(Boolean).join('\n');
+}
+
 // Another organization's key, made with `tunery keys create`.
 export function createKey(data, org) {
   const out = execFileSync(BIN, ['keys', 'create', '--org', org, '--data', data], { encoding: 'utf8' });
