@@ -31,8 +31,8 @@
  * whole. Only for tiktoken ranks (rank = merged id, ids below 0xffff: r50k)
  * and only where every token of two or more bytes is what merging its
  * bytes gives (tok_bt.c checks that while finding each token's last merge),
- * since parts are merged from their bytes. Without AVX-512BW and VL pieces
- * take the old path.
+ * since parts are merged from their bytes. Without AVX-512BW pieces take
+ * the old path.
  */
 #include "tok/tok_int.h"
 #include <limits.h>
@@ -132,6 +132,7 @@ size_t tok_merge_small(const tok_t *t, const unsigned char *p, size_t len, int *
 }
 #endif
 
+#ifdef __AVX512BW__
 /* 1 if no token can span the place between p[i-1] and p[i], 0 < i < len */
 static inline uint64_t is_cut(const tok_cut_t *c, const unsigned char *p, size_t i, size_t len)
 {
@@ -177,9 +178,9 @@ static inline uint64_t cut_mask(const tok_cut_t *c, const unsigned char *p, size
 static inline size_t merge_part(const tok_t *t, const unsigned char *p, size_t n, int *out)
 {
     if (n == 1) { out[0] = t->byte_id[p[0]]; return 1; }
-    uint32_t r1 = t->byte_pair16[p[0] << 8 | p[1]];
     if (n == 2) {
-        if (r1 != 0xffff) { out[0] = (int)r1; return 1; }
+        uint32_t r = t->byte_pair16[p[0] << 8 | p[1]];
+        if (r != 0xffff) { out[0] = (int)r; return 1; }
         out[0] = t->byte_id[p[0]];
         out[1] = t->byte_id[p[1]];
         return 2;
@@ -197,9 +198,6 @@ static size_t flush(const tok_t *t, const unsigned char *p, size_t from, size_t 
 
 size_t tok_cut_piece(const tok_t *t, const unsigned char *p, size_t len, int *out, tok_scratch_t *sc)
 {
-#ifndef __AVX512BW__
-    return (size_t)-2;
-#endif
     if (!t->bt_ok || !t->byte_pair16 || len < 3) return (size_t)-2;
     const tok_cut_t *c = tok_bt_cut(t);
     if (!c) return (size_t)-1;
@@ -231,3 +229,9 @@ size_t tok_cut_piece(const tok_t *t, const unsigned char *p, size_t len, int *ou
     size_t k = flush(t, p, pend, len, out + m, sc);
     return k >= (size_t)-2 ? k : m + k;
 }
+#else
+size_t tok_cut_piece(const tok_t *t, const unsigned char *p, size_t len, int *out, tok_scratch_t *sc)
+{
+    return (size_t)-2;   /* parts would be merged by the scalar scan: no faster than backtracking */
+}
+#endif

@@ -197,7 +197,8 @@ typedef struct {
 void tok_cut_build(const tok_t *t, tok_cut_t *c);
 const tok_cut_t *tok_bt_cut(const tok_t *t);   /* NULL on out-of-memory */
 /* BPE of a piece by its parts between cuts; (size_t)-2 where it does not
- * apply (no AVX-512BW, not tiktoken ranks, no cut near the start), -1 OOM */
+ * apply (no AVX-512BW, not tiktoken ranks, fewer than one cut in 8 bytes
+ * at the start), -1 OOM */
 size_t tok_cut_piece(const tok_t *t, const unsigned char *p, size_t len, int *out, tok_scratch_t *sc);
 /* Merging alone (no whole-piece lookup) of 2..32 bytes, tiktoken ranks with
  * byte_pair16; (size_t)-2 without AVX-512BW */

@@ -269,7 +269,7 @@ static void test_merge_small(void)
         if (na != nb || memcmp(a, b, na * sizeof *a)) bad++;
     }
     CHECKF(bad == 0, "merging in registers: %d of %d strings differ from the heap merge", bad, ran);
-    if (!ran) fprintf(stderr, "  (skipped: no AVX-512BW/VL in this build)\n");
+    if (!ran) fprintf(stderr, "  (skipped: no AVX-512BW in this build)\n");
     tok_scratch_free(&sc);
 }
 
@@ -294,7 +294,7 @@ static void test_cut_matches_heap(void)
         if (na != nb || memcmp(a, b, na * sizeof *a)) bad++;
     }
     CHECKF(bad == 0, "cut pieces: %d of %d differ from the heap merge", bad, ran);
-#if defined(__AVX512BW__) && defined(__AVX512VL__)
+#ifdef __AVX512BW__
     CHECKF(ran > 100, "the cut path took only %d of 300 pieces", ran);
 #endif
     int unmerged = 0;
