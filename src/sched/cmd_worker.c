@@ -16,6 +16,7 @@
 #include "sched/sched_int.h"
 #include "train/train.h"
 #include <errno.h>
+#include <execinfo.h>
 #include <jansson.h>
 #include <limits.h>
 #include <math.h>
@@ -28,6 +29,35 @@
 
 static volatile sig_atomic_t got_term;
 static void on_term(int sig) { (void)sig; got_term = 1; }
+
+/* A worker that crashes (a fault, or glibc aborting on a corrupted heap)
+ * writes where it was to stderr, which is the job's worker.log: the stack
+ * of the faulting thread, then the default action (a core dump if enabled).
+ * backtrace() is called once at startup so that the handler does not load
+ * libgcc (malloc) on a heap that may be broken. */
+static void on_crash(int sig)
+{
+    void *pc[64];
+    int n = backtrace(pc, 64);
+    static const char head[] = "tunery worker: fatal signal; stack (`addr2line -f -p -e tunery` on the +0x offsets):\n";
+    ssize_t w = write(2, head, sizeof head - 1);
+    (void)w;
+    backtrace_symbols_fd(pc, n, 2);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void crash_handlers(void)
+{
+    void *pc[2];
+    backtrace(pc, 2);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_crash;
+    sa.sa_flags = SA_RESETHAND;
+    int sigs[] = {SIGSEGV, SIGBUS, SIGABRT, SIGILL, SIGFPE};
+    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) sigaction(sigs[i], &sa, NULL);
+}
 
 typedef struct {
     store_t *s;
@@ -345,6 +375,7 @@ int cmd_worker(int argc, char **argv)
     sa.sa_handler = on_term;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    crash_handlers();
 
     char err[CORE_ERR_LEN];
     worker_t w;

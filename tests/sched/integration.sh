@@ -8,7 +8,8 @@
 #   2. kill -9 of the scheduler's process mid-training: its worker dies too;
 #      on restart the job resumes from its checkpoint, succeeds, its events
 #      have no gap or duplicate, and its loss curve equals run 1's
-#   3. kill -9 of the worker alone: the job is failed with the reason
+#   3. kill -9 of the worker alone: the job is failed with the reason;
+#      a SIGSEGV instead: the same, and worker.log has the stack
 #   4. two jobs: queue numbers, and cancel from another process
 #   5. current API: metrics events, checkpoints, pause and resume
 #   6. clean shutdown (sched_stop) mid-training: re-queued, resumed later
@@ -121,6 +122,19 @@ err3=$("$DRV" status "$D3" "$J3" | cut -d' ' -f4-)
 check "crashed worker: job failed, scheduler carries on" '[ -n "$w" ] && [ $rc -eq 0 ] && [ "$st3" = failed ]'
 check "failure reason names the signal" 'grep -q "signal 9" <<<"$err3"'
 check "Fine-tune failed event" '[ "$(msgs "$D3" "$J3" | tail -1)" = "Fine-tune failed" ]'
+
+# ---- 3b. a worker that faults says where in its log (worker.log)
+D3b=$(newdata cb)
+J3b=$(TUNERY_DATA=$D3b DRIVER_EPOCHS=3 "$DRV" create "$D3b" "$tmp/train.jsonl" tiny legacy)
+TUNERY_DATA=$D3b "$DRV" run "$D3b" "$TUNERY" 60 & host=$!; pids+=($host)
+w=""
+for _ in $(seq 1 300); do w=$(worker_pids "$J3b"); [ -n "$w" ] && break; sleep 0.1; done
+sleep 0.5
+[ -n "$w" ] && kill -SEGV $w
+wait $host; rc=$?
+err3b=$("$DRV" status "$D3b" "$J3b" | cut -d' ' -f4-)
+check "faulting worker: job failed naming signal 11" '[ -n "$w" ] && [ $rc -eq 0 ] && grep -q "signal 11" <<<"$err3b"'
+check "its worker.log has the stack" 'grep -q "fatal signal" "$D3b/jobs/$J3b/worker.log" && grep -q "tunery(+0x" "$D3b/jobs/$J3b/worker.log"'
 
 # ---- 4. queue numbers and cancel
 D4=$(newdata d)
