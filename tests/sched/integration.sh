@@ -108,15 +108,22 @@ check "event ids strictly increase" '[ "$seqs" = "$(sort -n <<<"$seqs")" ]'
 check "resumed loss curve equals the uninterrupted one" 'cmp -s "$D1/files/$res1" "$D2/files/$res2"'
 if ! cmp -s "$D1/files/$res1" "$D2/files/$res2"; then diff "$D1/files/$res1" "$D2/files/$res2" | head -5; fi
 
+# runs the scheduler on data dir $1 until it is idle, and sends signal $3 to
+# job $2's worker half a second after it appears; sets w (the worker's pid)
+# and rc (the scheduler's exit status)
+run_and_signal() {
+  TUNERY_DATA=$1 "$DRV" run "$1" "$TUNERY" 60 & host=$!; pids+=($host)
+  w=""
+  for _ in $(seq 1 300); do w=$(worker_pids "$2"); [ -n "$w" ] && break; sleep 0.1; done
+  sleep 0.5
+  [ -n "$w" ] && kill -"$3" $w
+  wait $host; rc=$?
+}
+
 # ---- 3. kill -9 of the worker alone
 D3=$(newdata c)
 J3=$(TUNERY_DATA=$D3 DRIVER_EPOCHS=3 "$DRV" create "$D3" "$tmp/train.jsonl" tiny legacy)
-TUNERY_DATA=$D3 "$DRV" run "$D3" "$TUNERY" 60 & host=$!; pids+=($host)
-w=""
-for _ in $(seq 1 300); do w=$(worker_pids "$J3"); [ -n "$w" ] && break; sleep 0.1; done
-sleep 0.5
-[ -n "$w" ] && kill -9 $w
-wait $host; rc=$?
+run_and_signal "$D3" "$J3" KILL
 read -r st3 _ < <("$DRV" status "$D3" "$J3")
 err3=$("$DRV" status "$D3" "$J3" | cut -d' ' -f4-)
 check "crashed worker: job failed, scheduler carries on" '[ -n "$w" ] && [ $rc -eq 0 ] && [ "$st3" = failed ]'
@@ -126,12 +133,7 @@ check "Fine-tune failed event" '[ "$(msgs "$D3" "$J3" | tail -1)" = "Fine-tune f
 # ---- 3b. a worker that faults says where in its log (worker.log)
 D3b=$(newdata cb)
 J3b=$(TUNERY_DATA=$D3b DRIVER_EPOCHS=3 "$DRV" create "$D3b" "$tmp/train.jsonl" tiny legacy)
-TUNERY_DATA=$D3b "$DRV" run "$D3b" "$TUNERY" 60 & host=$!; pids+=($host)
-w=""
-for _ in $(seq 1 300); do w=$(worker_pids "$J3b"); [ -n "$w" ] && break; sleep 0.1; done
-sleep 0.5
-[ -n "$w" ] && kill -SEGV $w
-wait $host; rc=$?
+run_and_signal "$D3b" "$J3b" SEGV
 err3b=$("$DRV" status "$D3b" "$J3b" | cut -d' ' -f4-)
 check "faulting worker: job failed naming signal 11" '[ -n "$w" ] && [ $rc -eq 0 ] && grep -q "signal 11" <<<"$err3b"'
 check "its worker.log has the stack" 'grep -q "fatal signal" "$D3b/jobs/$J3b/worker.log" && grep -q "tunery(+0x" "$D3b/jobs/$J3b/worker.log"'
