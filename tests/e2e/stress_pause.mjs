@@ -11,6 +11,10 @@
 // consolidating" in worker.log, or SIGBUS inside SQLite's WAL-index read
 // (a core dump, `ulimit -c unlimited` in the shell that starts it). The
 // same before that session's changes (1 in 200); none in 100 under ASan.
+// OMP_NUM_THREADS=1 in its environment (the workers inherit it) makes it 1 in
+// 11, every stack ending in oneDNN's split LM-head dinp (matmul.c:335);
+// with TUNERY_MATMUL=portable as well, none in 70. worker.log has the stack
+// (cmd_worker.c's crash handler).
 import fs from 'node:fs';
 import OpenAI from 'openai7';
 import { startServer, TRAIN } from './helpers.mjs';
