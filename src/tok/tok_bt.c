@@ -406,18 +406,16 @@ static const uint64_t *bt_digits(const tok_t *t, const tok_bt_t *b)
                 if (bt_compatible(t, b, b->dense_id[a], b->dense_id[c], INT_MAX)) m[(a * n + c) >> 6] |= 1ull << ((a * n + c) & 63);
         if (m && !mb->d3 && !(mb->d3 = malloc(1000 * sizeof *mb->d3))) { free(m); m = NULL; }
         for (int w = 0; m && w < 1000; w++) {
-            int32_t node = b->l1['0' + w / 100].node;
             mb->d3[w].tok[0] = b->l1['0' + w / 100].tok;
             mb->d3[w].tok[1] = mb->d3[w].tok[2] = mb->d3[w].node = -1;
-            node = b->l2[('0' + w / 100) << 8 | ('0' + w / 10 % 10)];
+            int32_t node = b->l2[('0' + w / 100) << 8 | ('0' + w / 10 % 10)];
             if (node < 0) continue;
             mb->d3[w].tok[1] = b->nd[node].tok;
-            uint32_t k0 = b->nd[node].kid >> 9, nk = b->nd[node].kid & 511;
-            for (uint32_t j = 0; j < nk; j++)
-                if (b->kbyte[k0 + j] == '0' + w % 10) {
-                    mb->d3[w].tok[2] = b->nd[k0 + j].tok;
-                    mb->d3[w].node = b->nd[k0 + j].kid & 511 ? (int32_t)(k0 + j) : -1;
-                }
+            uint32_t k0 = b->nd[node].kid >> 9;
+            int j = bt_kid_find(b->kbyte + k0, b->nd[node].kid & 511, (unsigned char)('0' + w % 10));
+            if (j < 0) continue;
+            mb->d3[w].tok[2] = b->nd[k0 + j].tok;
+            mb->d3[w].node = b->nd[k0 + j].kid & 511 ? (int32_t)(k0 + j) : -1;
         }
         __atomic_store_n(&mb->dcompat, m, __ATOMIC_RELEASE);
     }

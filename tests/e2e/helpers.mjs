@@ -70,12 +70,13 @@ export async function startServer({ args = [], dataDir = null, model = true } = 
   };
 }
 
-// What the workers of a data dir wrote to stderr (jobs/*/worker.log), for
-// failure messages: a worker that died says why there.
-export function workerLogs(data) {
+// What the workers of a data dir wrote to stderr (jobs/*/worker.log; one
+// job's if jobId is given), for failure messages: a worker that died says
+// why there.
+export function workerLogs(data, jobId = null) {
   const dir = path.join(data, 'jobs');
   if (!fs.existsSync(dir)) return '';
-  return fs.readdirSync(dir).map((id) => {
+  return (jobId ? [jobId] : fs.readdirSync(dir)).map((id) => {
     const f = path.join(dir, id, 'worker.log');
     const txt = fs.existsSync(f) ? fs.readFileSync(f, 'utf8').trim() : '';
     return txt ? `${id}/worker.log: ${txt}` : '';

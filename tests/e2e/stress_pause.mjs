@@ -17,7 +17,7 @@
 // (cmd_worker.c's crash handler).
 import fs from 'node:fs';
 import OpenAI from 'openai7';
-import { startServer, TRAIN } from './helpers.mjs';
+import { startServer, TRAIN, workerLogs } from './helpers.mjs';
 const N = Number(process.env.N || 100);
 const srv = await startServer();
 const client = new OpenAI({ apiKey: srv.key, baseURL: srv.base, maxRetries: 0 });
@@ -46,8 +46,8 @@ for (let i = 0; i < N; i++) {
   }
   if (j.status !== 'succeeded') { bad++; console.log('job', i, j.status, JSON.stringify(j.error)); }
   const jd = `${srv.data}/jobs/${job.id}`;
-  const wl = fs.existsSync(`${jd}/worker.log`) ? fs.readFileSync(`${jd}/worker.log`, 'utf8').trim() : '';
-  if (wl) console.log('job', i, 'worker.log:', wl.slice(0, 3000));
+  const wl = workerLogs(srv.data, job.id);
+  if (wl) console.log('job', i, wl.slice(0, 3000));
   for (const f of fs.readdirSync(jd)) if (f.startsWith('ckpt-') || f.endsWith('.safetensors')) fs.rmSync(`${jd}/${f}`, { recursive: true, force: true });
   if (j.fine_tuned_model) fs.rmSync(`${srv.data}/models/${j.fine_tuned_model}`, { recursive: true, force: true });
 }

@@ -175,6 +175,20 @@ static void test_three_byte_pieces(void)
     CHECK(n > 200000);
 }
 
+/* fills s[0..n) from the first m bytes of alpha (NULL: any byte), by the
+ * seeded LCG every generated piece of these tests uses */
+static void fill_random(unsigned char *s, size_t n, const char *alpha, unsigned m, uint32_t *seed)
+{
+    for (size_t i = 0; i < n; i++) {
+        *seed = *seed * 1664525u + 1013904223u;
+        unsigned r = *seed >> 24;
+        s[i] = alpha ? (unsigned char)alpha[r % m] : (unsigned char)r;
+    }
+}
+
+static const char LETTERS[] = "abcdefghijklmnopqrstuvwxyz";
+static const char TEXTLIKE[] = "etaoinshrdlucmfwypvbgkqjxzETAOIN0123456789 .,'";
+
 static void test_bt_matches_heap(void)
 {
     /* the backtracking encoder (giant pieces) against the heap merge, which
@@ -188,16 +202,13 @@ static void test_bt_matches_heap(void)
     for (int it = 0; it < 200; it++) {
         /* modes 3 and 4 are digit pieces (tok_bt.c's digit-pair table),
          * 4 with a leading space and some letters among the digits */
-        int k = 2 + it % 25, mode = it % 5;
-        for (size_t i = 0; i < n; i++) {
-            seed = seed * 1664525u + 1013904223u;
-            unsigned r = seed >> 24;
-            s[i] = mode == 0 ? (unsigned char)"abcdefghijklmnopqrstuvwxyz"[r % (unsigned)k]
-                 : mode == 1 ? (unsigned char)r
-                 : mode == 2 ? (unsigned char)"etaoinshrdlucmfwypvbgkqjxzETAOIN0123456789 .,'"[r % (unsigned)(k + 20)]
-                 : mode == 3 ? (unsigned char)"0123456789"[r % (unsigned)(k < 10 ? k : 10)]
-                 : (unsigned char)"0123456789012345678901234567890123456789ae"[r % 42];
-        }
+        unsigned k = 2 + (unsigned)it % 25;
+        int mode = it % 5;
+        if (mode == 0) fill_random(s, n, LETTERS, k, &seed);
+        else if (mode == 1) fill_random(s, n, NULL, 0, &seed);
+        else if (mode == 2) fill_random(s, n, TEXTLIKE, k + 20, &seed);
+        else if (mode == 3) fill_random(s, n, "0123456789", k < 10 ? k : 10, &seed);
+        else fill_random(s, n, "0123456789012345678901234567890123456789ae", 42, &seed);
         if (mode == 4) s[0] = ' ';
         size_t na = tok_bpe_piece_alg(R, s, n, a, &sc, 1), nb = tok_bpe_piece_alg(R, s, n, b, &sc, 2);
         if (na != nb || memcmp(a, b, na * sizeof *a)) bad++;
@@ -209,14 +220,9 @@ static void test_bt_matches_heap(void)
     int *ga = malloc(big * sizeof *ga), *gb = malloc(big * sizeof *gb);
     bad = 0;
     for (int it = 0; it < 24; it++) {
-        int k = 2 + it % 25, mode = it % 3;
-        for (size_t i = 0; i < big; i++) {
-            seed = seed * 1664525u + 1013904223u;
-            unsigned r = seed >> 24;
-            g[i] = mode == 0 ? (unsigned char)"abcdefghijklmnopqrstuvwxyz"[r % (unsigned)k]
-                 : mode == 1 ? (unsigned char)r
-                 : (unsigned char)"etaoinshrdlucmfwypvbgkqjxzETAOIN0123456789 .,'"[r % (unsigned)(k + 20)];
-        }
+        unsigned k = 2 + (unsigned)it % 25;
+        int mode = it % 3;
+        fill_random(g, big, mode == 0 ? LETTERS : mode == 1 ? NULL : TEXTLIKE, mode == 0 ? k : k + 20, &seed);
         size_t na = tok_bpe_piece_alg(R, g, big, ga, &sc, 1), nb = tok_bpe_piece_alg(R, g, big, gb, &sc, 3);
         if (na != nb || memcmp(ga, gb, na * sizeof *ga)) bad++;
     }
@@ -230,25 +236,20 @@ static void test_bt_matches_heap(void)
     free(b);
 }
 
-/* fills s[0..n) from one of several alphabets (mode), seeded */
-static void fill_mode(unsigned char *s, size_t n, int mode, int k, uint32_t *seed)
+/* the alphabets of the cut and merge tests; index 4: any byte */
+static const char *const MIXED[] = {
+    LETTERS,
+    "etaoinshrdlucmfwypvbgkqjxzETAOIN0123456789.,;-_/()",
+    "qxzjkvbpwyfgmucldrhsnioate",
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghij",
+    NULL,
+};
+
+static void fill_mixed(unsigned char *s, size_t n, int mode, unsigned k, uint32_t *seed)
 {
-    static const char *const alpha[] = {
-        "abcdefghijklmnopqrstuvwxyz",
-        "etaoinshrdlucmfwypvbgkqjxzETAOIN0123456789.,;-_/()",
-        "qxzjkvbpwyfgmucldrhsnioate",
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghij",
-    };
-    for (size_t i = 0; i < n; i++) {
-        *seed = *seed * 1664525u + 1013904223u;
-        unsigned r = *seed >> 24;
-        if (mode == 4) s[i] = (unsigned char)r;
-        else {
-            const char *a = alpha[mode];
-            unsigned m = (unsigned)strlen(a), kk = (unsigned)k < m ? (unsigned)k : m;
-            s[i] = (unsigned char)a[r % kk];
-        }
-    }
+    const char *a = MIXED[mode];
+    unsigned m = a && k > strlen(a) ? (unsigned)strlen(a) : k;
+    fill_random(s, n, a, m, seed);
 }
 
 static void test_merge_small(void)
@@ -261,7 +262,7 @@ static void test_merge_small(void)
     uint32_t seed = 7;
     for (int it = 0; it < 20000; it++) {
         size_t n = 2 + (size_t)it % 31;
-        fill_mode(s, n, it % 5, 2 + it % 40, &seed);
+        fill_mixed(s, n, it % 5, 2 + (unsigned)it % 40, &seed);
         size_t nb = tok_bpe_piece_alg(R, s, n, b, &sc, 5);
         if (nb == (size_t)-2) continue;   /* no AVX-512 here: the scan is used instead */
         ran++;
@@ -286,7 +287,7 @@ static void test_cut_matches_heap(void)
     int bad = 0, ran = 0;
     for (int it = 0; it < 300; it++) {
         size_t len = 17 + (size_t)(it * 37) % (n - 17);
-        fill_mode(s, len, it % 5, 3 + it % 40, &seed);
+        fill_mixed(s, len, it % 5, 3 + (unsigned)it % 40, &seed);
         size_t nb = tok_bpe_piece_alg(R, s, len, b, &sc, 4);
         if (nb == (size_t)-2) continue;
         ran++;
