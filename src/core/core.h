@@ -57,6 +57,18 @@ int fs_rm_rf(const char *path, char *err);
 void fs_sweep_dead(const char *dir, const char *prefix);
 int fs_exists(const char *path);
 
+/* ---- stop signals (signals.c) ---- */
+/* SIGINT and SIGTERM are taken by a thread that waits for them, never by a
+ * thread that computes: oneDNN's JIT sgemm is corrupted by a handler that
+ * runs on its thread (see signals.c). Call these before starting any thread. */
+/* Block them in the calling thread and every thread it starts afterwards. */
+void core_signals_block(void);
+/* Wait for one (after core_signals_block) and return its number. */
+int core_signals_wait(void);
+/* Block them and start a thread that calls on_stop(sig) for each one that
+ * arrives, for processes whose main thread computes. 0, or -1 (no thread). */
+int core_signals_watch(void (*on_stop)(int sig));
+
 /* ---- ids and randomness for ids (id.c) ---- */
 /* Writes prefix + n random [A-Za-z0-9] chars + NUL into out (size >= strlen(prefix)+n+1).
  * Uses getrandom(2); ids are not reproducible and are not meant to be. */

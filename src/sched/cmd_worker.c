@@ -8,7 +8,8 @@
  * with one rename.
  *
  * Stopping: SIGTERM (sent by cancel, pause and server shutdown) only sets a
- * flag; should_stop then reads the job's status and answers cancel (2),
+ * flag, from a thread of its own (core_signals_watch: a handler on the
+ * training thread corrupts oneDNN's sgemm); should_stop then reads the job's status and answers cancel (2),
  * pause (1, after a checkpoint) or, when the job is still running, a
  * shutdown (1, and the exit status tells the scheduler to queue it again). */
 #include "cmds.h"
@@ -22,13 +23,14 @@
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-static volatile sig_atomic_t got_term;
-static void on_term(int sig) { (void)sig; got_term = 1; }
+static atomic_int got_term;
+static void on_term(int sig) { (void)sig; atomic_store(&got_term, 1); }
 
 /* A worker that crashes (a fault, or glibc aborting on a corrupted heap)
  * writes where it was to stderr, which is the job's worker.log: the stack
@@ -370,11 +372,10 @@ int cmd_worker(int argc, char **argv)
         return 2;
     }
     if (data) setenv("TUNERY_DATA", data, 1);   /* core_model_dir looks for fine-tuned bases there */
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_term;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
+    if (core_signals_watch(on_term)) {
+        fprintf(stderr, "tunery worker: cannot start the thread that waits for SIGTERM; out of threads or memory\n");
+        return 1;
+    }
     crash_handlers();
 
     char err[CORE_ERR_LEN];

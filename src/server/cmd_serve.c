@@ -1,6 +1,7 @@
 /* cmd_serve.c: `tunery serve`, the API server and its scheduler in one
  * process. Prints one line when ready (the URL, and the initial key when
- * the store was just created) and serves until SIGINT or SIGTERM.
+ * the store was just created) and serves until SIGINT or SIGTERM, which
+ * only the main thread takes (core_signals_wait; see core/signals.c).
  */
 #define TUNERY_SERVER_INTERNAL
 #include "cmds.h"
@@ -11,9 +12,6 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
-
-static volatile sig_atomic_t stop_requested;
-static void on_signal(int sig) { stop_requested = sig; }
 
 static void usage(FILE *f)
 {
@@ -130,11 +128,9 @@ int cmd_serve(int argc, char **argv)
         setrlimit(RLIMIT_NOFILE, &rl);
     }
     signal(SIGPIPE, SIG_IGN);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    /* before any thread starts: no thread of the server (completions run
+     * oneDNN products) takes SIGINT/SIGTERM; this one waits for them below */
+    core_signals_block();
 
     /* model names resolve against this data directory (core_model_dir),
      * here and in the workers the scheduler starts */
@@ -149,7 +145,7 @@ int cmd_serve(int argc, char **argv)
     else printf("tunery: serving http://%s:%d/v1 (data %s)\n", host, server_port(s), s->data_dir);
     fflush(stdout);
     free(key);
-    while (!stop_requested) pause();
+    core_signals_wait();
     server_stop(s);
     return 0;
 }

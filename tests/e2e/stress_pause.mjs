@@ -6,15 +6,15 @@
 // Each job is paused soon after its first step, waits for its checkpoint,
 // is resumed and must succeed; checkpoints and models are deleted as it goes,
 // so the data dir stays small (150 jobs with them kept filled 12 GB).
-// Session 6 found with it that about 1 worker in 100-300 dies early in its
-// run, as its pause arrives: glibc's "corrupted size vs. prev_size while
-// consolidating" in worker.log, or SIGBUS inside SQLite's WAL-index read
-// (a core dump, `ulimit -c unlimited` in the shell that starts it). The
-// same before that session's changes (1 in 200); none in 100 under ASan.
-// OMP_NUM_THREADS=1 in its environment (the workers inherit it) makes it 1 in
-// 11, every stack ending in oneDNN's split LM-head dinp (matmul.c:335);
-// with TUNERY_MATMUL=portable as well, none in 70. worker.log has the stack
-// (cmd_worker.c's crash handler).
+// Session 6 found with it that about 1 worker in 100-300 died early in its
+// run as its pause arrived (1 in 10 with OMP_NUM_THREADS=1): glibc's
+// "corrupted size vs. prev_size while consolidating" in worker.log, stacks
+// in oneDNN's split LM-head dinp. Session 7 found the cause: the SIGTERM
+// handler ran on the training thread inside oneDNN's JIT sgemm and its frame
+// clobbered the kernel's state. Stop signals are now taken by a thread that
+// only waits (core/signals.c): 0 in 60 with OMP_NUM_THREADS=1 (6 in 60
+// before), and tests/nn/test_signals.c checks it. worker.log has the stack
+// of any crash (cmd_worker.c's crash handler).
 import fs from 'node:fs';
 import OpenAI from 'openai7';
 import { startServer, TRAIN, workerLogs } from './helpers.mjs';
