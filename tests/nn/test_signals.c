@@ -64,6 +64,12 @@ static void test_sigterm_during_onednn_products(void)
             for (int o = 0; o < OC; o++) s += (double)dout[(size_t)rows[r] * OC + o] * w[(size_t)o * C + c];
             want[r][c] = s;
         }
+    memset(dinp, 0, sizeof(float) * N * C);
+    if (mm_backward_path(MM_ONEDNN, NN_PREC_FP32, dinp, NULL, NULL, dout, NULL, w, N, C, OC) != 0) {
+        fprintf(stderr, "  skipped: oneDNN has no JIT kernel for this product on this CPU\n");
+        free(dout); free(w); free(dinp);
+        return;
+    }
     pthread_t t;
     CHECK(pthread_create(&t, NULL, sender, NULL) == 0);
     int wrong = 0, refused = 0;
