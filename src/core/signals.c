@@ -42,10 +42,12 @@ int core_signals_wait(void)
     return sig;
 }
 
+static void (*watch_on_stop)(int);   /* set once, before the thread starts */
+
 static void *watch_main(void *arg)
 {
-    void (*on_stop)(int) = (void (*)(int))arg;
-    for (;;) on_stop(core_signals_wait());
+    (void)arg;
+    for (;;) watch_on_stop(core_signals_wait());
     return NULL;
 }
 
@@ -57,7 +59,8 @@ int core_signals_watch(void (*on_stop)(int sig))
     pthread_attr_init(&a);
     pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
     pthread_attr_setstacksize(&a, 64 * 1024);
-    int r = pthread_create(&t, &a, watch_main, (void *)on_stop);
+    watch_on_stop = on_stop;
+    int r = pthread_create(&t, &a, watch_main, NULL);
     pthread_attr_destroy(&a);
     return r == 0 ? 0 : -1;
 }

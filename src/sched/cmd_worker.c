@@ -9,9 +9,10 @@
  *
  * Stopping: SIGTERM (sent by cancel, pause and server shutdown) only sets a
  * flag, from a thread of its own (core_signals_watch: a handler on the
- * training thread corrupts oneDNN's sgemm); should_stop then reads the job's status and answers cancel (2),
- * pause (1, after a checkpoint) or, when the job is still running, a
- * shutdown (1, and the exit status tells the scheduler to queue it again). */
+ * training thread corrupts oneDNN's sgemm); should_stop then reads the
+ * job's status and answers cancel (2), pause (1, after a checkpoint) or,
+ * when the job is still running, a shutdown (1, and the exit status tells
+ * the scheduler to queue it again). */
 #include "cmds.h"
 #include "sched/sched.h"
 #include "sched/sched_int.h"
